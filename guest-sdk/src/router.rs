@@ -1,0 +1,220 @@
+use http::Method;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::{Error, IntoResponse, Request, Response, Service};
+
+type Handler = Box<dyn Fn(Request, Params) -> Pin<Box<dyn Future<Output = Response>>>>;
+
+/// Routes requests by method and path to handlers.
+///
+/// Patterns are paths whose segments may be `{name}` (one segment, read with
+/// [`Params::get`]) or, last, `{*name}` (the rest of the path). A path that
+/// matches no pattern is a 404; one that matches with another method is a 405
+/// with an `Allow` header.
+///
+/// When Berth mounts a service under a route prefix (say `/shop`), the router
+/// matches the path after the prefix, so the same component works at any
+/// prefix, and at `/` under `wasmtime serve`.
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<(Method, Vec<Segment>, Handler)>,
+}
+
+enum Segment {
+    Literal(String),
+    Param(String),
+    Rest(String),
+}
+
+/// Values captured from the path by `{name}` segments.
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// The raw (still percent-encoded) value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A parameter parsed into `T`; a 400 naming the parameter if it does not
+    /// parse.
+    pub fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<T, Error>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self
+            .get(name)
+            .ok_or_else(|| Error::internal(format!("route has no parameter `{name}`")))?;
+        raw.parse()
+            .map_err(|e| Error::bad_request(format!("invalid `{name}` in path (`{raw}`): {e}")))
+    }
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a handler for `method` and `pattern`.
+    pub fn route<F, Fut, R>(mut self, method: Method, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Request, Params) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: IntoResponse,
+    {
+        let handler: Handler = Box::new(move |request, params| {
+            let future = handler(request, params);
+            Box::pin(async move { future.await.into_response() })
+        });
+        self.routes.push((method, parse_pattern(pattern), handler));
+        self
+    }
+
+    pub fn get<F, Fut, R>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Request, Params) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::GET, pattern, handler)
+    }
+
+    pub fn post<F, Fut, R>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Request, Params) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::POST, pattern, handler)
+    }
+
+    pub fn put<F, Fut, R>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Request, Params) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::PUT, pattern, handler)
+    }
+
+    pub fn delete<F, Fut, R>(self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(Request, Params) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: IntoResponse,
+    {
+        self.route(Method::DELETE, pattern, handler)
+    }
+
+    async fn dispatch(&self, request: Request) -> Response {
+        let path = routing_path(&request);
+        let mut allowed: Vec<&str> = Vec::new();
+        for (method, pattern, handler) in &self.routes {
+            if let Some(params) = match_path(pattern, &path) {
+                if method == request.method() {
+                    return handler(request, params).await;
+                }
+                allowed.push(method.as_str());
+            }
+        }
+        if allowed.is_empty() {
+            return Error::not_found(format!("no route for {path}")).into_response();
+        }
+        let mut response = Error::new(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} is not allowed on {path}", request.method()),
+        )
+        .into_response();
+        if let Ok(allow) = http::HeaderValue::from_str(&allowed.join(", ")) {
+            response.headers_mut().insert(http::header::ALLOW, allow);
+        }
+        response
+    }
+}
+
+impl Service for Router {
+    async fn call(&self, request: Request) -> Response {
+        self.dispatch(request).await
+    }
+}
+
+/// The path to route on: after Berth's route prefix when there is one.
+fn routing_path(request: &Request) -> String {
+    request
+        .headers()
+        .get("x-berth-path-info")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| request.uri().path().to_string())
+}
+
+fn parse_pattern(pattern: &str) -> Vec<Segment> {
+    pattern
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => match name.strip_prefix('*') {
+                    Some(rest) => Segment::Rest(rest.to_string()),
+                    None => Segment::Param(name.to_string()),
+                },
+                None => Segment::Literal(s.to_string()),
+            },
+        )
+        .collect()
+}
+
+fn match_path(pattern: &[Segment], path: &str) -> Option<Params> {
+    let mut parts = path.split('/').filter(|s| !s.is_empty());
+    let mut params = Vec::new();
+    for (i, segment) in pattern.iter().enumerate() {
+        match segment {
+            Segment::Rest(name) => {
+                let rest: Vec<&str> = parts.by_ref().collect();
+                params.push((name.clone(), rest.join("/")));
+                return (i == pattern.len() - 1).then_some(Params(params));
+            }
+            Segment::Literal(lit) => {
+                if parts.next()? != lit {
+                    return None;
+                }
+            }
+            Segment::Param(name) => params.push((name.clone(), parts.next()?.to_string())),
+        }
+    }
+    parts.next().is_none().then_some(Params(params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_literals_params_and_rest() {
+        let p = parse_pattern("/items/{id}");
+        assert_eq!(
+            match_path(&p, "/items/42").and_then(|m| m.get("id").map(String::from)),
+            Some("42".into())
+        );
+        assert!(match_path(&p, "/items").is_none());
+        assert!(match_path(&p, "/items/42/x").is_none());
+        let rest = parse_pattern("/files/{*path}");
+        let m = match_path(&rest, "/files/a/b.txt");
+        assert_eq!(
+            m.and_then(|m| m.get("path").map(String::from)),
+            Some("a/b.txt".into())
+        );
+        assert!(match_path(&parse_pattern("/"), "/").is_some());
+    }
+
+    #[test]
+    fn params_parse_with_a_clear_error() {
+        let params = Params(vec![("id".into(), "abc".into())]);
+        let err = params.parse::<u32>("id").err();
+        assert_eq!(err.map(|e| e.status()), Some(http::StatusCode::BAD_REQUEST));
+    }
+}

@@ -1,0 +1,210 @@
+//! Outgoing HTTP requests from guests, and the allow-list that gates them.
+
+use http_body_util::BodyExt;
+use std::{fmt, str::FromStr, sync::Arc};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// One allowed destination: `host`, `host:port`, `*.domain` or `*` (any host;
+/// meant for development), optionally with a scheme (`https://api.example.com`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    scheme: Option<String>,
+    host: HostPattern,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Any,
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`, matches subdomains only.
+    Suffix(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid allowed outbound host `{0}`: {1}")]
+pub struct AllowedHostError(String, &'static str);
+
+impl FromStr for AllowedHost {
+    type Err = AllowedHostError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why| AllowedHostError(s.to_string(), why);
+        let (scheme, rest) = match s.split_once("://") {
+            Some((scheme, rest)) if scheme == "http" || scheme == "https" => {
+                (Some(scheme.to_string()), rest)
+            }
+            Some(_) => return Err(bad("the scheme must be http or https")),
+            None => (None, s),
+        };
+        if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+            return Err(bad("expected host, host:port or *.domain, without a path"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| bad("the port must be a number from 0 to 65535"))?;
+                (host, Some(port))
+            }
+            _ => (rest, None),
+        };
+        let host = host.to_ascii_lowercase();
+        let host = if host == "*" {
+            HostPattern::Any
+        } else if let Some(domain) = host.strip_prefix("*.") {
+            if domain.is_empty() || domain.contains('*') {
+                return Err(bad("a wildcard must look like *.example.com"));
+            }
+            HostPattern::Suffix(format!(".{domain}"))
+        } else if host.contains('*') {
+            return Err(bad("a wildcard must look like *.example.com"));
+        } else {
+            HostPattern::Exact(host)
+        };
+        Ok(AllowedHost { scheme, host, port })
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(scheme) = &self.scheme {
+            write!(f, "{scheme}://")?;
+        }
+        match &self.host {
+            HostPattern::Any => write!(f, "*")?,
+            HostPattern::Exact(h) => write!(f, "{h}")?,
+            HostPattern::Suffix(d) => write!(f, "*{d}")?,
+        }
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        Ok(())
+    }
+}
+
+impl AllowedHost {
+    fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let scheme_ok = self.scheme.as_deref().is_none_or(|s| s == scheme);
+        let port_ok = self.port.is_none_or(|p| p == port);
+        let host_ok = match &self.host {
+            HostPattern::Any => true,
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(d) => host.ends_with(d.as_str()),
+        };
+        scheme_ok && port_ok && host_ok
+    }
+}
+
+/// The destinations one service may call. Empty means none: outbound HTTP is
+/// denied by default.
+#[derive(Debug, Clone, Default)]
+pub struct OutboundPolicy {
+    allowed: Vec<AllowedHost>,
+}
+
+impl OutboundPolicy {
+    pub fn new(allowed: Vec<AllowedHost>) -> Self {
+        Self { allowed }
+    }
+
+    pub fn allowed(&self) -> &[AllowedHost] {
+        &self.allowed
+    }
+
+    /// Whether a request to this URI may leave the host.
+    pub fn permits(&self, uri: &http::Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        self.allowed.iter().any(|a| a.allows(scheme, &host, port))
+    }
+}
+
+/// The per-request hooks wasmtime-wasi-http consults: here, only where an
+/// outgoing request may go.
+pub struct OutboundHooks {
+    pub policy: Arc<OutboundPolicy>,
+    pub service: Arc<str>,
+    pub request_id: Arc<str>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        if !self.policy.permits(request.uri()) {
+            tracing::warn!(
+                service = %self.service,
+                request_id = %self.request_id,
+                uri = %request.uri(),
+                "outbound request denied: destination not in allowed_outbound_hosts"
+            );
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        tracing::debug!(service = %self.service, request_id = %self.request_id, uri = %request.uri(), "outbound request");
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let response = response.map(BodyExt::boxed_unsync);
+            Ok((
+                response,
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(entries: &[&str]) -> OutboundPolicy {
+        OutboundPolicy::new(entries.iter().filter_map(|e| e.parse().ok()).collect())
+    }
+
+    #[test]
+    fn denies_by_default() {
+        let uri: http::Uri = "http://example.com/".parse().unwrap();
+        assert!(!OutboundPolicy::default().permits(&uri));
+    }
+
+    #[test]
+    fn matches_host_port_and_scheme() {
+        let p = policy(&["127.0.0.1:9000", "*.example.com", "https://api.test"]);
+        let ok = |u: &str| p.permits(&u.parse::<http::Uri>().unwrap());
+        assert!(ok("http://127.0.0.1:9000/x"));
+        assert!(!ok("http://127.0.0.1:9001/x"));
+        assert!(ok("https://a.example.com/"));
+        assert!(!ok("https://example.com/"));
+        assert!(!ok("https://evilexample.com/"));
+        assert!(ok("https://api.test/"));
+        assert!(!ok("http://api.test/"));
+    }
+
+    #[test]
+    fn rejects_malformed_entries() {
+        assert!("ftp://x".parse::<AllowedHost>().is_err());
+        assert!("host/path".parse::<AllowedHost>().is_err());
+        assert!("a.*.com".parse::<AllowedHost>().is_err());
+        assert!("host:99999".parse::<AllowedHost>().is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! One module per subcommand, plus what they share.
+
+pub mod serve;
+pub mod up;
+
+use anyhow::Context;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth::host::{Host, HostSettings, LoadedService};
+use berth::server::FrontDoor;
+use berth::units::DurationSpec;
+
+/// Flags every serving command shares.
+#[derive(clap::Args, Clone)]
+pub struct HostFlags {
+    /// Directory for Berth's state and its compile cache.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "./berth-data",
+        env = "BERTH_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// Most instances alive at once across all services (the pooling
+    /// allocator's size); requests past it are answered with 503.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_instances: u32,
+    /// Time a client has to send its request head (slowloris protection).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub header_read_timeout: DurationSpec,
+    /// Time open connections get to finish on shutdown.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub drain_timeout: DurationSpec,
+}
+
+impl HostFlags {
+    pub fn host(&self) -> anyhow::Result<Arc<Host>> {
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
+        Ok(Host::new(&HostSettings {
+            data_dir: self.data_dir.clone(),
+            max_instances: self.max_instances,
+        })?)
+    }
+
+    pub fn front_door(&self) -> FrontDoor {
+        FrontDoor {
+            header_read_timeout: self.header_read_timeout.0,
+            ..FrontDoor::default()
+        }
+    }
+}
+
+/// Binds, prints the addresses, and serves until Ctrl-C or SIGTERM.
+pub fn run_data_plane(
+    host: Arc<Host>,
+    listen: SocketAddr,
+    flags: &HostFlags,
+    services: &[LoadedService],
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berth-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    let front = flags.front_door();
+    let drain = flags.drain_timeout.0;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        print_addresses(addr, services);
+        berth::server::serve(listener, host, front, shutdown_signal(), drain).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // Guest tasks still streaming are cut off here rather than holding the
+    // process open.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn print_addresses(addr: SocketAddr, services: &[LoadedService]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "berth data plane listening on http://{addr}");
+    for service in services {
+        let _ = writeln!(
+            out,
+            "  {:<16} http://{addr}{}  ({})",
+            service.name, service.route, service.digest
+        );
+    }
+    let _ = out.flush();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

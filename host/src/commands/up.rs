@@ -1,0 +1,75 @@
+//! `berth up`: serve one component at `/`, for development.
+
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use berth::config::ServiceSpec;
+use berth::limits::Limits;
+use berth::outbound::{AllowedHost, OutboundPolicy};
+
+use super::HostFlags;
+
+/// Serve one component at `/` (development mode).
+#[derive(clap::Args)]
+pub struct UpCommand {
+    /// The component to serve (built for wasm32-wasip2).
+    #[arg(value_name = "COMPONENT.wasm")]
+    component: PathBuf,
+    /// Address to listen on; port 0 picks a free port and prints it.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        env = "BERTH_LISTEN"
+    )]
+    listen: SocketAddr,
+    /// A destination the component may call (host, host:port or *.domain);
+    /// repeat for more. Outbound HTTP is denied otherwise.
+    #[arg(long = "allow-outbound", value_name = "HOST")]
+    allow_outbound: Vec<AllowedHost>,
+    #[command(flatten)]
+    host: HostFlags,
+}
+
+impl UpCommand {
+    pub fn execute(self) -> anyhow::Result<()> {
+        if !self.component.is_file() {
+            anyhow::bail!("{} is not a file", self.component.display());
+        }
+        let name = self
+            .component
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(service_name)
+            .context("the component's file name is not valid UTF-8")?;
+        let spec = ServiceSpec {
+            name,
+            component: self.component.clone(),
+            route: "/".into(),
+            limits: Limits::default(),
+            outbound: OutboundPolicy::new(self.allow_outbound.clone()),
+            declared_at: self.component.display().to_string(),
+        };
+        let host = self.host.host()?;
+        let loaded = host.load_services(&[spec])?;
+        super::run_data_plane(host, self.listen, &self.host, &loaded)
+    }
+}
+
+/// A service name from a file name: lowercase, other characters as dashes.
+fn service_name(stem: &str) -> String {
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    let name = name.trim_matches('-').to_string();
+    if name.is_empty() { "app".into() } else { name }
+}

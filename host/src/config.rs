@@ -1,0 +1,275 @@
+//! `berth.toml`: the declarative way to run services on one host.
+//!
+//! ```toml
+//! [[service]]
+//! name = "hello"
+//! component = "components/target/wasm32-wasip2/release/hello.wasm"
+//! route = "/hello"
+//! allowed_outbound_hosts = ["api.example.com", "127.0.0.1:9000"]
+//!
+//! [service.limits]
+//! memory = "64MiB"
+//! cpu_time = "500ms"
+//! ```
+//!
+//! Every problem is reported with the file and line at fault, before the host
+//! binds any socket.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+use crate::limits::{Limits, LimitsSpec};
+use crate::outbound::{AllowedHost, OutboundPolicy};
+
+/// A config file that could not be used, with the place at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// One service, ready to load: names checked, limits resolved, the component
+/// path made absolute.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub component: PathBuf,
+    pub route: String,
+    pub limits: Limits,
+    pub outbound: OutboundPolicy,
+    /// Where this service is declared (`file:line`), for errors found later,
+    /// such as a component that fails to compile.
+    pub declared_at: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    component: Spanned<String>,
+    #[serde(default)]
+    route: Option<Spanned<String>>,
+    #[serde(default)]
+    limits: LimitsSpec,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<Spanned<String>>,
+}
+
+/// Reads and checks a config file.
+pub fn load(path: &Path) -> Result<Vec<ServiceSpec>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, path, base)
+}
+
+/// Parses config text; `path` names it in errors and `base` anchors relative
+/// component paths.
+pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, ConfigError> {
+    let invalid = |offset: usize, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: line_of(text, offset),
+        message,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        invalid(offset, e.message().to_string())
+    })?;
+    if raw.service.is_empty() {
+        return Err(invalid(
+            0,
+            "no services declared: add at least one [[service]] table".into(),
+        ));
+    }
+
+    let mut specs: Vec<ServiceSpec> = Vec::with_capacity(raw.service.len());
+    for entry in raw.service {
+        let at = entry.span().start;
+        let raw = entry.into_inner();
+
+        let name = raw.name.get_ref();
+        validate_name(name).map_err(|m| invalid(raw.name.span().start, m))?;
+        if specs.iter().any(|s| &s.name == name) {
+            return Err(invalid(
+                raw.name.span().start,
+                format!("service `{name}` is declared twice"),
+            ));
+        }
+
+        let route = match &raw.route {
+            Some(r) => normalize_route(r.get_ref()).map_err(|m| invalid(r.span().start, m))?,
+            None => format!("/{name}"),
+        };
+        if let Some(other) = specs.iter().find(|s| s.route == route) {
+            let offset = raw.route.as_ref().map_or(at, |r| r.span().start);
+            return Err(invalid(
+                offset,
+                format!(
+                    "route `{route}` is already taken by service `{}`",
+                    other.name
+                ),
+            ));
+        }
+
+        let component = base.join(raw.component.get_ref());
+        if !component.is_file() {
+            return Err(invalid(
+                raw.component.span().start,
+                format!(
+                    "component file {} does not exist (build the examples with `make components`)",
+                    component.display()
+                ),
+            ));
+        }
+
+        let mut allowed = Vec::with_capacity(raw.allowed_outbound_hosts.len());
+        for host in &raw.allowed_outbound_hosts {
+            let parsed = host
+                .get_ref()
+                .parse::<AllowedHost>()
+                .map_err(|e| invalid(host.span().start, e.to_string()))?;
+            allowed.push(parsed);
+        }
+
+        specs.push(ServiceSpec {
+            name: name.clone(),
+            component,
+            route,
+            limits: raw.limits.apply_to(Limits::default()),
+            outbound: OutboundPolicy::new(allowed),
+            declared_at: format!("{}:{}", path.display(), line_of(text, at)),
+        });
+    }
+    Ok(specs)
+}
+
+/// Tenant and service names: `[a-z0-9][a-z0-9-]{0,62}`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if first_ok && rest_ok && name.len() <= 63 {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid name `{name}`: use 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit"
+        ))
+    }
+}
+
+/// Routes are path prefixes: they start with `/` and carry no trailing `/`
+/// (except the root route itself), no query and no empty segments.
+pub fn normalize_route(route: &str) -> Result<String, String> {
+    if !route.starts_with('/') {
+        return Err(format!("route `{route}` must start with `/`"));
+    }
+    if route.contains(['?', '#', ' ']) || route.contains("//") {
+        return Err(format!(
+            "route `{route}` must be a plain path prefix, without `?`, `#`, spaces or empty segments"
+        ));
+    }
+    let trimmed = route.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_in(dir: &Path, text: &str) -> Result<Vec<ServiceSpec>, ConfigError> {
+        parse(text, Path::new("berth.toml"), dir)
+    }
+
+    fn error_line(r: Result<Vec<ServiceSpec>, ConfigError>) -> (usize, String) {
+        match r {
+            Err(ConfigError::Invalid { line, message, .. }) => (line, message),
+            other => (
+                0,
+                format!("expected an invalid-config error, got {other:?}"),
+            ),
+        }
+    }
+
+    #[test]
+    fn reports_the_line_of_a_bad_value() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        std::fs::write(dir.path().join("a.wasm"), b"").unwrap_or_default();
+        let text = "[[service]]\nname = \"a\"\ncomponent = \"a.wasm\"\n[service.limits]\nmemory = \"lots\"\n";
+        let (line, message) = error_line(parse_in(dir.path(), text));
+        assert_eq!(line, 5, "{message}");
+        assert!(message.contains("lots"), "{message}");
+    }
+
+    #[test]
+    fn rejects_duplicate_routes_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        std::fs::write(dir.path().join("a.wasm"), b"").unwrap_or_default();
+        let text = "[[service]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroute = \"/x\"\n\n[[service]]\nname = \"b\"\ncomponent = \"a.wasm\"\nroute = \"/x/\"\n";
+        let (line, message) = error_line(parse_in(dir.path(), text));
+        assert_eq!(line, 9, "{message}");
+        assert!(message.contains("already taken"), "{message}");
+
+        let (line, message) = error_line(parse_in(
+            dir.path(),
+            "[[service]]\nname = \"a\"\ncomponent = \"missing.wasm\"\n",
+        ));
+        assert_eq!(line, 3, "{message}");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_names() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let (line, message) = error_line(parse_in(
+            dir.path(),
+            "[[service]]\nname = \"a\"\ncomponent = \"a.wasm\"\nroutes = \"/\"\n",
+        ));
+        assert_eq!(line, 4, "{message}");
+        let (line, _) = error_line(parse_in(
+            dir.path(),
+            "[[service]]\nname = \"Bad_Name\"\ncomponent = \"a.wasm\"\n",
+        ));
+        assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn routes_are_normalized() {
+        assert_eq!(normalize_route("/api/"), Ok("/api".to_string()));
+        assert_eq!(normalize_route("/"), Ok("/".to_string()));
+        assert!(normalize_route("api").is_err());
+        assert!(normalize_route("/a//b").is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! The one wasmtime [`Engine`] of a host: its configuration (pooling
+//! allocator, copy-on-write memory images, epoch interruption), the ticker
+//! thread that drives epochs, and the on-disk compile cache.
+
+use sha2::{Digest as _, Sha256};
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::limits::EPOCH_TICK;
+
+/// Why the engine could not start or a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot configure the wasmtime engine: {0}")]
+    Config(String),
+    #[error("cannot use the compile cache at {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    NotAComponent(&'static str),
+    #[error("component failed to compile: {0}")]
+    Compile(String),
+}
+
+/// Engine-wide settings, fixed for the life of the host.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Where compiled artifacts are kept between runs.
+    pub cache_dir: PathBuf,
+    /// Instances that may exist at once across all services; the pooling
+    /// allocator reserves address space for this many up front.
+    pub max_instances: u32,
+}
+
+/// A content digest, `sha256:<hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ContentDigest(String);
+
+impl ContentDigest {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    fn hex(&self) -> &str {
+        self.0.trim_start_matches("sha256:")
+    }
+}
+
+impl std::fmt::Display for ContentDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a component came to be ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Read from the compile cache: no compilation happened.
+    Hit,
+    /// Compiled now, and written to the cache for next time.
+    Compiled,
+}
+
+/// A compiled component and where it came from.
+pub struct LoadedComponent {
+    pub component: Component,
+    pub digest: ContentDigest,
+    pub outcome: CacheOutcome,
+}
+
+/// The host's engine, with its epoch ticker and compile cache.
+pub struct BerthEngine {
+    engine: Engine,
+    cache_dir: PathBuf,
+    /// Changes whenever compiled code would not be loadable by this engine
+    /// (another wasmtime version or other settings), so old artifacts are
+    /// never even looked at.
+    compat_key: String,
+    pooling: bool,
+    _ticker: EpochTicker,
+}
+
+impl BerthEngine {
+    pub fn new(settings: &EngineSettings) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(&settings.cache_dir).map_err(|source| EngineError::Cache {
+            path: settings.cache_dir.clone(),
+            source,
+        })?;
+
+        let pooling = pooling_is_available();
+        let mut config = base_config();
+        if pooling {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+                settings.max_instances,
+            )));
+        } else {
+            tracing::warn!(
+                "cannot reserve address space for the pooling allocator; \
+                 falling back to on-demand allocation (slower instantiation)"
+            );
+        }
+        let engine = Engine::new(&config).map_err(|e| EngineError::Config(e.to_string()))?;
+        let compat_key = compatibility_key(&engine);
+        tracing::info!(
+            pooling,
+            max_instances = settings.max_instances,
+            "engine ready"
+        );
+        Ok(Self {
+            _ticker: EpochTicker::spawn(engine.clone()),
+            engine,
+            cache_dir: settings.cache_dir.clone(),
+            compat_key,
+            pooling,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub fn uses_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Compiles a component, or loads it from the compile cache when this
+    /// engine compiled the same bytes before.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, EngineError> {
+        check_component_header(bytes)?;
+        let digest = ContentDigest::of(bytes);
+        let artifact = self
+            .cache_dir
+            .join(format!("{}-{}.cwasm", digest.hex(), self.compat_key));
+
+        if artifact.is_file() {
+            match self.deserialize(&artifact) {
+                Ok(component) => {
+                    tracing::info!(%digest, cache = "hit", "component loaded from compile cache");
+                    return Ok(LoadedComponent {
+                        component,
+                        digest,
+                        outcome: CacheOutcome::Hit,
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%digest, %error, "ignoring unusable compile cache entry");
+                }
+            }
+        }
+
+        let started = Instant::now();
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        let compiled = component
+            .serialize()
+            .map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        write_atomically(&artifact, &compiled).map_err(|source| EngineError::Cache {
+            path: artifact.clone(),
+            source,
+        })?;
+        tracing::info!(
+            %digest,
+            cache = "miss",
+            compile_ms = started.elapsed().as_millis() as u64,
+            "component compiled"
+        );
+        Ok(LoadedComponent {
+            component,
+            digest,
+            outcome: CacheOutcome::Compiled,
+        })
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize(&self, artifact: &Path) -> Result<Component, wasmtime::Error> {
+        // SAFETY: `deserialize_file` trusts the file to be machine code that
+        // wasmtime produced. This one is: Berth wrote it itself, from
+        // `Component::serialize`, into its own data directory, by an atomic
+        // rename, under a name that carries this engine's compatibility key;
+        // wasmtime also checks the header against the engine before use. The
+        // data directory is as trusted as the `berth` binary itself.
+        unsafe { Component::deserialize_file(&self.engine, artifact) }
+    }
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    config.parallel_compilation(true);
+    config
+}
+
+fn pooling_config(max_instances: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(max_instances);
+    // A component built by today's toolchains holds a handful of core
+    // instances (the program and its adapter shims), each with its memory
+    // and tables.
+    pool.total_core_instances(max_instances.saturating_mul(4));
+    pool.total_memories(max_instances.saturating_mul(2));
+    pool.total_tables(max_instances.saturating_mul(4));
+    pool.total_stacks(max_instances);
+    // Keeping the first pages of a slot resident skips a page fault storm on
+    // every request; memory a guest touched beyond this is still returned.
+    pool.linear_memory_keep_resident(1 << 20);
+    pool.table_keep_resident(64 << 10);
+    pool.max_unused_warm_slots(max_instances.min(100));
+    pool
+}
+
+/// The pooling allocator reserves many gigabytes of address space; some
+/// machines (39-bit address spaces, `ulimit -v`) cannot. Try a reservation of
+/// the size it would need before committing to it.
+fn pooling_is_available() -> bool {
+    use wasmtime::{Memory, MemoryType, Store};
+    const BITS_TO_TEST: u32 = 42;
+    let mut config = Config::new();
+    config.wasm_memory64(true);
+    config.memory_reservation(1 << BITS_TO_TEST);
+    let Ok(engine) = Engine::new(&config) else {
+        return false;
+    };
+    let mut store = Store::new(&engine, ());
+    let ty = MemoryType::new64(0, Some(1 << (BITS_TO_TEST - 16)));
+    Memory::new(&mut store, ty).is_ok()
+}
+
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn compatibility_key(engine: &Engine) -> String {
+    let mut hasher = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hex::encode(&hasher.0.finalize()[..8])
+}
+
+/// Refuses, with a clear reason, bytes that are not a binary component.
+fn check_component_header(bytes: &[u8]) -> Result<(), EngineError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        let text = bytes.iter().take(64).find(|b| !b.is_ascii_whitespace());
+        return Err(EngineError::NotAComponent(if text == Some(&b'(') {
+            "this is WebAssembly text; Berth needs a binary component (wasm32-wasip2)"
+        } else {
+            "not a WebAssembly binary"
+        }));
+    }
+    if bytes[4..8] != COMPONENT_VERSION {
+        return Err(EngineError::NotAComponent(
+            "this is a core WebAssembly module, not a component; build for wasm32-wasip2 \
+             (or wrap it with `wasm-tools component new`)",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a file so that readers see either nothing or all of it: a temporary
+/// file in the same directory, fsync, then rename over the final name.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
+    if let Ok(dir) = std::fs::File::open(dir) {
+        // Makes the rename itself durable; best effort where directories
+        // cannot be opened for syncing.
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`], which is what lets a
+/// running guest be paused, yielded or stopped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn spawn(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("berth-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        if thread.is_none() {
+            tracing::error!("cannot start the epoch thread: guest deadlines will not be enforced");
+        }
+        Self { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_core_modules_and_text() {
+        let core = b"\0asm\x01\0\0\0";
+        assert!(matches!(
+            check_component_header(core),
+            Err(EngineError::NotAComponent(m)) if m.contains("core")
+        ));
+        assert!(matches!(
+            check_component_header(b"(component)"),
+            Err(EngineError::NotAComponent(m)) if m.contains("text")
+        ));
+        assert!(check_component_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

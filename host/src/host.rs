@@ -1,0 +1,135 @@
+//! The core API of a Berth host: load services and route to them. The CLI,
+//! the front door and the tests all go through [`Host`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::ServiceSpec;
+use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings};
+use crate::invoke::{LinkError, ServiceVersion, WorldLinker};
+use crate::registry::Registry;
+use crate::router::{Route, RoutingTable};
+
+/// The tenant that services declared in `berth.toml` belong to.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A service that could not be loaded, with where it was declared.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error("{at}: service `{service}`: cannot read {path}: {source}")]
+    ReadComponent {
+        at: String,
+        service: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{at}: service `{service}`: {source}")]
+    Load {
+        at: String,
+        service: String,
+        source: Box<HostError>,
+    },
+}
+
+/// Settings fixed for the life of a host.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    pub data_dir: PathBuf,
+    pub max_instances: u32,
+}
+
+/// What loading one service did.
+#[derive(Debug, Clone)]
+pub struct LoadedService {
+    pub name: String,
+    pub route: String,
+    pub digest: String,
+    pub cache: CacheOutcome,
+}
+
+pub struct Host {
+    engine: BerthEngine,
+    linker: WorldLinker,
+    registry: Registry,
+}
+
+impl Host {
+    pub fn new(settings: &HostSettings) -> Result<Arc<Self>, HostError> {
+        let engine = BerthEngine::new(&EngineSettings {
+            cache_dir: settings.data_dir.join("compiled"),
+            max_instances: settings.max_instances,
+        })?;
+        let linker = WorldLinker::new(engine.engine())?;
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            registry: Registry::default(),
+        }))
+    }
+
+    pub fn engine(&self) -> &wasmtime::Engine {
+        self.engine.engine()
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Loads every service (from the compile cache where possible) and then
+    /// swaps them all in at once; on any error nothing changes.
+    pub fn load_services(&self, specs: &[ServiceSpec]) -> Result<Vec<LoadedService>, HostError> {
+        let mut routes = Vec::with_capacity(specs.len());
+        let mut loaded = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let wrap = |source: HostError| HostError::Load {
+                at: spec.declared_at.clone(),
+                service: spec.name.clone(),
+                source: Box::new(source),
+            };
+            let bytes =
+                std::fs::read(&spec.component).map_err(|source| HostError::ReadComponent {
+                    at: spec.declared_at.clone(),
+                    service: spec.name.clone(),
+                    path: spec.component.clone(),
+                    source,
+                })?;
+            let component = self.engine.load(&bytes).map_err(|e| wrap(e.into()))?;
+            let pre = self
+                .linker
+                .prepare(&component.component)
+                .map_err(|e| wrap(e.into()))?;
+            let digest = component.digest.to_string();
+            let version = Arc::new(ServiceVersion {
+                tenant: Arc::from(DEFAULT_TENANT),
+                service: Arc::from(spec.name.as_str()),
+                version: Arc::from(short_digest(&digest)),
+                digest: digest.clone(),
+                limits: spec.limits,
+                outbound: Arc::new(spec.outbound.clone()),
+                pre,
+            });
+            routes.push(Route {
+                prefix: spec.route.clone(),
+                version,
+            });
+            loaded.push(LoadedService {
+                name: spec.name.clone(),
+                route: spec.route.clone(),
+                digest,
+                cache: component.outcome,
+            });
+        }
+        self.registry.replace(RoutingTable::new(routes));
+        Ok(loaded)
+    }
+}
+
+/// Services loaded from files have no label; they are known by a short digest.
+fn short_digest(digest: &str) -> String {
+    let hex = digest.trim_start_matches("sha256:");
+    format!("sha256:{}", &hex[..hex.len().min(12)])
+}

@@ -1,0 +1,363 @@
+//! One request in one fresh instance: build the `Store`, instantiate from the
+//! service version's pre-instance, call `wasi:http/incoming-handler.handle`,
+//! and turn what happens into a streamed response or a [`RequestError`].
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tracing::Instrument;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
+use crate::capabilities::stdio::{GuestIdentity, GuestLog, Stdio};
+use crate::error::RequestError;
+use crate::limits::{InstanceMemoryLimiter, Limits};
+
+/// The body of every response the data plane sends.
+pub type ResponseBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
+
+/// Everything one instance owns, dropped with it at the end of the request.
+pub struct HostState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+    limiter: InstanceMemoryLimiter,
+    /// Epoch ticks this request has spent running guest code.
+    cpu_ticks: u64,
+    cpu_budget_ticks: u64,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// A component could not be linked against Berth's world.
+#[derive(Debug, thiserror::Error)]
+#[error("component cannot run on Berth: {0}")]
+pub struct LinkError(String);
+
+/// The linker for Berth's world, built once per host: WASI 0.2 (with no
+/// filesystem, environment or network granted) and `wasi:http`.
+pub struct WorldLinker {
+    linker: Linker<HostState>,
+}
+
+impl WorldLinker {
+    pub fn new(engine: &Engine) -> Result<Self, LinkError> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| LinkError(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| LinkError(format!("{e:#}")))?;
+        Ok(Self { linker })
+    }
+
+    /// Links a component once, so that each request only instantiates it.
+    pub fn prepare(&self, component: &Component) -> Result<ProxyPre<HostState>, LinkError> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| LinkError(format!("{e:#}")))?;
+        ProxyPre::new(pre).map_err(|_| {
+            LinkError("it does not export wasi:http/incoming-handler@0.2.x".to_string())
+        })
+    }
+}
+
+/// One deployed version of one service, ready to serve.
+pub struct ServiceVersion {
+    pub tenant: Arc<str>,
+    pub service: Arc<str>,
+    pub version: Arc<str>,
+    pub digest: String,
+    pub limits: Limits,
+    pub outbound: Arc<OutboundPolicy>,
+    pub pre: ProxyPre<HostState>,
+}
+
+/// A request's body, cut off with an error once it passes the service's
+/// limit; the flag tells the invoker to answer 413.
+struct LimitedBody<B> {
+    inner: B,
+    remaining: u64,
+    limit: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<B> Body for LimitedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > self.remaining {
+                        self.exceeded.store(true, Ordering::Relaxed);
+                        let limit = self.limit;
+                        return Poll::Ready(Some(Err(
+                            wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+                        )));
+                    }
+                    self.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            other => other.map(|_| None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The part of a request's handling that outlives the response head: the
+/// guest keeps running while it streams the body.
+#[derive(Debug)]
+enum GuestOutcome {
+    Finished,
+    Failed(RequestError),
+}
+
+/// Checks the request's headers against the service's limits.
+pub fn check_headers(headers: &http::HeaderMap, limits: &Limits) -> Result<(), RequestError> {
+    let count = headers.len();
+    if count > limits.max_headers {
+        return Err(RequestError::TooManyHeaders {
+            count,
+            limit: limits.max_headers,
+        });
+    }
+    let size: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if size > limits.header_bytes {
+        return Err(RequestError::HeadersTooLarge {
+            size,
+            limit: limits.header_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Runs one request in a fresh instance of `version`.
+pub async fn invoke<B>(
+    engine: &Engine,
+    version: &Arc<ServiceVersion>,
+    request: http::Request<B>,
+    request_id: Arc<str>,
+) -> Result<http::Response<ResponseBody>, RequestError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let limits = version.limits;
+    check_headers(request.headers(), &limits)?;
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.request_body_bytes) {
+        return Err(RequestError::BodyTooLarge {
+            limit_bytes: limits.request_body_bytes,
+        });
+    }
+
+    let started = Instant::now();
+    let mut store = new_store(engine, version, &request_id);
+    let proxy = match version.pre.instantiate_async(&mut store).await {
+        Ok(proxy) => proxy,
+        Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
+            return Err(RequestError::PoolExhausted);
+        }
+        Err(e) => {
+            let error = classify_failure(&e, &store, &limits);
+            tracing::warn!(error = %format!("{e:#}"), "instantiation failed");
+            return Err(match error {
+                RequestError::GuestTrap => RequestError::Instantiate,
+                other => other,
+            });
+        }
+    };
+
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let request = request.map(|inner| LimitedBody {
+        inner,
+        remaining: limits.request_body_bytes,
+        limit: limits.request_body_bytes,
+        exceeded: Arc::clone(&exceeded),
+    });
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let (guest_request, outparam) = {
+        let mut http = store.data_mut().http();
+        let guest_request = http
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|_| RequestError::BadRequest("missing Host header"))?;
+        let outparam = http
+            .new_response_outparam(sender)
+            .map_err(|_| RequestError::Instantiate)?;
+        (guest_request, outparam)
+    };
+
+    let wall_left = limits.wall_time.saturating_sub(started.elapsed());
+    let guest = tokio::spawn(
+        async move {
+            let call = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, guest_request, outparam);
+            let outcome = match tokio::time::timeout(wall_left, call).await {
+                Ok(Ok(())) => GuestOutcome::Finished,
+                Ok(Err(e)) => {
+                    let failure = classify_failure(&e, &store, &limits);
+                    tracing::warn!(kind = failure.kind(), error = %format!("{e:#}"), "request failed in the guest");
+                    GuestOutcome::Failed(failure)
+                }
+                Err(_) => {
+                    tracing::warn!(kind = "wall-deadline", "request stopped at its wall-clock deadline");
+                    GuestOutcome::Failed(RequestError::WallDeadline {
+                        limit: limits.wall_time,
+                    })
+                }
+            };
+            // Dropping the store here releases the instance's pool slot.
+            drop(store);
+            outcome
+        }
+        .in_current_span(),
+    );
+
+    let body_limit_hit = || exceeded.load(Ordering::Relaxed);
+    match receiver.await {
+        Ok(Ok(response)) => {
+            if body_limit_hit() {
+                return Err(RequestError::BodyTooLarge {
+                    limit_bytes: limits.request_body_bytes,
+                });
+            }
+            Ok(response)
+        }
+        Ok(Err(code)) => {
+            tracing::debug!(?code, "guest answered with an error code");
+            Err(if body_limit_hit() {
+                RequestError::BodyTooLarge {
+                    limit_bytes: limits.request_body_bytes,
+                }
+            } else {
+                RequestError::BadGuestResponse
+            })
+        }
+        // The guest ended without setting a response: its outcome says why.
+        Err(_) => match guest.await {
+            _ if body_limit_hit() => Err(RequestError::BodyTooLarge {
+                limit_bytes: limits.request_body_bytes,
+            }),
+            Ok(GuestOutcome::Failed(failure)) => Err(failure),
+            Ok(GuestOutcome::Finished) => Err(RequestError::NoResponse),
+            Err(_) => Err(RequestError::GuestTrap),
+        },
+    }
+}
+
+fn new_store(engine: &Engine, version: &ServiceVersion, request_id: &Arc<str>) -> Store<HostState> {
+    let who = GuestIdentity {
+        tenant: Arc::clone(&version.tenant),
+        service: Arc::clone(&version.service),
+        version: Arc::clone(&version.version),
+        request_id: Arc::clone(request_id),
+    };
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(GuestLog::new(Stdio::Stdout, who.clone()));
+    wasi.stderr(GuestLog::new(Stdio::Stderr, who));
+    let state = HostState {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: OutboundHooks {
+            policy: Arc::clone(&version.outbound),
+            service: Arc::clone(&version.service),
+            request_id: Arc::clone(request_id),
+        },
+        limiter: InstanceMemoryLimiter::new(version.limits.memory_bytes),
+        cpu_ticks: 0,
+        cpu_budget_ticks: version.limits.cpu_ticks(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    // Each tick the guest runs through yields to the scheduler, so a spinning
+    // guest never holds a worker thread for longer than one tick, and counts
+    // against its CPU budget.
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        state.cpu_ticks += 1;
+        if state.cpu_ticks > state.cpu_budget_ticks {
+            return Err(wasmtime::Error::new(CpuBudgetExhausted));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+    store.set_epoch_deadline(1);
+    store
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("guest exhausted its CPU time budget")]
+struct CpuBudgetExhausted;
+
+fn classify_failure(
+    error: &wasmtime::Error,
+    store: &Store<HostState>,
+    limits: &Limits,
+) -> RequestError {
+    if error.is::<CpuBudgetExhausted>() {
+        return RequestError::CpuDeadline {
+            limit: limits.cpu_time,
+        };
+    }
+    if store.data().limiter.limit_hit {
+        return RequestError::MemoryLimit {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    RequestError::GuestTrap
+}

@@ -1,0 +1,34 @@
+//! Berth: a multi-tenant WebAssembly microservice host.
+//!
+//! # Layout
+//!
+//! A request travels `server` → `router` (via `registry`) → `invoke`; a
+//! service gets there through `config` → `host` → `engine`.
+//!
+//! - [`config`]: `berth.toml`, checked with file and line before anything starts.
+//! - [`host`]: the core API (load services, route to them) that the CLI and tests call.
+//! - [`engine`]: the wasmtime `Engine`, pooling allocator, epoch ticker, compile cache.
+//! - [`registry`]: the live routing table, swapped atomically.
+//! - [`router`]: longest-prefix matching of paths to service versions.
+//! - [`server`]: the front door: connections, protocol limits, timeouts.
+//! - [`invoke`]: one request in one fresh instance, deadlines and failure mapping.
+//! - [`limits`]: per-service limits and the memory limiter.
+//! - [`capabilities`]: what guests may reach: outbound HTTP, stdout/stderr capture.
+//! - [`error`]: request failures and the one mapping to HTTP status.
+//! - [`telemetry`]: logging set-up and request ids.
+//! - [`units`]: sizes and durations as people write them.
+
+pub mod capabilities;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod invoke;
+pub mod limits;
+pub mod registry;
+pub mod router;
+pub mod server;
+pub mod telemetry;
+pub mod units;
+
+pub use capabilities::outbound;

@@ -1,0 +1,173 @@
+//! Per-service resource limits, their defaults, and the enforcement of memory
+//! limits inside a guest's `Store`.
+//!
+//! Limits are plain data: the front door reads the request-shape limits, the
+//! invoker reads the time limits, and [`InstanceMemoryLimiter`] enforces the
+//! memory limit from inside wasmtime.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+use crate::units::{ByteSize, DurationSpec};
+
+/// How long one epoch tick lasts; CPU budgets are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Every limit a service runs under. Each field has a default that is safe for
+/// a shared host; a service's config may change any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory plus tables of one instance, all of them together.
+    pub memory_bytes: u64,
+    /// Guest CPU time per request, counted in epoch ticks while guest code runs.
+    pub cpu_time: Duration,
+    /// Wall-clock time from the start of instantiation to the end of the
+    /// response body, so a guest that sleeps or streams forever is cut off.
+    pub wall_time: Duration,
+    /// Largest request body accepted; larger ones are answered with 413.
+    pub request_body_bytes: u64,
+    /// Most request header fields accepted; more are answered with 431.
+    pub max_headers: usize,
+    /// Largest total size of request header names and values; 431 past it.
+    pub header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 128 * 1024 * 1024,
+            cpu_time: Duration::from_secs(10),
+            wall_time: Duration::from_secs(60),
+            request_body_bytes: 64 * 1024 * 1024,
+            max_headers: 100,
+            header_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// The `[service.limits]` table of `berth.toml`: every field optional, unset
+/// fields keep their defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub memory: Option<ByteSize>,
+    pub cpu_time: Option<DurationSpec>,
+    pub wall_time: Option<DurationSpec>,
+    pub request_body: Option<ByteSize>,
+    pub max_headers: Option<usize>,
+    pub header_bytes: Option<ByteSize>,
+}
+
+impl LimitsSpec {
+    /// Applies the fields that are set on top of `base`.
+    pub fn apply_to(&self, base: Limits) -> Limits {
+        Limits {
+            memory_bytes: self.memory.map_or(base.memory_bytes, |b| b.0),
+            cpu_time: self.cpu_time.map_or(base.cpu_time, |d| d.0),
+            wall_time: self.wall_time.map_or(base.wall_time, |d| d.0),
+            request_body_bytes: self.request_body.map_or(base.request_body_bytes, |b| b.0),
+            max_headers: self.max_headers.unwrap_or(base.max_headers),
+            header_bytes: self.header_bytes.map_or(base.header_bytes, |b| {
+                usize::try_from(b.0).unwrap_or(usize::MAX)
+            }),
+        }
+    }
+}
+
+impl Limits {
+    /// The CPU budget in epoch ticks, at least one.
+    pub fn cpu_ticks(&self) -> u64 {
+        let ticks = self.cpu_time.as_millis() / EPOCH_TICK.as_millis().max(1);
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// Enforces one memory budget over all of an instance's linear memories and
+/// tables together. wasmtime's `StoreLimits` counts each memory on its own,
+/// which lets a component with several memories use a multiple of its limit.
+#[derive(Debug)]
+pub struct InstanceMemoryLimiter {
+    limit: u64,
+    used: u64,
+    /// Set when a growth was refused, so a trap that follows can be reported
+    /// as the memory limit rather than as a generic guest failure.
+    pub limit_hit: bool,
+}
+
+/// Bytes a table element is counted as: a pointer-sized reference.
+const TABLE_ELEMENT_BYTES: u64 = 8;
+
+impl InstanceMemoryLimiter {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: 0,
+            limit_hit: false,
+        }
+    }
+
+    fn grow(&mut self, current: u64, desired: u64) -> bool {
+        let extra = desired.saturating_sub(current);
+        let next = self.used.saturating_add(extra);
+        if next > self.limit {
+            self.limit_hit = true;
+            return false;
+        }
+        self.used = next;
+        true
+    }
+}
+
+impl wasmtime::ResourceLimiter for InstanceMemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        Ok(self.grow(current as u64, desired as u64))
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
+        Ok(self.grow(
+            (current as u64).saturating_mul(TABLE_ELEMENT_BYTES),
+            (desired as u64).saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn memories_are_counted_together() {
+        let mut limiter = InstanceMemoryLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).unwrap_or(false));
+        // A second memory growing to 60 would pass a per-memory limit of 100.
+        assert!(!limiter.memory_growing(0, 60, None).unwrap_or(true));
+        assert!(limiter.limit_hit);
+        assert!(limiter.memory_growing(0, 40, None).unwrap_or(false));
+    }
+
+    #[test]
+    fn cpu_budget_has_at_least_one_tick() {
+        let limits = Limits {
+            cpu_time: Duration::from_millis(1),
+            ..Limits::default()
+        };
+        assert_eq!(limits.cpu_ticks(), 1);
+    }
+}

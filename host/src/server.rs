@@ -1,0 +1,162 @@
+//! The data plane's front door: accepts connections (HTTP/1.1 and cleartext
+//! HTTP/2), enforces protocol-level limits, routes each request and hands it
+//! to [`invoke`](crate::invoke).
+
+use http::HeaderValue;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::error::RequestError;
+use crate::host::Host;
+use crate::invoke::{ResponseBody, invoke};
+use crate::router::path_info;
+use crate::telemetry::next_request_id;
+
+/// Headers a client may not set: the host sets them for the guest.
+const HOST_SET_HEADERS: [&str; 3] = ["x-request-id", "x-berth-route", "x-berth-path-info"];
+
+/// Protocol limits of the front door, before any service is chosen.
+#[derive(Debug, Clone)]
+pub struct FrontDoor {
+    /// A client must send its whole request head within this time (slowloris).
+    pub header_read_timeout: Duration,
+    /// Most header fields hyper parses; a service may accept fewer.
+    pub max_headers: usize,
+    /// Largest request head (request line and headers); 431 past it.
+    pub max_head_bytes: usize,
+    /// HTTP/2 streams one connection may have open.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for FrontDoor {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_headers: 200,
+            max_head_bytes: 64 * 1024,
+            h2_max_concurrent_streams: 200,
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets open
+/// connections finish their requests for up to `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    host: Arc<Host>,
+    front: FrontDoor,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(front.header_read_timeout)
+        .max_headers(front.max_headers)
+        .max_buf_size(front.max_head_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(front.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(front.max_head_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(50);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead
+                    // of spinning on the error.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let host = Arc::clone(&host);
+        let service = hyper::service::service_fn(move |request| {
+            let host = Arc::clone(&host);
+            async move { Ok::<_, Infallible>(handle(&host, request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, error = %error, "connection ended with an error");
+            }
+        });
+    }
+
+    tracing::info!("shutting down: draining open connections");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {drain:?}; closing them");
+    }
+}
+
+/// Routes and runs one request; every outcome is a response.
+pub async fn handle(
+    host: &Host,
+    mut request: http::Request<Incoming>,
+) -> http::Response<ResponseBody> {
+    let request_id = next_request_id();
+    let table = host.registry().snapshot();
+    let path = request.uri().path();
+    let Some(route) = table.route(path) else {
+        tracing::debug!(request_id = %request_id, path, "no route");
+        return RequestError::NoRoute.to_response(&request_id);
+    };
+    let version = Arc::clone(&route.version);
+    let span = tracing::info_span!(
+        "request",
+        tenant = %version.tenant,
+        service = %version.service,
+        version = %version.version,
+        request_id = %request_id,
+        http.request.method = %request.method(),
+        url.path = path,
+    );
+    let info = path_info(&route.prefix, path).to_string();
+    let headers = request.headers_mut();
+    for name in HOST_SET_HEADERS {
+        headers.remove(name);
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&route.prefix) {
+        headers.insert("x-berth-route", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&info) {
+        headers.insert("x-berth-path-info", v);
+    }
+    drop(table);
+
+    let result = invoke(host.engine(), &version, request, Arc::clone(&request_id))
+        .instrument(span)
+        .await;
+    match result {
+        Ok(mut response) => {
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("x-request-id", v);
+            }
+            response
+        }
+        Err(error) => error.to_response(&request_id),
+    }
+}
