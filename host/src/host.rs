@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings};
-use crate::invoke::{LinkError, ServiceVersion, WorldLinker};
+use crate::invoke::{InvokeContext, LinkError, ServiceVersion, WorldLinker};
 use crate::registry::Registry;
 use crate::router::{Route, RoutingTable};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// The tenant that services declared in `berth.toml` belong to.
 pub const DEFAULT_TENANT: &str = "default";
+
+/// How long a request waits for a free instance slot before a 503.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A service that could not be loaded, with where it was declared.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,8 @@ pub struct LoadedService {
 
 pub struct Host {
     engine: BerthEngine,
+    /// One permit per instance the pooling allocator can hold.
+    slots: Arc<Semaphore>,
     linker: WorldLinker,
     registry: Registry,
 }
@@ -65,6 +72,7 @@ impl Host {
         })?;
         let linker = WorldLinker::new(engine.engine())?;
         Ok(Arc::new(Self {
+            slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             engine,
             linker,
             registry: Registry::default(),
@@ -73,6 +81,15 @@ impl Host {
 
     pub fn engine(&self) -> &wasmtime::Engine {
         self.engine.engine()
+    }
+
+    /// What [`invoke`](crate::invoke::invoke) needs for one request.
+    pub fn invoke_context(&self) -> InvokeContext<'_> {
+        InvokeContext {
+            engine: self.engine.engine(),
+            slots: &self.slots,
+            queue_timeout: QUEUE_TIMEOUT,
+        }
     }
 
     pub fn registry(&self) -> &Registry {

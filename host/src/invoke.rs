@@ -8,7 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
@@ -181,9 +182,19 @@ pub fn check_headers(headers: &http::HeaderMap, limits: &Limits) -> Result<(), R
     Ok(())
 }
 
+/// What every request shares: the engine, and the slots that bound how many
+/// instances exist at once.
+pub struct InvokeContext<'a> {
+    pub engine: &'a Engine,
+    pub slots: &'a Arc<Semaphore>,
+    /// How long a request may wait for a free slot before it is refused with
+    /// 503; short bursts queue instead of failing.
+    pub queue_timeout: Duration,
+}
+
 /// Runs one request in a fresh instance of `version`.
 pub async fn invoke<B>(
-    engine: &Engine,
+    cx: &InvokeContext<'_>,
     version: &Arc<ServiceVersion>,
     request: http::Request<B>,
     request_id: Arc<str>,
@@ -206,7 +217,12 @@ where
     }
 
     let started = Instant::now();
-    let mut store = new_store(engine, version, &request_id);
+    let slot =
+        match tokio::time::timeout(cx.queue_timeout, Arc::clone(cx.slots).acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) | Err(_) => return Err(RequestError::PoolExhausted),
+        };
+    let mut store = new_store(cx.engine, version, &request_id);
     let proxy = match version.pre.instantiate_async(&mut store).await {
         Ok(proxy) => proxy,
         Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
@@ -261,8 +277,9 @@ where
                     })
                 }
             };
-            // Dropping the store here releases the instance's pool slot.
+            // Dropping the store releases the instance's pool slot.
             drop(store);
+            drop(slot);
             outcome
         }
         .in_current_span(),

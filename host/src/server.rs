@@ -147,9 +147,14 @@ pub async fn handle(
     }
     drop(table);
 
-    let result = invoke(host.engine(), &version, request, Arc::clone(&request_id))
-        .instrument(span)
-        .await;
+    let result = invoke(
+        &host.invoke_context(),
+        &version,
+        request,
+        Arc::clone(&request_id),
+    )
+    .instrument(span)
+    .await;
     match result {
         Ok(mut response) => {
             if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -1,1 +1,11 @@
+//! End-to-end tests: real `berth` processes on `127.0.0.1:0`, real
+//! components, real HTTP clients. Run `make components` first (`make test`
+//! does).
 
+mod cache;
+mod cli;
+mod faults;
+mod limits;
+mod outbound;
+mod routing;
+mod streaming;

@@ -1,1 +1,250 @@
+//! Test harness: start the real `berth` binary on `127.0.0.1:0`, find the
+//! components `make components` built, read the host's log and memory use.
 
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// A component built by `make components`, by crate name (`hello`,
+/// `testing-trap`). Fails with a hint when it has not been built.
+pub fn component(name: &str) -> Result<PathBuf> {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    let path = repo_root()
+        .join("components/target/wasm32-wasip2/release")
+        .join(file);
+    if !path.is_file() {
+        bail!(
+            "component {} is missing: run `make components` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The `berth` binary of the same build profile as this test.
+pub fn berth_bin() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/e2e-<hash> → target/<profile>/berth
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("unexpected test binary location")?;
+    let bin = profile_dir.join("berth");
+    if !bin.is_file() {
+        bail!(
+            "{} is missing: run `cargo build -p berth` (make test does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A running `berth` process, killed when dropped.
+pub struct BerthProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    /// Every line the host printed on stdout before it was ready.
+    pub banner: String,
+}
+
+/// How to start a host.
+pub struct Launch {
+    pub args: Vec<String>,
+    pub config: Option<String>,
+    pub data_dir: PathBuf,
+}
+
+impl BerthProcess {
+    /// `berth serve --config <config> --listen 127.0.0.1:0` in `data_dir`.
+    pub fn serve(config: &str, data_dir: &Path) -> Result<Self> {
+        Self::launch(Launch {
+            args: vec![],
+            config: Some(config.to_string()),
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    pub fn launch(launch: Launch) -> Result<Self> {
+        std::fs::create_dir_all(&launch.data_dir)?;
+        let mut cmd = Command::new(berth_bin()?);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&launch.data_dir);
+        if let Some(config) = &launch.config {
+            let path = launch.data_dir.join("berth.toml");
+            std::fs::write(&path, config)?;
+            cmd.arg("--config").arg(path);
+        }
+        cmd.args(&launch.args);
+        Self::spawn(cmd)
+    }
+
+    /// Starts any berth command that serves, and waits for its address.
+    pub fn spawn(mut cmd: Command) -> Result<Self> {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_LOG")
+            .env("BERTH_LOG", "info");
+        let mut child = cmd.spawn().context("cannot start berth")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut log) = log.lock() {
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                }
+            });
+        }
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut banner = String::new();
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                banner.push_str(&line);
+                banner.push('\n');
+                // The address line comes last, after the services.
+                if !sent && line.contains("listening on http://") {
+                    sent = true;
+                    let _ = tx.send(banner.clone());
+                }
+            }
+        });
+        let banner = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+                bail!("berth did not start listening; its log:\n{log}");
+            }
+        };
+        let base = banner
+            .lines()
+            .find(|l| l.contains("listening on http://"))
+            .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+            .context("no address in banner")?
+            .trim_end_matches('/')
+            .to_string();
+        Ok(Self {
+            child,
+            base,
+            log,
+            banner,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the host logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Resident memory now, in KiB.
+    pub fn rss_kib(&self) -> Result<u64> {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// Peak resident memory since start or the last [`reset_peak_rss`], KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64> {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    /// Resets the peak-RSS counter (Linux `clear_refs` 5).
+    pub fn reset_peak_rss(&self) -> Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .context("cannot reset peak RSS")
+    }
+
+    /// Stops the host with SIGTERM and waits for it (bounded).
+    pub fn stop(mut self) -> Result<()> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("berth did not exit after SIGTERM")
+    }
+}
+
+impl Drop for BerthProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(key))
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))?;
+    line.split_whitespace()
+        .nth(1)
+        .context("malformed status line")?
+        .parse()
+        .context("malformed number")
+}
+
+/// A `[[service]]` table for a config file.
+pub fn service(name: &str, component_crate: &str, route: &str, extra: &str) -> Result<String> {
+    let path = component(component_crate)?;
+    Ok(format!(
+        "[[service]]\nname = \"{name}\"\ncomponent = \"{}\"\nroute = \"{route}\"\n{extra}\n",
+        path.display()
+    ))
+}
+
+/// An HTTP client for tests: no proxy, modest timeouts.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}

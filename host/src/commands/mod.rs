@@ -85,15 +85,17 @@ pub fn run_data_plane(
 }
 
 fn print_addresses(addr: SocketAddr, services: &[LoadedService]) {
+    // The listening line comes last, so a script (or a test) that waits for
+    // it has seen the whole list.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "berth data plane listening on http://{addr}");
     for service in services {
         let _ = writeln!(
             out,
-            "  {:<16} http://{addr}{}  ({})",
+            "service {:<16} http://{addr}{}  ({})",
             service.name, service.route, service.digest
         );
     }
+    let _ = writeln!(out, "berth data plane listening on http://{addr}");
     let _ = out.flush();
 }
 

@@ -1,0 +1,53 @@
+# Berth: build, run, test, benchmark.
+#
+#   make run         build everything and serve the example services
+#   make test        everything CI checks: lint, unit, doc and end-to-end tests
+#   make bench       throughput against `wasmtime serve` and native hyper
+
+CARGO        ?= cargo
+WASM_TARGET  := wasm32-wasip2
+COMPONENTS   := components/target/$(WASM_TARGET)/release
+TOOLS        := $(CURDIR)/.tools
+WASMTIME_VERSION := 48.0.8
+WASMTIME     := $(TOOLS)/bin/wasmtime
+
+.PHONY: all setup components build run test lint unit e2e bench clean
+
+all: build components
+
+# The toolchain file names the target too; this covers machines whose rustup
+# does not install targets from it.
+setup:
+	rustup target add $(WASM_TARGET)
+
+components: setup
+	cd components && $(CARGO) build --release --target $(WASM_TARGET)
+
+build:
+	$(CARGO) build --release -p berth
+
+run: build components
+	./target/release/berth serve --config berth.toml
+
+lint:
+	$(CARGO) fmt --all -- --check
+	cd components && $(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The end-to-end tests start the real `berth` binary, so it is built first.
+# They run one at a time: several assert deadlines to within 100 ms, which a
+# 2-core machine busy with other hosts cannot promise.
+test: components lint
+	$(CARGO) build -p berth
+	$(CARGO) test --workspace --exclude berth-e2e
+	$(CARGO) test -p berth-e2e -- --test-threads=1
+
+$(WASMTIME):
+	$(CARGO) install --locked --root $(TOOLS) wasmtime-cli@$(WASMTIME_VERSION)
+
+bench: components $(WASMTIME)
+	./bench/run.sh
+
+clean:
+	$(CARGO) clean
+	cd components && $(CARGO) clean

@@ -1,0 +1,87 @@
+//! Outgoing HTTP from guests: denied unless the allow-list names the host.
+
+use anyhow::Result;
+use berth_e2e::{BerthProcess, client, service};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A one-response-per-connection HTTP server on loopback, and how many
+/// connections it has accepted.
+async fn upstream() -> Result<(u16, Arc<AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi",
+                    )
+                    .await;
+            });
+        }
+    });
+    Ok((port, accepted))
+}
+
+#[tokio::test]
+async fn outbound_requests_need_an_allow_list_entry() -> Result<()> {
+    let (port, accepted) = upstream().await?;
+    let dir = tempfile::tempdir()?;
+    let config = [
+        service(
+            "allowed",
+            "testing-fetch",
+            "/allowed",
+            &format!("allowed_outbound_hosts = [\"127.0.0.1:{port}\"]"),
+        )?,
+        service("denied", "testing-fetch", "/denied", "")?,
+        service(
+            "other-port",
+            "testing-fetch",
+            "/other-port",
+            &format!(
+                "allowed_outbound_hosts = [\"127.0.0.1:{}\"]",
+                port.wrapping_add(1)
+            ),
+        )?,
+    ]
+    .concat();
+    let host = BerthProcess::serve(&config, dir.path())?;
+    let http = client();
+    let target = format!("http://127.0.0.1:{port}/");
+
+    let r = http
+        .get(host.url("/allowed"))
+        .header("x-fetch-url", &target)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await?, "upstream said: hi");
+    let reached = accepted.load(Ordering::SeqCst);
+    assert_eq!(reached, 1);
+
+    for path in ["/denied", "/other-port"] {
+        let r = http
+            .get(host.url(path))
+            .header("x-fetch-url", &target)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 502, "{path}");
+        let text = r.text().await?;
+        assert!(
+            text.starts_with("outbound request failed"),
+            "{path}: {text}"
+        );
+    }
+    // The denied requests never left the host.
+    assert_eq!(accepted.load(Ordering::SeqCst), reached);
+    assert!(host.log().contains("outbound request denied"));
+    Ok(())
+}
