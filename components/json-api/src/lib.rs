@@ -40,7 +40,9 @@ async fn greet(_: Request, params: Params) -> Result<Json<serde_json::Value>, Er
     if name.len() > 64 {
         return Err(Error::bad_request("`name` must be at most 64 characters"));
     }
-    Ok(Json(serde_json::json!({ "greeting": format!("Hello, {name}!") })))
+    Ok(Json(
+        serde_json::json!({ "greeting": format!("Hello, {name}!") }),
+    ))
 }
 
 async fn quote(mut request: Request, _: Params) -> Result<Json<Quote>, Error> {
@@ -51,7 +53,9 @@ async fn quote(mut request: Request, _: Params) -> Result<Json<Quote>, Error> {
     let mut total: u64 = 0;
     for (i, item) in order.items.iter().enumerate() {
         if item.sku.trim().is_empty() {
-            return Err(Error::bad_request(format!("`items[{i}].sku` must not be empty")));
+            return Err(Error::bad_request(format!(
+                "`items[{i}].sku` must not be empty"
+            )));
         }
         if item.quantity == 0 || item.quantity > MAX_QUANTITY {
             return Err(Error::bad_request(format!(

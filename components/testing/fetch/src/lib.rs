@@ -5,7 +5,11 @@ use wstd::http::{Body, Client, Request, Response, StatusCode};
 
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, wstd::http::Error> {
-    let Some(url) = request.headers().get("x-fetch-url").and_then(|v| v.to_str().ok()) else {
+    let Some(url) = request
+        .headers()
+        .get("x-fetch-url")
+        .and_then(|v| v.to_str().ok())
+    else {
         return Ok(Response::builder()
             .status(StatusCode::BAD_REQUEST)
             .body("missing x-fetch-url header\n".into())?);

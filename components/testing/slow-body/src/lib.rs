@@ -3,7 +3,9 @@
 
 use wasip2::clocks::monotonic_clock;
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct SlowBody;
 
@@ -28,7 +30,10 @@ impl Guest for SlowBody {
         ResponseOutparam::set(response_out, Ok(response));
         let Ok(out) = body.write() else { return };
         for i in 0..chunks {
-            if out.blocking_write_and_flush(format!("chunk {i}\n").as_bytes()).is_err() {
+            if out
+                .blocking_write_and_flush(format!("chunk {i}\n").as_bytes())
+                .is_err()
+            {
                 return;
             }
             monotonic_clock::subscribe_duration(interval_ms * 1_000_000).block();
