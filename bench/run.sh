@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# `make bench`: serve the same `hello` component with Berth and with
+# `wasmtime serve`, plus a native hyper server as the ceiling; drive each with
+# wrk on loopback, the server pinned to CPU 0 and wrk to CPU 1; then measure
+# in-process instantiate-and-handle and a warm second start. Writes
+# docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# wasmtime captures backtraces on error paths when this is set.
+unset RUST_BACKTRACE
+DURATION=${BENCH_DURATION:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+WASMTIME=${WASMTIME:-.tools/bin/wasmtime}
+HELLO=components/target/wasm32-wasip2/release/hello.wasm
+OUT=docs/benchmarks.md
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wrk
+fi
+[ -x "$WASMTIME" ] || { echo "missing $WASMTIME: run 'make bench'"; exit 1; }
+[ -f "$HELLO" ] || { echo "missing $HELLO: run 'make components'"; exit 1; }
+CPUS=$(nproc)
+if [ "$CPUS" -lt 2 ]; then echo "need 2 CPUs to pin server and load apart"; exit 1; fi
+
+cargo build --release -q -p berth --example native_hello
+
+wait_for() { # url
+  for _ in $(seq 1 600); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.05
+  done
+  echo "server at $1 did not come up"; return 1
+}
+
+# run_contestant NAME PORT COMMAND...: prints "rps p50_ms p99_ms"
+run_contestant() {
+  local name=$1 port=$2; shift 2
+  taskset -c 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  local pid=$!
+  PIDS+=("$pid")
+  wait_for "http://127.0.0.1:$port/"
+  # Warm up: pools, caches, connections.
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$port/" >/dev/null
+  taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$port/" >"$WORK/$name.wrk"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  python3 - "$WORK/$name.wrk" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(\w+)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
+p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors:
+    sys.exit(f"{sys.argv[1]}: {errors.group(1)} error responses")
+print(f"{rps:.0f} {p50:.3f} {p99:.3f}")
+PY
+}
+
+echo "native hyper..."
+read -r N_RPS N_P50 N_P99 < <(run_contestant native 18081 target/release/examples/native_hello 127.0.0.1:18081)
+echo "wasmtime serve..."
+read -r W_RPS W_P50 W_P99 < <(run_contestant wasmtime 18082 "$WASMTIME" serve --addr 127.0.0.1:18082 "$HELLO")
+echo "berth..."
+read -r B_RPS B_P50 B_P99 < <(run_contestant berth 18083 target/release/berth up "$HELLO" --listen 127.0.0.1:18083 --data-dir "$WORK/berth-data")
+
+echo "second start with a warm compile cache..."
+START_MS=$(python3 - "$HELLO" "$WORK/berth-data" <<'PY'
+import socket, subprocess, sys, time
+hello, data = sys.argv[1], sys.argv[2]
+samples = []
+for _ in range(5):
+    t0 = time.perf_counter()
+    p = subprocess.Popen(["taskset", "-c", "0", "target/release/berth", "up", hello,
+                          "--listen", "127.0.0.1:18084", "--data-dir", data],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = t0 + 10
+    while time.perf_counter() < deadline:
+        try:
+            s = socket.create_connection(("127.0.0.1", 18084), timeout=1)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if s.recv(64).startswith(b"HTTP/1.1 200"):
+                break
+        except OSError:
+            time.sleep(0.002)
+    samples.append((time.perf_counter() - t0) * 1000)
+    p.terminate(); p.wait()
+samples.sort()
+print(f"{samples[len(samples)//2]:.0f}")
+PY
+)
+
+echo "in-process instantiate-and-handle..."
+INVOKE=$(taskset -c 0 cargo bench -q -p berth --bench invoke -- "$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
+
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+R_WASMTIME=$(ratio "$B_RPS" "$W_RPS")
+R_NATIVE=$(ratio "$B_RPS" "$N_RPS")
+CPU=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs)
+
+cat >"$OUT" <<MD
+# Benchmarks
+
+Measured by \`make bench\` (\`bench/run.sh\`) on $(date -u +%Y-%m-%d), $CPU, $CPUS CPUs.
+Each server is pinned to CPU 0 and \`wrk\` to CPU 1 (\`wrk -t1 -c$CONNECTIONS -d${DURATION}s\`,
+after a 2 s warm-up), all on loopback, with \`RUST_BACKTRACE\` unset for every contestant.
+All three serve the same answer; Berth and \`wasmtime serve\` (48.0.8) run the same
+\`components/hello\` component, a fresh instance per request.
+
+| server | requests/s | p50 | p99 |
+|---|---:|---:|---:|
+| native hyper (ceiling) | $N_RPS | ${N_P50} ms | ${N_P99} ms |
+| \`wasmtime serve\` 48.0.8 | $W_RPS | ${W_P50} ms | ${W_P99} ms |
+| Berth (\`berth up\`) | $B_RPS | ${B_P50} ms | ${B_P99} ms |
+
+- Berth / \`wasmtime serve\`: **${R_WASMTIME}×** throughput
+- Berth / native hyper: **${R_NATIVE}×** throughput
+- $INVOKE (in process, no network: \`cargo bench -p berth --bench invoke\`)
+- Second start with a warm compile cache, process spawn to first 200 response: **${START_MS} ms** (median of 5)
+
+Machines here are noisy: compare ratios from one run, not absolute figures across runs.
+MD
+cat "$OUT"
