@@ -60,8 +60,8 @@ def ms(v):
     n, unit = re.match(r"([\d.]+)(\w+)", v).groups()
     return float(n) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"50%\s+(\S+)", text).group(1))
-p99 = ms(re.search(r"99%\s+(\S+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
 errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 if errors:
     sys.exit(f"{sys.argv[1]}: {errors.group(1)} error responses")
@@ -72,7 +72,9 @@ PY
 echo "native hyper..."
 read -r N_RPS N_P50 N_P99 < <(run_contestant native 18081 target/release/examples/native_hello 127.0.0.1:18081)
 echo "wasmtime serve..."
-read -r W_RPS W_P50 W_P99 < <(run_contestant wasmtime 18082 "$WASMTIME" serve --addr 127.0.0.1:18082 "$HELLO")
+# -Scli links all of WASI 0.2, as Berth does: the Rust `hello` imports
+# wasi:cli/environment, which the bare proxy world lacks.
+read -r W_RPS W_P50 W_P99 < <(run_contestant wasmtime 18082 "$WASMTIME" serve -Scli --addr 127.0.0.1:18082 "$HELLO")
 echo "berth..."
 read -r B_RPS B_P50 B_P99 < <(run_contestant berth 18083 target/release/berth up "$HELLO" --listen 127.0.0.1:18083 --data-dir "$WORK/berth-data")
 
@@ -103,7 +105,7 @@ PY
 )
 
 echo "in-process instantiate-and-handle..."
-INVOKE=$(taskset -c 0 cargo bench -q -p berth --bench invoke -- "$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
+INVOKE=$(taskset -c 0 cargo bench -q -p berth --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 R_WASMTIME=$(ratio "$B_RPS" "$W_RPS")
@@ -116,8 +118,8 @@ cat >"$OUT" <<MD
 Measured by \`make bench\` (\`bench/run.sh\`) on $(date -u +%Y-%m-%d), $CPU, $CPUS CPUs.
 Each server is pinned to CPU 0 and \`wrk\` to CPU 1 (\`wrk -t1 -c$CONNECTIONS -d${DURATION}s\`,
 after a 2 s warm-up), all on loopback, with \`RUST_BACKTRACE\` unset for every contestant.
-All three serve the same answer; Berth and \`wasmtime serve\` (48.0.8) run the same
-\`components/hello\` component, a fresh instance per request.
+All three serve the same answer; Berth and \`wasmtime serve -Scli\` (48.0.8) run the same
+\`components/hello\` component, a fresh instance per request, both with the pooling allocator.
 
 | server | requests/s | p50 | p99 |
 |---|---:|---:|---:|
