@@ -27,15 +27,12 @@ async fn a_trap_is_a_500_and_the_next_request_is_served() -> Result<()> {
         assert!(!body.to_string().contains("wasm backtrace"), "{body}");
 
         // The guest's stderr reached the host log, tagged with the request.
-        assert!(
-            host.wait_for_log("testing-trap: about to panic", Duration::from_secs(5)),
-            "guest stderr not in the log"
-        );
-        let log = host.log();
-        let line = log
-            .lines()
-            .find(|l| l.contains("about to panic") && l.contains(&id))
-            .unwrap_or_default();
+        let line = host
+            .wait_for_line(
+                &["testing-trap: about to panic", &id],
+                Duration::from_secs(5),
+            )
+            .unwrap_or_else(|| panic!("guest stderr for {id} not in the log:\n{}", host.log()));
         assert!(line.contains("service=trap"), "{line}");
         assert!(line.contains("tenant=default"), "{line}");
 

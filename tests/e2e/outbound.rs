@@ -4,6 +4,7 @@ use anyhow::Result;
 use berth_e2e::{BerthProcess, client, service};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A one-response-per-connection HTTP server on loopback, and how many
@@ -82,6 +83,6 @@ async fn outbound_requests_need_an_allow_list_entry() -> Result<()> {
     }
     // The denied requests never left the host.
     assert_eq!(accepted.load(Ordering::SeqCst), reached);
-    assert!(host.log().contains("outbound request denied"));
+    assert!(host.wait_for_log("outbound request denied", Duration::from_secs(5)));
     Ok(())
 }

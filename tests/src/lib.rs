@@ -145,12 +145,21 @@ impl BerthProcess {
             .context("no address in banner")?
             .trim_end_matches('/')
             .to_string();
-        Ok(Self {
+        let process = Self {
             child,
             base,
             log,
             banner,
-        })
+        };
+        // stderr is read by another thread: once the log has caught up with
+        // the banner, everything logged during start-up is in it.
+        if !process.wait_for_log("data plane listening", Duration::from_secs(10)) {
+            bail!(
+                "berth's log never said it was listening:\n{}",
+                process.log()
+            );
+        }
+        Ok(process)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -176,6 +185,24 @@ impl BerthProcess {
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Waits (bounded) for a log line containing every one of `needles`.
+    pub fn wait_for_line(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if let Some(line) = log
+                .lines()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+            {
+                return Some(line.to_string());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Resident memory now, in KiB.

@@ -74,6 +74,7 @@ pub fn run_data_plane(
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        tracing::info!(%addr, "data plane listening");
         print_addresses(addr, services);
         berth::server::serve(listener, host, front, shutdown_signal(), drain).await;
         Ok::<_, anyhow::Error>(())
