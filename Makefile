@@ -10,8 +10,11 @@ COMPONENTS   := components/target/$(WASM_TARGET)/release
 TOOLS        := $(CURDIR)/.tools
 WASMTIME_VERSION := 48.0.8
 WASMTIME     := $(TOOLS)/bin/wasmtime
+COMPONENTIZE_PY_VERSION := 0.25.1
+COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
+PYTHON_OUT   := components/target/python
 
-.PHONY: all setup components build run test lint unit e2e bench clean
+.PHONY: all setup components python-components build run test lint unit e2e bench clean
 
 all: build components
 
@@ -20,8 +23,18 @@ all: build components
 setup:
 	rustup target add $(WASM_TARGET)
 
-components: setup
+components: setup python-components
 	cd components && $(CARGO) build --release --target $(WASM_TARGET)
+
+# A guest from another toolchain, to prove Berth runs what it did not build.
+python-components: $(COMPONENTIZE_PY)
+	mkdir -p $(PYTHON_OUT)
+	cd components/python/hello && $(COMPONENTIZE_PY) -q -d $(CURDIR)/wit \
+		-w wasi:http/proxy@0.2.12 componentize app -o $(CURDIR)/$(PYTHON_OUT)/python_hello.wasm
+
+$(COMPONENTIZE_PY):
+	python3 -m venv $(TOOLS)/py
+	$(TOOLS)/py/bin/pip install --quiet componentize-py==$(COMPONENTIZE_PY_VERSION)
 
 build:
 	$(CARGO) build --release -p berth

@@ -4,6 +4,7 @@
 
 mod cache;
 mod cli;
+mod compat;
 mod faults;
 mod limits;
 mod outbound;

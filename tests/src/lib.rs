@@ -32,6 +32,20 @@ pub fn component(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// A component built by componentize-py (`make components`), by file stem.
+pub fn python_component(name: &str) -> Result<PathBuf> {
+    let path = repo_root()
+        .join("components/target/python")
+        .join(format!("{name}.wasm"));
+    if !path.is_file() {
+        bail!(
+            "component {} is missing: run `make components` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// The `berth` binary of the same build profile as this test.
 pub fn berth_bin() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;

@@ -1,0 +1,30 @@
+//! Components from other toolchains run unchanged.
+
+use anyhow::Result;
+use berth_e2e::{BerthProcess, client, python_component};
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_python_component_runs_unchanged() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = python_component("python_hello")?;
+    let config = format!(
+        "[[service]]\nname = \"py\"\ncomponent = \"{}\"\nroute = \"/py\"\n",
+        path.display()
+    );
+    let host = BerthProcess::serve(&config, dir.path())?;
+    let r = client().get(host.url("/py/hello?x=1")).send().await?;
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-request-id"].to_str()?.to_string();
+    assert_eq!(r.text().await?, "Hello from Python at /py/hello?x=1\n");
+    let line = host.wait_for_line(
+        &["python guest handling /py/hello?x=1", &id],
+        Duration::from_secs(5),
+    );
+    assert!(
+        line.is_some_and(|l| l.contains("service=py")),
+        "{}",
+        host.log()
+    );
+    Ok(())
+}
