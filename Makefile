@@ -47,13 +47,13 @@ lint:
 	cd components && $(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end tests start the real `berth` binary, so it is built first.
-# They run one at a time: several assert deadlines to within 100 ms, which a
-# 2-core machine busy with other hosts cannot promise.
+# The end-to-end tests start the real `berth` binary, so it is built first,
+# for the whole workspace so that both commands share one set of features and
+# nothing is compiled twice. Tests run one at a time: several assert deadlines
+# to within 100 ms, which a 2-core machine busy with other hosts cannot promise.
 test: components lint
-	$(CARGO) build -p berth
-	$(CARGO) test --workspace --exclude berth-e2e
-	$(CARGO) test -p berth-e2e -- --test-threads=1
+	$(CARGO) build --workspace
+	$(CARGO) test --workspace -- --test-threads=1
 
 $(WASMTIME):
 	$(CARGO) install --locked --root $(TOOLS) wasmtime-cli@$(WASMTIME_VERSION)

@@ -29,17 +29,21 @@ async fn bodies_over_the_limit_are_413() -> Result<()> {
     let body: serde_json::Value = r.json().await?;
     assert_eq!(body["type"], "https://berth.dev/problems/body-too-large");
 
-    // Streamed without a length: cut off at the limit, still a 413 when the
-    // guest had not answered yet.
+    // Streamed without a length: cut off at the limit. The guest had not
+    // answered, so the answer is 413; it may reach the client only as a
+    // closed connection, since the client is still sending when it comes.
     let chunks =
         (0..32).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 64 * 1024])));
-    let r = http
+    let streamed = http
         .post(host.url("/api/quotes"))
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
         .send()
-        .await?;
-    assert_eq!(r.status(), 413);
+        .await;
+    match streamed {
+        Ok(r) => assert_eq!(r.status(), 413),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+    }
 
     // Within the limit is fine.
     let r = http
