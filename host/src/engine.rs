@@ -48,9 +48,6 @@ impl ContentDigest {
     pub fn of(bytes: &[u8]) -> Self {
         Self(format!("sha256:{}", hex::encode(Sha256::digest(bytes))))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
     fn hex(&self) -> &str {
         self.0.trim_start_matches("sha256:")
     }
@@ -86,7 +83,6 @@ pub struct BerthEngine {
     /// (another wasmtime version or other settings), so old artifacts are
     /// never even looked at.
     compat_key: String,
-    pooling: bool,
     _ticker: EpochTicker,
 }
 
@@ -121,17 +117,11 @@ impl BerthEngine {
             engine,
             cache_dir: settings.cache_dir.clone(),
             compat_key,
-            pooling,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// Whether instances come from the pooling allocator.
-    pub fn uses_pooling(&self) -> bool {
-        self.pooling
     }
 
     /// Compiles a component, or loads it from the compile cache when this

@@ -79,10 +79,6 @@ impl Host {
         }))
     }
 
-    pub fn engine(&self) -> &wasmtime::Engine {
-        self.engine.engine()
-    }
-
     /// What [`invoke`](crate::invoke::invoke) needs for one request.
     pub fn invoke_context(&self) -> InvokeContext<'_> {
         InvokeContext {

@@ -25,10 +25,6 @@ impl RoutingTable {
         Self { routes }
     }
 
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
     /// The route for a request path, if any.
     pub fn route(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| prefix_matches(&r.prefix, path))

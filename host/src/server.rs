@@ -136,8 +136,10 @@ pub async fn handle(
     for name in HOST_SET_HEADERS {
         headers.remove(name);
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert("x-request-id", v);
+    // Request ids are hex and dashes, always a valid header value.
+    let id_header = HeaderValue::from_str(&request_id).ok();
+    if let Some(v) = &id_header {
+        headers.insert("x-request-id", v.clone());
     }
     if let Ok(v) = HeaderValue::from_str(&route.prefix) {
         headers.insert("x-berth-route", v);
@@ -157,7 +159,7 @@ pub async fn handle(
     .await;
     match result {
         Ok(mut response) => {
-            if let Ok(v) = HeaderValue::from_str(&request_id) {
+            if let Some(v) = id_header {
                 response.headers_mut().insert("x-request-id", v);
             }
             response

@@ -5,6 +5,11 @@ use anyhow::Result;
 use berth_e2e::{BerthProcess, client, service};
 use std::time::{Duration, Instant};
 
+/// A hostile service next to a well-behaved `hello` at `/hello`.
+fn with_hello(hostile: String) -> Result<String> {
+    Ok(hostile + &service("hello", "hello", "/hello", "")?)
+}
+
 async fn problem(r: reqwest::Response) -> Result<(u16, serde_json::Value)> {
     let status = r.status().as_u16();
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -46,16 +51,12 @@ async fn a_trap_is_a_500_and_the_next_request_is_served() -> Result<()> {
 #[tokio::test]
 async fn an_infinite_loop_is_a_504_at_its_cpu_deadline_while_others_are_served() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = [
-        service(
-            "spin",
-            "testing-spin",
-            "/spin",
-            "[service.limits]\ncpu_time = \"500ms\"",
-        )?,
-        service("hello", "hello", "/hello", "")?,
-    ]
-    .concat();
+    let config = with_hello(service(
+        "spin",
+        "testing-spin",
+        "/spin",
+        "[service.limits]\ncpu_time = \"500ms\"",
+    )?)?;
     let host = BerthProcess::serve(&config, dir.path())?;
     let http = client();
     // Warm the connection pool and the hello path.
@@ -125,16 +126,12 @@ async fn an_infinite_loop_is_a_504_at_its_cpu_deadline_while_others_are_served()
 #[tokio::test]
 async fn a_memory_bomb_stops_at_the_limit_and_host_memory_stays_bounded() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = [
-        service(
-            "bomb",
-            "testing-membomb",
-            "/bomb",
-            "[service.limits]\nmemory = \"32MiB\"",
-        )?,
-        service("hello", "hello", "/hello", "")?,
-    ]
-    .concat();
+    let config = with_hello(service(
+        "bomb",
+        "testing-membomb",
+        "/bomb",
+        "[service.limits]\nmemory = \"32MiB\"",
+    )?)?;
     let host = BerthProcess::serve(&config, dir.path())?;
     let http = client();
     assert_eq!(http.get(host.url("/hello")).send().await?.status(), 200);
@@ -159,11 +156,7 @@ async fn a_memory_bomb_stops_at_the_limit_and_host_memory_stays_bounded() -> Res
 async fn a_stack_overflow_is_a_500() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let host = BerthProcess::serve(
-        &[
-            service("deep", "testing-stack-overflow", "/deep", "")?,
-            service("hello", "hello", "/hello", "")?,
-        ]
-        .concat(),
+        &with_hello(service("deep", "testing-stack-overflow", "/deep", "")?)?,
         dir.path(),
     )?;
     let http = client();

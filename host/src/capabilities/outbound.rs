@@ -107,10 +107,6 @@ impl OutboundPolicy {
         Self { allowed }
     }
 
-    pub fn allowed(&self) -> &[AllowedHost] {
-        &self.allowed
-    }
-
     /// Whether a request to this URI may leave the host.
     pub fn permits(&self, uri: &http::Uri) -> bool {
         let scheme = uri.scheme_str().unwrap_or("https");
