@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::ServiceSpec;
-use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings};
-use crate::invoke::{InvokeContext, LinkError, ServiceVersion, WorldLinker};
+use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
+use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
 use crate::registry::Registry;
-use crate::router::{Route, RoutingTable};
+use crate::router::{Backends, Route, RoutingTable};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The tenant that services declared in `berth.toml` belong to.
 pub const DEFAULT_TENANT: &str = "default";
@@ -95,6 +96,26 @@ impl Host {
     /// Loads every service (from the compile cache where possible) and then
     /// swaps them all in at once; on any error nothing changes.
     pub fn load_services(&self, specs: &[ServiceSpec]) -> Result<Vec<LoadedService>, HostError> {
+        let (routes, loaded) = self.prepare_services(specs)?;
+        self.registry.replace(RoutingTable::new(routes));
+        Ok(loaded)
+    }
+
+    /// Compiles (or loads from the cache) and links a component.
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(LoadedComponent, ProxyPre<HostState>), HostError> {
+        let component = self.engine.load(bytes)?;
+        let pre = self.linker.prepare(&component.component)?;
+        Ok((component, pre))
+    }
+
+    /// The routes of config-file services, without installing them.
+    pub fn prepare_services(
+        &self,
+        specs: &[ServiceSpec],
+    ) -> Result<(Vec<Route>, Vec<LoadedService>), HostError> {
         let mut routes = Vec::with_capacity(specs.len());
         let mut loaded = Vec::with_capacity(specs.len());
         for spec in specs {
@@ -123,11 +144,12 @@ impl Host {
                 digest: digest.clone(),
                 limits: spec.limits,
                 outbound: Arc::new(spec.outbound.clone()),
+                log: None,
                 pre,
             });
             routes.push(Route {
                 prefix: spec.route.clone(),
-                version,
+                backends: Backends::single(version),
             });
             loaded.push(LoadedService {
                 name: spec.name.clone(),
@@ -136,8 +158,7 @@ impl Host {
                 cache: component.outcome,
             });
         }
-        self.registry.replace(RoutingTable::new(routes));
-        Ok(loaded)
+        Ok((routes, loaded))
     }
 }
 

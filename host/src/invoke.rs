@@ -22,6 +22,7 @@ use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
 use crate::capabilities::stdio::{GuestIdentity, GuestLog, Stdio};
 use crate::error::RequestError;
 use crate::limits::{InstanceMemoryLimiter, Limits};
+use crate::logbook::ServiceLog;
 
 /// The body of every response the data plane sends.
 pub type ResponseBody =
@@ -99,6 +100,8 @@ pub struct ServiceVersion {
     pub digest: String,
     pub limits: Limits,
     pub outbound: Arc<OutboundPolicy>,
+    /// Where guest output is kept for the admin API, for deployed services.
+    pub log: Option<Arc<ServiceLog>>,
     pub pre: ProxyPre<HostState>,
 }
 
@@ -323,6 +326,7 @@ fn new_store(engine: &Engine, version: &ServiceVersion, request_id: &Arc<str>) -
         service: Arc::clone(&version.service),
         version: Arc::clone(&version.version),
         request_id: Arc::clone(request_id),
+        log: version.log.clone(),
     };
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(GuestLog::new(Stdio::Stdout, who.clone()));

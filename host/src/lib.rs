@@ -5,6 +5,10 @@
 //! A request travels `server` → `router` (via `registry`) → `invoke`; a
 //! service gets there through `config` → `host` → `engine`.
 //!
+//! - [`admin`]: the admin API (axum): routes, auth, problem+json errors, OpenAPI.
+//! - [`control`]: the control plane's core API: upload, activate, split, roll back, delete.
+//! - [`store`]: durable state (SQLite via sqlx) and content-addressed component blobs.
+//! - [`logbook`]: each service's recent guest output, for the logs route.
 //! - [`config`]: `berth.toml`, checked with file and line before anything starts.
 //! - [`host`]: the core API (load services, route to them) that the CLI and tests call.
 //! - [`engine`]: the wasmtime `Engine`, pooling allocator, epoch ticker, compile cache.
@@ -18,16 +22,20 @@
 //! - [`telemetry`]: logging set-up and request ids.
 //! - [`units`]: sizes and durations as people write them.
 
+pub mod admin;
 pub mod capabilities;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod host;
 pub mod invoke;
 pub mod limits;
+pub mod logbook;
 pub mod registry;
 pub mod router;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod units;
 

@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+use commands::client::{Client, ClientFlags, DeployArgs, TenantCommand, TokenCommand};
+
 /// Berth: a multi-tenant WebAssembly microservice host.
 #[derive(Parser)]
 #[command(name = "berth", version, about)]
@@ -19,6 +21,62 @@ struct Cli {
 enum Command {
     Serve(commands::serve::ServeCommand),
     Up(commands::up::UpCommand),
+    /// Manage tenants (operator token).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Manage a tenant's tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Upload a component as a new version of a service and activate it.
+    Deploy {
+        #[command(flatten)]
+        args: DeployArgs,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// List the tenant's services.
+    Services {
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Show one service: its versions, what serves, its route.
+    Service {
+        name: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Serve an earlier version again (by default the previous deployment).
+    Rollback {
+        name: String,
+        /// The version to go back to.
+        #[arg(long, value_name = "LABEL")]
+        to: Option<String>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Delete a service and all its versions.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Print a service's recent guest output.
+    Logs {
+        name: String,
+        /// Keep printing new lines as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +85,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(cmd) => cmd.execute(),
         Command::Up(cmd) => cmd.execute(),
+        other => run_client(other),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -35,4 +94,31 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn run_client(command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Tenant { command, client } => {
+                Client::new(client)?.tenant_command(command).await
+            }
+            Command::Token { command, client } => Client::new(client)?.token_command(command).await,
+            Command::Deploy { args, client } => Client::new(client)?.deploy(args).await,
+            Command::Services { client } => Client::new(client)?.services().await,
+            Command::Service { name, client } => Client::new(client)?.service(&name).await,
+            Command::Rollback { name, to, client } => {
+                Client::new(client)?.rollback(&name, to).await
+            }
+            Command::Delete { name, client } => Client::new(client)?.delete(&name).await,
+            Command::Logs {
+                name,
+                follow,
+                client,
+            } => Client::new(client)?.logs(&name, follow).await,
+            Command::Serve(_) | Command::Up(_) => Ok(()),
+        }
+    })
 }

@@ -1,34 +1,168 @@
-//! Which service version answers a path: the longest route prefix that
-//! matches on a segment boundary.
+//! Which service version answers a request: the `Host` header picks the
+//! tenant, the longest route prefix (on a segment boundary) picks the
+//! service, and the service's split weights pick the version.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::invoke::ServiceVersion;
 
-/// One route: a path prefix and the version that serves it.
+/// The versions behind one route: one, or several with weights.
+#[derive(Clone)]
+pub struct Backends {
+    /// Each version with the running total of weights up to and including it.
+    versions: Vec<(u64, Arc<ServiceVersion>)>,
+}
+
+impl Backends {
+    pub fn single(version: Arc<ServiceVersion>) -> Self {
+        Self {
+            versions: vec![(1, version)],
+        }
+    }
+
+    /// Versions with weights; those weighted zero never serve. `None` when
+    /// no version has a weight.
+    pub fn weighted(versions: Vec<(u32, Arc<ServiceVersion>)>) -> Option<Self> {
+        let mut total = 0u64;
+        let mut out = Vec::with_capacity(versions.len());
+        for (weight, version) in versions {
+            if weight > 0 {
+                total += u64::from(weight);
+                out.push((total, version));
+            }
+        }
+        (!out.is_empty()).then_some(Self { versions: out })
+    }
+
+    /// The version for one request; `roll` is a uniformly random number.
+    pub fn pick(&self, roll: u64) -> &Arc<ServiceVersion> {
+        let total = self.versions.last().map_or(1, |(t, _)| *t);
+        let point = roll % total;
+        let index = self.versions.partition_point(|(upto, _)| *upto <= point);
+        &self.versions[index.min(self.versions.len() - 1)].1
+    }
+}
+
+/// One route: a path prefix and what serves it.
 #[derive(Clone)]
 pub struct Route {
     pub prefix: String,
-    pub version: Arc<ServiceVersion>,
+    pub backends: Backends,
 }
 
-/// An immutable routing table; the registry swaps whole tables.
+/// A tenant's routes, longest prefix first so the first match is the best.
 #[derive(Clone, Default)]
-pub struct RoutingTable {
-    /// Longest prefix first, so the first match is the best one.
+struct TenantRoutes {
     routes: Vec<Route>,
 }
 
-impl RoutingTable {
-    pub fn new(mut routes: Vec<Route>) -> Self {
-        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Self { routes }
+/// An immutable routing table for the whole host; the registry swaps whole
+/// tables.
+#[derive(Clone, Default)]
+pub struct RoutingTable {
+    tenants: HashMap<String, TenantRoutes>,
+    /// Extra domains the operator bound to tenants.
+    domains: HashMap<String, String>,
+    base_domain: String,
+    default_tenant: String,
+}
+
+/// Builds a [`RoutingTable`].
+pub struct RoutingTableBuilder {
+    table: RoutingTable,
+}
+
+impl RoutingTableBuilder {
+    pub fn new(base_domain: &str, default_tenant: &str) -> Self {
+        Self {
+            table: RoutingTable {
+                base_domain: base_domain.to_ascii_lowercase(),
+                default_tenant: default_tenant.to_string(),
+                ..RoutingTable::default()
+            },
+        }
     }
 
-    /// The route for a request path, if any.
-    pub fn route(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    pub fn tenant(&mut self, name: &str, domains: &[String]) -> &mut Self {
+        self.table.tenants.entry(name.to_string()).or_default();
+        for domain in domains {
+            self.table
+                .domains
+                .insert(domain.to_ascii_lowercase(), name.to_string());
+        }
+        self
     }
+
+    pub fn route(&mut self, tenant: &str, route: Route) -> &mut Self {
+        self.table
+            .tenants
+            .entry(tenant.to_string())
+            .or_default()
+            .routes
+            .push(route);
+        self
+    }
+
+    pub fn build(mut self) -> RoutingTable {
+        for tenant in self.table.tenants.values_mut() {
+            tenant
+                .routes
+                .sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        }
+        self.table
+    }
+}
+
+impl RoutingTable {
+    /// A table of the default tenant's routes alone.
+    pub fn new(routes: Vec<Route>) -> Self {
+        let mut builder = RoutingTableBuilder::new("localhost", crate::host::DEFAULT_TENANT);
+        for route in routes {
+            builder.route(crate::host::DEFAULT_TENANT, route);
+        }
+        builder.build()
+    }
+
+    /// The tenant a `Host` header names: a bound domain, then
+    /// `{tenant}.{base-domain}`, else the default tenant.
+    pub fn tenant_for_host<'a>(&'a self, host: Option<&str>) -> &'a str {
+        let Some(host) = host else {
+            return &self.default_tenant;
+        };
+        let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+        if let Some(tenant) = self.domains.get(&name) {
+            return tenant;
+        }
+        if let Some(label) = name
+            .strip_suffix(&self.base_domain)
+            .and_then(|rest| rest.strip_suffix('.'))
+            && let Some((tenant, _)) = self.tenants.get_key_value(label)
+        {
+            return tenant;
+        }
+        &self.default_tenant
+    }
+
+    /// The route for a request, if any.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        let tenant = self.tenant_for_host(host);
+        self.tenants
+            .get(tenant)?
+            .routes
+            .iter()
+            .find(|r| prefix_matches(&r.prefix, path))
+    }
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..=h.len()]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
 /// `/api` matches `/api`, `/api/` and `/api/x`, but not `/apix`.
@@ -54,6 +188,24 @@ pub fn path_info<'a>(prefix: &str, path: &'a str) -> &'a str {
     }
 }
 
+/// A fast, non-cryptographic random number for picking split versions.
+pub fn roll() -> u64 {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, RandomState};
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
+    }
+    STATE.with(|state| {
+        // xorshift64*
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +223,32 @@ mod tests {
         assert_eq!(path_info("/api", "/api"), "/");
         assert_eq!(path_info("/api", "/api/items/3"), "/items/3");
         assert_eq!(path_info("/", "/x"), "/x");
+    }
+
+    #[test]
+    fn hosts_name_tenants() {
+        let mut builder = RoutingTableBuilder::new("berth.test", "default");
+        builder
+            .tenant("default", &[])
+            .tenant("acme", &["shop.example.com".to_string()]);
+        let table = builder.build();
+        assert_eq!(table.tenant_for_host(Some("acme.berth.test:8080")), "acme");
+        assert_eq!(table.tenant_for_host(Some("ACME.berth.test")), "acme");
+        assert_eq!(table.tenant_for_host(Some("shop.example.com")), "acme");
+        assert_eq!(table.tenant_for_host(Some("other.berth.test")), "default");
+        assert_eq!(table.tenant_for_host(Some("127.0.0.1:80")), "default");
+        assert_eq!(table.tenant_for_host(Some("[::1]:80")), "default");
+        assert_eq!(table.tenant_for_host(None), "default");
+    }
+
+    #[test]
+    fn rolls_spread_evenly() {
+        let mut low = 0;
+        for _ in 0..10_000 {
+            if roll() % 100 < 10 {
+                low += 1;
+            }
+        }
+        assert!((800..1200).contains(&low), "{low} of 10000 below 10%");
     }
 }

@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::error::RequestError;
 use crate::host::Host;
 use crate::invoke::{ResponseBody, invoke};
-use crate::router::path_info;
+use crate::router::{path_info, roll};
 use crate::telemetry::next_request_id;
 
 /// Headers a client may not set: the host sets them for the guest.
@@ -117,11 +117,16 @@ pub async fn handle(
     let request_id = next_request_id();
     let table = host.registry().snapshot();
     let path = request.uri().path();
-    let Some(route) = table.route(path) else {
+    let authority = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let Some(route) = table.route(authority, path) else {
         tracing::debug!(request_id = %request_id, path, "no route");
         return RequestError::NoRoute.to_response(&request_id);
     };
-    let version = Arc::clone(&route.version);
+    let version = Arc::clone(route.backends.pick(roll()));
     let span = tracing::info_span!(
         "request",
         tenant = %version.tenant,

@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
+
+use crate::logbook::{LogLine, ServiceLog};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -27,6 +29,8 @@ pub struct GuestIdentity {
     pub service: Arc<str>,
     pub version: Arc<str>,
     pub request_id: Arc<str>,
+    /// Where the service's recent output is kept for the admin API.
+    pub log: Option<Arc<ServiceLog>>,
 }
 
 /// A guest output stream that logs complete lines. Clones share one buffer,
@@ -74,6 +78,20 @@ impl GuestLogInner {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
         let who = &self.who;
+        if let Some(log) = &who.log {
+            log.push(LogLine {
+                time_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                version: who.version.to_string(),
+                request_id: who.request_id.to_string(),
+                stream: match self.stream {
+                    Stdio::Stdout => "stdout",
+                    Stdio::Stderr => "stderr",
+                },
+                message: line.to_string(),
+            });
+        }
         match self.stream {
             Stdio::Stdout => tracing::info!(
                 target: "berth::guest",

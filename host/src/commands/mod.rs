@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share.
 
+pub mod client;
 pub mod serve;
 pub mod up;
 
@@ -62,11 +63,7 @@ pub fn run_data_plane(
     flags: &HostFlags,
     services: &[LoadedService],
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("berth-worker")
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     let front = flags.front_door();
     let drain = flags.drain_timeout.0;
     runtime.block_on(async move {
@@ -85,6 +82,14 @@ pub fn run_data_plane(
     Ok(())
 }
 
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("berth-worker")
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn print_addresses(addr: SocketAddr, services: &[LoadedService]) {
     // The listening line comes last, so a script (or a test) that waits for
     // it has seen the whole list.
@@ -100,7 +105,7 @@ fn print_addresses(addr: SocketAddr, services: &[LoadedService]) {
     let _ = out.flush();
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

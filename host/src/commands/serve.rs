@@ -1,11 +1,26 @@
-//! `berth serve`: run the host with the services a config file declares.
+//! `berth serve`: run the host: the data plane, the admin API, and the
+//! services of an optional config file.
 
+use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use berth::admin::AdminState;
+use berth::admin::auth::{OperatorTokenSource, load_operator_token};
+use berth::control::{ControlPlane, ControlSettings};
+use berth::logbook::Logbook;
+use berth::store::Store;
+use berth::store::blobs::BlobStore;
+use berth::store::sqlite::SqliteStore;
+use berth::units::{ByteSize, DurationSpec};
 
 use super::HostFlags;
 
-/// Run the host, serving the services declared in a config file.
+/// Run the host: the data plane, the admin API, and the services of an
+/// optional config file (they belong to the `default` tenant).
 #[derive(clap::Args)]
 pub struct ServeCommand {
     /// Address of the data plane; port 0 picks a free port and prints it.
@@ -16,9 +31,26 @@ pub struct ServeCommand {
         env = "BERTH_LISTEN"
     )]
     listen: SocketAddr,
-    /// A berth.toml declaring the services to run.
+    /// Address of the admin API; port 0 picks a free port and prints it.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8081",
+        env = "BERTH_ADMIN_LISTEN"
+    )]
+    admin_listen: SocketAddr,
+    /// A berth.toml declaring services of the default tenant.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Tenants answer at `{tenant}.{base-domain}`.
+    #[arg(long, value_name = "DOMAIN", default_value = "localhost")]
+    base_domain: String,
+    /// Largest component upload accepted.
+    #[arg(long, value_name = "SIZE", default_value = "100MiB")]
+    max_upload: ByteSize,
+    /// How long compiling one uploaded component may take.
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    compile_timeout: DurationSpec,
     #[command(flatten)]
     host: HostFlags,
 }
@@ -31,8 +63,92 @@ impl ServeCommand {
             Some(path) => berth::config::load(path)?,
             None => Vec::new(),
         };
+        if self.base_domain.is_empty() || self.base_domain.contains(['/', ':', ' ']) {
+            anyhow::bail!("--base-domain `{}` is not a domain name", self.base_domain);
+        }
         let host = self.host.host()?;
-        let loaded = host.load_services(&specs)?;
-        super::run_data_plane(host, self.listen, &self.host, &loaded)
+        let data_dir = self.host.data_dir.clone();
+        let (operator, source) =
+            load_operator_token(std::env::var("BERTH_OPERATOR_TOKEN").ok(), &data_dir)
+                .context("cannot read or create the operator token")?;
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .ok();
+
+        let runtime = super::runtime()?;
+        let front = self.host.front_door();
+        let drain = self.host.drain_timeout.0;
+        runtime.block_on(async move {
+            let store: Arc<dyn Store> = Arc::new(
+                SqliteStore::open(&data_dir.join("berth.db"))
+                    .await
+                    .context("cannot open the state database")?,
+            );
+            let blobs = BlobStore::open(data_dir.join("blobs"))
+                .context("cannot open the component store")?;
+            let control = ControlPlane::open(
+                Arc::clone(&host),
+                store,
+                blobs,
+                ControlSettings {
+                    base_domain: self.base_domain.to_ascii_lowercase(),
+                    max_upload_bytes: self.max_upload.0,
+                    compile_timeout: self.compile_timeout.0,
+                },
+                Arc::new(Logbook::default()),
+                &specs,
+            )
+            .await?;
+
+            let data = tokio::net::TcpListener::bind(self.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", self.listen))?;
+            let admin = tokio::net::TcpListener::bind(self.admin_listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", self.admin_listen))?;
+            let data_addr = data.local_addr()?;
+            let admin_addr = admin.local_addr()?;
+            let state = Arc::new(AdminState {
+                control: Arc::clone(&control),
+                operator,
+                metrics,
+                data_plane: data_addr.to_string(),
+                ready: true.into(),
+            });
+
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stopped = move || {
+                let mut rx = stop_rx.clone();
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }
+            };
+            let admin_task =
+                tokio::spawn(berth::admin::serve(admin, Arc::clone(&state), stopped()));
+            tracing::info!(addr = %admin_addr, "admin API listening");
+            tracing::info!(addr = %data_addr, "data plane listening");
+            if let OperatorTokenSource::Generated(path) = &source {
+                println!("operator token written to {}", path.display());
+            }
+            println!("berth admin API listening on http://{admin_addr}");
+            super::print_addresses(data_addr, control.static_services());
+
+            let signal_state = Arc::clone(&state);
+            tokio::spawn(async move {
+                super::shutdown_signal().await;
+                signal_state.ready.store(false, Ordering::Release);
+                let _ = stop_tx.send(true);
+            });
+            berth::server::serve(data, host, front, stopped(), drain).await;
+            if tokio::time::timeout(Duration::from_secs(5), admin_task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("admin API did not stop in time");
+            }
+            Ok::<_, anyhow::Error>(())
+        })?;
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        Ok(())
     }
 }

@@ -1,0 +1,136 @@
+//! The admin API: JSON over HTTP on its own listener, for operators and
+//! tenants. Routes call the [`ControlPlane`]; the OpenAPI document at
+//! `/v1/openapi.json` is generated from the handlers' annotations.
+
+pub mod auth;
+pub mod problem;
+mod services;
+mod system;
+mod tenants;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::control::ControlPlane;
+use crate::telemetry::next_request_id;
+use auth::OperatorToken;
+
+/// What every admin handler shares.
+pub struct AdminState {
+    pub control: Arc<ControlPlane>,
+    pub operator: OperatorToken,
+    /// Renders `/metrics`; `None` when no recorder is installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The data plane's address, for the URLs the API reports.
+    pub data_plane: String,
+    /// False while the host is starting or draining.
+    pub ready: AtomicBool,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Berth admin API",
+        description = "Tenants, tokens, versions and deployments of a Berth host."
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "tenants", description = "Tenants and their tokens (operator)"),
+        (name = "services", description = "Services, versions and deployments"),
+        (name = "system", description = "Health, readiness, metrics")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The admin router and the OpenAPI document that describes it.
+pub fn router(state: Arc<AdminState>) -> axum::Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(tenants::create_tenant, tenants::list_tenants))
+        .routes(routes!(
+            tenants::get_tenant,
+            tenants::update_tenant,
+            tenants::delete_tenant
+        ))
+        .routes(routes!(tenants::create_token, tenants::list_tokens))
+        .routes(routes!(tenants::revoke_token))
+        .routes(routes!(services::list_services))
+        .routes(routes!(
+            services::get_service,
+            services::put_service,
+            services::delete_service
+        ))
+        .routes(routes!(services::upload_version, services::delete_version))
+        .routes(routes!(services::rollback))
+        .routes(routes!(services::logs))
+        .routes(routes!(tenants::whoami))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+    router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || {
+                let doc = Arc::clone(&openapi);
+                async move { axum::Json(doc) }
+            }),
+        )
+        .fallback(system::not_found)
+        .layer(axum::middleware::from_fn(with_request_id))
+        .with_state(state)
+}
+
+/// Gives every admin request an id, in its span, its error body and the
+/// `x-request-id` response header.
+async fn with_request_id(request: Request, next: Next) -> Response {
+    let id = next_request_id();
+    let span = tracing::info_span!(
+        "admin",
+        request_id = %id,
+        http.request.method = %request.method(),
+        url.path = request.uri().path(),
+    );
+    let mut response = problem::REQUEST_ID
+        .scope(Arc::clone(&id), next.run(request).instrument(span.clone()))
+        .await;
+    let _entered = span.enter();
+    tracing::info!(status = response.status().as_u16(), "admin request");
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Serves the admin API until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

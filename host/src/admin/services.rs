@@ -1,0 +1,375 @@
+//! `/v1/tenants/{tenant}/services`: versions, deployments, rollbacks, logs.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+use super::AdminState;
+use super::auth::Caller;
+use super::problem::{ApiError, Problem};
+use crate::control::ControlError;
+use crate::store::blobs::BlobError;
+use crate::store::{Deployment, ServiceRecord, ServiceSettings, ServiceUpdate, VersionRecord};
+
+/// A service as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct ServiceView {
+    tenant: String,
+    name: String,
+    route: Option<String>,
+    /// The version serving all traffic, when there is no split.
+    active: Option<String>,
+    /// Weights by version label, when traffic is split.
+    split: Option<BTreeMap<String, u32>>,
+    /// The deployment a rollback without a target returns to.
+    previous: Option<BTreeMap<String, u32>>,
+    versions: Vec<VersionRecord>,
+    config: BTreeMap<String, String>,
+    #[schema(value_type = Object)]
+    limits: serde_json::Map<String, serde_json::Value>,
+    allowed_outbound_hosts: Vec<String>,
+    /// Where the service answers, when it is deployed.
+    url: Option<String>,
+    updated_at: i64,
+}
+
+impl ServiceView {
+    fn new(record: ServiceRecord, state: &AdminState) -> Self {
+        let (active, split) = match &record.deployment {
+            Some(d) => match d.active() {
+                Some(label) => (Some(label.to_string()), None),
+                None => (None, Some(d.0.clone())),
+            },
+            None => (None, None),
+        };
+        let url = match (&record.route, &record.deployment) {
+            (Some(route), Some(_)) => Some(service_url(state, &record.tenant, route)),
+            _ => None,
+        };
+        Self {
+            tenant: record.tenant,
+            name: record.name,
+            route: record.route,
+            active,
+            split,
+            previous: record.previous.map(|d| d.0),
+            versions: record.versions,
+            config: record.settings.config,
+            limits: record.settings.limits,
+            allowed_outbound_hosts: record.settings.allowed_outbound_hosts,
+            url,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+fn service_url(state: &AdminState, tenant: &str, route: &str) -> String {
+    let port = state
+        .data_plane
+        .rsplit_once(':')
+        .map_or("", |(_, port)| port);
+    let base = &state.control.settings().base_domain;
+    if tenant == crate::host::DEFAULT_TENANT {
+        format!("http://{}{route}", state.data_plane)
+    } else {
+        format!("http://{tenant}.{base}:{port}{route}")
+    }
+}
+
+/// A stored version.
+#[derive(Serialize, ToSchema)]
+pub struct UploadedVersion {
+    label: String,
+    digest: String,
+    size: u64,
+    /// Time spent compiling (0 when the bytes were already stored).
+    compile_ms: u64,
+}
+
+/// What `PUT .../services/{s}` may set; fields left out stay as they are.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceChange {
+    /// Path prefix the service answers under, e.g. `/orders`.
+    route: Option<String>,
+    /// Serve all traffic from this version.
+    version: Option<String>,
+    /// Split traffic by weight between versions, e.g. `{"1.0.0": 90, "1.1.0": 10}`.
+    split: Option<BTreeMap<String, u32>>,
+    config: Option<BTreeMap<String, String>>,
+    #[schema(value_type = Option<Object>)]
+    limits: Option<serde_json::Map<String, serde_json::Value>>,
+    allowed_outbound_hosts: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The version to serve; by default the previous deployment.
+    to: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct LogQuery {
+    /// Keep the response open and stream new lines as they are written.
+    #[serde(default)]
+    follow: bool,
+    /// How many recent lines to start with (at most 1000).
+    limit: Option<usize>,
+}
+
+/// Every service of a tenant.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/services", tag = "services",
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = [ServiceView]), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_services(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<Vec<ServiceView>>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    state.control.store().tenant(&tenant).await?;
+    let services = state.control.store().list_services(&tenant).await?;
+    Ok(Json(
+        services
+            .into_iter()
+            .map(|s| ServiceView::new(s, &state))
+            .collect(),
+    ))
+}
+
+/// One service: its versions, what serves, its route.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/services/{service}", tag = "services",
+    params(("tenant" = String, Path), ("service" = String, Path)),
+    responses((status = 200, body = ServiceView), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_service(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service)): Path<(String, String)>,
+) -> Result<Json<ServiceView>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let record = state.control.store().service(&tenant, &service).await?;
+    Ok(Json(ServiceView::new(record, &state)))
+}
+
+/// Set the route, activate a version or a split, and set config, limits and
+/// outbound hosts, all in one atomic change.
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/services/{service}", tag = "services",
+    params(("tenant" = String, Path), ("service" = String, Path)), request_body = ServiceChange,
+    responses((status = 200, body = ServiceView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn put_service(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service)): Path<(String, String)>,
+    body: Result<Json<ServiceChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ServiceView>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let Json(change) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let deployment = match (change.version, change.split) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give either `version` or `split`, not both".into(),
+            ));
+        }
+        (Some(label), None) => Some(Deployment::single(&label)),
+        (None, Some(split)) => Some(Deployment(split)),
+        (None, None) => None,
+    };
+    let settings = if change.config.is_some()
+        || change.limits.is_some()
+        || change.allowed_outbound_hosts.is_some()
+    {
+        let current = state.control.store().service(&tenant, &service).await?;
+        let ServiceSettings {
+            config,
+            limits,
+            allowed_outbound_hosts,
+        } = current.settings;
+        Some(ServiceSettings {
+            config: change.config.unwrap_or(config),
+            limits: change.limits.unwrap_or(limits),
+            allowed_outbound_hosts: change
+                .allowed_outbound_hosts
+                .unwrap_or(allowed_outbound_hosts),
+        })
+    } else {
+        None
+    };
+    let record = state
+        .control
+        .configure(
+            &tenant,
+            &service,
+            ServiceUpdate {
+                route: change.route,
+                deployment,
+                settings,
+            },
+        )
+        .await?;
+    tracing::info!(%tenant, %service, deployment = ?record.deployment, "service deployed");
+    Ok(Json(ServiceView::new(record, &state)))
+}
+
+/// Delete a service and its versions; it stops answering at once.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/services/{service}", tag = "services",
+    params(("tenant" = String, Path), ("service" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn delete_service(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_tenant(&tenant)?;
+    state.control.delete_service(&tenant, &service).await?;
+    tracing::info!(%tenant, %service, "service deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Upload a version: the component's bytes as the body (`application/wasm`).
+#[utoipa::path(put, path = "/v1/tenants/{tenant}/services/{service}/versions/{label}", tag = "services",
+    params(("tenant" = String, Path), ("service" = String, Path), ("label" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 201, description = "Stored", body = UploadedVersion),
+        (status = 200, description = "The same bytes were already stored under this label", body = UploadedVersion),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem)))]
+pub async fn upload_version(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service, label)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<UploadedVersion>), ApiError> {
+    caller.require_tenant(&tenant)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(essence, "application/wasm" | "application/octet-stream") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "upload the component as `application/wasm`, not `{}`",
+            content_type.chars().take(80).collect::<String>()
+        )));
+    }
+    let limit = state.control.settings().max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ControlError::Upload(BlobError::TooLarge { limit }).into());
+    }
+    let uploaded = state
+        .control
+        .upload_version(&tenant, &service, &label, body.into_data_stream())
+        .await?;
+    let status = if uploaded.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(UploadedVersion {
+            label: uploaded.version.label,
+            digest: uploaded.version.digest,
+            size: uploaded.version.size,
+            compile_ms: uploaded.compile_ms,
+        }),
+    ))
+}
+
+/// Delete a version that is not serving.
+#[utoipa::path(delete, path = "/v1/tenants/{tenant}/services/{service}/versions/{label}", tag = "services",
+    params(("tenant" = String, Path), ("service" = String, Path), ("label" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete_version(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service, label)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_tenant(&tenant)?;
+    state
+        .control
+        .delete_version(&tenant, &service, &label)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Serve an earlier version again: `to`, or the previous deployment.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/services/{service}/rollback", tag = "services",
+    params(("tenant" = String, Path), ("service" = String, Path)), request_body = RollbackRequest,
+    responses((status = 200, body = ServiceView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn rollback(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service)): Path<(String, String)>,
+    body: Option<Json<RollbackRequest>>,
+) -> Result<Json<ServiceView>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let record = state
+        .control
+        .rollback(&tenant, &service, request.to.as_deref())
+        .await?;
+    tracing::info!(%tenant, %service, deployment = ?record.deployment, "service rolled back");
+    Ok(Json(ServiceView::new(record, &state)))
+}
+
+/// The service's recent guest output, one JSON object per line; with
+/// `follow=true` the response stays open and streams new lines.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/services/{service}/logs", tag = "services",
+    params(("tenant" = String, Path), ("service" = String, Path), LogQuery),
+    responses((status = 200, description = "Newline-delimited JSON log lines", body = crate::logbook::LogLine, content_type = "application/x-ndjson"),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn logs(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service)): Path<(String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    caller.require_tenant(&tenant)?;
+    state.control.store().service(&tenant, &service).await?;
+    let log = state.control.logbook().service(&tenant, &service);
+    let limit = query.limit.unwrap_or(100).min(crate::logbook::LINES_KEPT);
+    let follower = query.follow.then(|| log.follow());
+    let mut text = String::new();
+    for line in log.recent(limit) {
+        if let Ok(json) = serde_json::to_string(&line) {
+            text.push_str(&json);
+            text.push('\n');
+        }
+    }
+    let head =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(text)) });
+    let body = match follower {
+        None => Body::from_stream(head),
+        Some(receiver) => {
+            let live = tokio_stream::wrappers::BroadcastStream::new(receiver).filter_map(
+                |line| async move {
+                    // A follower that fell behind skips what it missed.
+                    let line = line.ok()?;
+                    let mut json = serde_json::to_string(&line).ok()?;
+                    json.push('\n');
+                    Some(Ok(bytes::Bytes::from(json)))
+                },
+            );
+            Body::from_stream(head.chain(live))
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}

@@ -1,0 +1,52 @@
+//! Health, readiness and metrics: unauthenticated, for probes and scrapers.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{StatusCode, header};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::AdminState;
+use super::problem::{REQUEST_ID, problem_response};
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()),
+    responses((status = 200, description = "The host is alive", body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The host has restored its state and accepts traffic.
+#[utoipa::path(get, path = "/readyz", tag = "system", security(()),
+    responses(
+        (status = 200, description = "Ready", body = String),
+        (status = 503, description = "Starting or draining", body = String)))]
+pub async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// Prometheus text exposition of the host's metrics.
+#[utoipa::path(get, path = "/metrics", tag = "system", security(()),
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let body = state
+        .metrics
+        .as_ref()
+        .map(metrics_exporter_prometheus::PrometheusHandle::render)
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub async fn not_found() -> Response {
+    let id = REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default();
+    problem_response(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such admin route; see /v1/openapi.json".into(),
+        id,
+    )
+}

@@ -1,0 +1,94 @@
+//! The recent output of each service's guests, kept in memory for
+//! `GET .../services/{s}/logs` and `berth logs --follow`.
+//!
+//! Each service keeps its last [`LINES_KEPT`] lines in a ring, and every new
+//! line is also broadcast to followers; a follower too slow to keep up misses
+//! lines rather than slowing the guest down.
+
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Lines kept per service.
+pub const LINES_KEPT: usize = 1000;
+
+/// One line a guest wrote.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LogLine {
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub version: String,
+    pub request_id: String,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    pub message: String,
+}
+
+/// One service's log.
+pub struct ServiceLog {
+    recent: Mutex<VecDeque<LogLine>>,
+    live: broadcast::Sender<LogLine>,
+}
+
+impl ServiceLog {
+    fn new() -> Self {
+        Self {
+            recent: Mutex::new(VecDeque::with_capacity(64)),
+            live: broadcast::channel(256).0,
+        }
+    }
+
+    pub fn push(&self, line: LogLine) {
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == LINES_KEPT {
+                recent.pop_front();
+            }
+            recent.push_back(line.clone());
+        }
+        // No followers is the usual case, not an error.
+        let _ = self.live.send(line);
+    }
+
+    /// The last `limit` lines, oldest first.
+    pub fn recent(&self, limit: usize) -> Vec<LogLine> {
+        self.recent.lock().map_or_else(
+            |_| Vec::new(),
+            |recent| {
+                let skip = recent.len().saturating_sub(limit);
+                recent.iter().skip(skip).cloned().collect()
+            },
+        )
+    }
+
+    pub fn follow(&self) -> broadcast::Receiver<LogLine> {
+        self.live.subscribe()
+    }
+}
+
+impl std::fmt::Debug for ServiceLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceLog").finish_non_exhaustive()
+    }
+}
+
+/// Every service's log, by tenant and service.
+#[derive(Default)]
+pub struct Logbook {
+    services: Mutex<HashMap<(String, String), Arc<ServiceLog>>>,
+}
+
+impl Logbook {
+    /// The log of one service, created on first use.
+    pub fn service(&self, tenant: &str, service: &str) -> Arc<ServiceLog> {
+        let mut services = self
+            .services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            services
+                .entry((tenant.to_string(), service.to_string()))
+                .or_insert_with(|| Arc::new(ServiceLog::new())),
+        )
+    }
+}

@@ -1,0 +1,202 @@
+//! The host's durable state: tenants, token hashes, services, versions and
+//! deployments behind [`Store`], and component bytes in [`blobs`].
+//!
+//! Every change that must be seen whole happens in one transaction inside the
+//! store, so a host killed at any moment restarts with the state before or
+//! after a change, never half of it. SQLite backs a single host; the trait is
+//! what a Postgres backend for a fleet implements.
+
+pub mod blobs;
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a store operation can fail with; the admin API maps each to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the state database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the state database could not be migrated: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored state is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRecord {
+    pub name: String,
+    pub domains: Vec<String>,
+    /// The operator's limits for the tenant, as JSON.
+    pub limits: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// A token as it is listed: never its secret, which is not stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TokenRecord {
+    pub id: String,
+    pub tenant: String,
+    pub description: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct VersionRecord {
+    pub label: String,
+    pub digest: String,
+    pub size: u64,
+    pub created_at: i64,
+}
+
+/// Which versions serve a service, by label, with their weights. One entry
+/// is a plain activation; several are a split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment(pub BTreeMap<String, u32>);
+
+impl Deployment {
+    pub fn single(label: &str) -> Self {
+        Self(BTreeMap::from([(label.to_string(), 100)]))
+    }
+
+    /// The label when exactly one version serves.
+    pub fn active(&self) -> Option<&str> {
+        match self.0.len() {
+            1 => self.0.keys().next().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    pub fn uses(&self, label: &str) -> bool {
+        self.0.get(label).is_some_and(|w| *w > 0)
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+/// A service's settings other than its code: what `PUT .../services/{s}`
+/// may set besides the route and the deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSettings {
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub tenant: String,
+    pub name: String,
+    pub route: Option<String>,
+    pub deployment: Option<Deployment>,
+    /// What served before the last change, the default rollback target.
+    pub previous: Option<Deployment>,
+    pub settings: ServiceSettings,
+    pub versions: Vec<VersionRecord>,
+    pub updated_at: i64,
+}
+
+impl ServiceRecord {
+    pub fn version(&self, label: &str) -> Option<&VersionRecord> {
+        self.versions.iter().find(|v| v.label == label)
+    }
+}
+
+/// A change to a service; `None` leaves that part as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceUpdate {
+    pub route: Option<String>,
+    pub deployment: Option<Deployment>,
+    pub settings: Option<ServiceSettings>,
+}
+
+/// What storing a version did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutVersion {
+    Created,
+    /// The same bytes were already stored under this label.
+    Unchanged,
+}
+
+/// Everything needed to rebuild the routing table.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub generation: i64,
+    pub tenants: Vec<TenantRecord>,
+    pub services: Vec<ServiceRecord>,
+}
+
+/// The control plane's metadata. Implementations make each method atomic.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    async fn create_tenant(&self, name: &str) -> StoreResult<()>;
+    /// Creates the tenant unless it exists; for the built-in `default` tenant.
+    async fn ensure_tenant(&self, name: &str) -> StoreResult<()>;
+    async fn tenant(&self, name: &str) -> StoreResult<TenantRecord>;
+    async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>>;
+    async fn update_tenant(
+        &self,
+        name: &str,
+        domains: Option<Vec<String>>,
+        limits: Option<serde_json::Value>,
+    ) -> StoreResult<TenantRecord>;
+    async fn delete_tenant(&self, name: &str) -> StoreResult<()>;
+
+    async fn create_token(&self, token: &TokenRecord, hash: &str) -> StoreResult<()>;
+    async fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<TokenRecord>>;
+    async fn revoke_token(&self, tenant: &str, id: &str) -> StoreResult<()>;
+    /// The token whose secret hashes to `hash`, with that stored hash.
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<(TokenRecord, String)>>;
+
+    /// Records a version, creating the service on its first version. Other
+    /// bytes under an existing label are a conflict.
+    async fn put_version(
+        &self,
+        tenant: &str,
+        service: &str,
+        version: &VersionRecord,
+    ) -> StoreResult<PutVersion>;
+    /// Refused while the version serves.
+    async fn delete_version(&self, tenant: &str, service: &str, label: &str) -> StoreResult<()>;
+
+    async fn service(&self, tenant: &str, service: &str) -> StoreResult<ServiceRecord>;
+    async fn list_services(&self, tenant: &str) -> StoreResult<Vec<ServiceRecord>>;
+    async fn update_service(
+        &self,
+        tenant: &str,
+        service: &str,
+        update: ServiceUpdate,
+    ) -> StoreResult<ServiceRecord>;
+    /// Back to `to`, or to the previous deployment.
+    async fn rollback(
+        &self,
+        tenant: &str,
+        service: &str,
+        to: Option<&str>,
+    ) -> StoreResult<ServiceRecord>;
+    async fn delete_service(&self, tenant: &str, service: &str) -> StoreResult<()>;
+
+    async fn snapshot(&self) -> StoreResult<Snapshot>;
+    /// Every digest any version refers to, so unreferenced blobs can go.
+    async fn digests(&self) -> StoreResult<Vec<String>>;
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
