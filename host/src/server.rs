@@ -162,13 +162,36 @@ pub async fn handle(
     )
     .instrument(span)
     .await;
-    match result {
-        Ok(mut response) => {
-            if let Some(v) = id_header {
-                response.headers_mut().insert("x-request-id", v);
-            }
-            response
-        }
+    let mut response = match result {
+        Ok(response) => response,
         Err(error) => error.to_response(&request_id),
+    };
+    let headers = response.headers_mut();
+    if let Some(v) = id_header {
+        headers.insert("x-request-id", v);
+    }
+    // Which version answered: what canary analysis and clients debugging a
+    // rollout need to see.
+    if let Ok(v) = HeaderValue::from_str(&version.version) {
+        headers.insert("x-berth-version", v);
+    }
+    metrics::counter!(
+        "berth_requests_total",
+        "tenant" => version.tenant.to_string(),
+        "service" => version.service.to_string(),
+        "status" => status_class(response.status()),
+    )
+    .increment(1);
+    response
+}
+
+/// Status codes counted by class, so metrics stay small.
+fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
     }
 }

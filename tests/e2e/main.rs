@@ -5,6 +5,7 @@
 mod cache;
 mod cli;
 mod compat;
+mod control;
 mod faults;
 mod limits;
 mod outbound;

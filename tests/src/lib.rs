@@ -64,11 +64,16 @@ pub fn berth_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// The operator token every test host is started with.
+pub const OPERATOR_TOKEN: &str = "berth_op_test_0123456789abcdef";
+
 /// A running `berth` process, killed when dropped.
 pub struct BerthProcess {
     child: Child,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` of the data plane.
     pub base: String,
+    /// `http://127.0.0.1:PORT` of the admin API, for `berth serve`.
+    pub admin: Option<String>,
     log: Arc<Mutex<String>>,
     /// Every line the host printed on stdout before it was ready.
     pub banner: String,
@@ -97,8 +102,11 @@ impl BerthProcess {
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(&launch.data_dir);
+            .arg(&launch.data_dir)
+            .env("BERTH_OPERATOR_TOKEN", OPERATOR_TOKEN);
         if let Some(config) = &launch.config {
             let path = launch.data_dir.join("berth.toml");
             std::fs::write(&path, config)?;
@@ -135,8 +143,8 @@ impl BerthProcess {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 banner.push_str(&line);
                 banner.push('\n');
-                // The address line comes last, after the services.
-                if !sent && line.contains("listening on http://") {
+                // The data plane's line comes last, after the services.
+                if !sent && line.contains("data plane listening on http://") {
                     sent = true;
                     let _ = tx.send(banner.clone());
                 }
@@ -152,16 +160,19 @@ impl BerthProcess {
                 bail!("berth did not start listening; its log:\n{log}");
             }
         };
-        let base = banner
-            .lines()
-            .find(|l| l.contains("listening on http://"))
-            .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
-            .context("no address in banner")?
-            .trim_end_matches('/')
-            .to_string();
+        let address = |what: &str| {
+            banner
+                .lines()
+                .find(|l| l.contains(what))
+                .and_then(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+                .map(|a| a.trim_end_matches('/').to_string())
+        };
+        let base = address("data plane listening on").context("no address in banner")?;
+        let admin = address("admin API listening on");
         let process = Self {
             child,
             base,
+            admin,
             log,
             banner,
         };
@@ -178,6 +189,34 @@ impl BerthProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A client for this host's admin API with the operator token.
+    pub fn operator(&self) -> Result<Admin> {
+        self.admin_as(OPERATOR_TOKEN)
+    }
+
+    /// A client for this host's admin API with `token`.
+    pub fn admin_as(&self, token: &str) -> Result<Admin> {
+        Ok(Admin {
+            base: self.admin.clone().context("this host has no admin API")?,
+            token: token.to_string(),
+            http: client(),
+        })
+    }
+
+    /// A request to the data plane as tenant `tenant` (by `Host` header).
+    pub fn tenant_get(&self, tenant: &str, path: &str) -> reqwest::RequestBuilder {
+        client()
+            .get(self.url(path))
+            .header("host", format!("{tenant}.localhost"))
+    }
+
+    /// Kills the host with SIGKILL, as a crash would, and waits for it.
+    pub fn kill(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -288,4 +327,131 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The admin API, as one caller.
+#[derive(Clone)]
+pub struct Admin {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+/// An admin API answer: status and JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub content_type: String,
+}
+
+impl Admin {
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        if self.token.is_empty() {
+            builder
+        } else {
+            builder.bearer_auth(&self.token)
+        }
+    }
+
+    pub async fn send(&self, builder: reqwest::RequestBuilder) -> Result<Answer> {
+        let response = builder.send().await?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = response.text().await?;
+        let body = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        Ok(Answer {
+            status,
+            body,
+            content_type,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Answer> {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<Answer> {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Result<Answer> {
+        self.send(self.request(reqwest::Method::POST, path).json(&body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> Result<Answer> {
+        self.send(self.request(reqwest::Method::PUT, path).json(&body))
+            .await
+    }
+
+    /// Creates a tenant; returns its token.
+    pub async fn create_tenant(&self, name: &str) -> Result<String> {
+        let answer = self
+            .post("/v1/tenants", serde_json::json!({ "name": name }))
+            .await?;
+        if answer.status != 201 {
+            bail!("creating tenant {name}: {answer:?}");
+        }
+        answer.body["token"]
+            .as_str()
+            .map(str::to_string)
+            .context("no token in answer")
+    }
+
+    /// Uploads bytes as a version.
+    pub async fn upload(
+        &self,
+        tenant: &str,
+        service: &str,
+        label: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Answer> {
+        self.send(
+            self.request(
+                reqwest::Method::PUT,
+                &format!("/v1/tenants/{tenant}/services/{service}/versions/{label}"),
+            )
+            .header("content-type", "application/wasm")
+            .body(bytes),
+        )
+        .await
+    }
+
+    /// Uploads a component and activates it at `route`; fails unless both work.
+    pub async fn deploy(
+        &self,
+        tenant: &str,
+        service: &str,
+        label: &str,
+        component: &Path,
+        route: &str,
+    ) -> Result<()> {
+        let up = self
+            .upload(tenant, service, label, std::fs::read(component)?)
+            .await?;
+        if up.status != 201 && up.status != 200 {
+            bail!("upload of {service} {label}: {up:?}");
+        }
+        let set = self
+            .put(
+                &format!("/v1/tenants/{tenant}/services/{service}"),
+                serde_json::json!({ "route": route, "version": label }),
+            )
+            .await?;
+        if set.status != 200 {
+            bail!("activating {service} {label}: {set:?}");
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,350 @@
+//! The control plane's life cycle through raw HTTP and through the CLI:
+//! create a tenant, deploy, serve, deploy again, split, roll back, delete.
+
+use anyhow::{Context, Result};
+use berth_e2e::{BerthProcess, Launch, berth_bin, component};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::process::Command;
+
+/// A host with no config file and only the admin API to fill it.
+pub fn empty_host(extra: &[&str]) -> Result<(tempfile::TempDir, BerthProcess)> {
+    let dir = tempfile::tempdir()?;
+    let host = BerthProcess::launch(Launch {
+        args: extra.iter().map(|a| a.to_string()).collect(),
+        config: None,
+        data_dir: dir.path().join("data"),
+    })?;
+    Ok((dir, host))
+}
+
+/// Which versions answered `n` requests, by `x-berth-version`.
+pub async fn versions_seen(
+    host: &BerthProcess,
+    tenant: &str,
+    path: &str,
+    n: usize,
+) -> Result<HashMap<String, usize>> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let response = host.tenant_get(tenant, path).send().await?;
+        // The guest answers (json-api says 404 to paths it does not know);
+        // the host never fails.
+        anyhow::ensure!(
+            response.status().as_u16() < 500,
+            "status {}",
+            response.status()
+        );
+        let version = response
+            .headers()
+            .get("x-berth-version")
+            .and_then(|v| v.to_str().ok())
+            .context("no x-berth-version")?
+            .to_string();
+        *seen.entry(version).or_insert(0) += 1;
+    }
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn the_whole_life_cycle_over_http() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    let token = op.create_tenant("acme").await?;
+    let acme = host.admin_as(&token)?;
+
+    let hello = std::fs::read(component("hello")?)?;
+    let up = acme
+        .upload("acme", "greeter", "1.0.0", hello.clone())
+        .await?;
+    assert_eq!(up.status, 201, "{up:?}");
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&hello)));
+    assert_eq!(up.body["digest"], json!(digest));
+    assert_eq!(up.body["size"], json!(hello.len()));
+    let again = acme
+        .upload("acme", "greeter", "1.0.0", hello.clone())
+        .await?;
+    assert_eq!(again.status, 200, "same bytes, same label: {again:?}");
+
+    // Uploaded but not active: nothing answers yet.
+    let before = host.tenant_get("acme", "/greet").send().await?;
+    assert_eq!(before.status(), 404);
+
+    let set = acme
+        .put(
+            "/v1/tenants/acme/services/greeter",
+            json!({"route": "/greet", "version": "1.0.0"}),
+        )
+        .await?;
+    assert_eq!(set.status, 200, "{set:?}");
+    assert_eq!(set.body["active"], json!("1.0.0"));
+    let response = host.tenant_get("acme", "/greet").send().await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-berth-version"], "1.0.0");
+    assert_eq!(response.text().await?, "Hello from Berth!\n");
+    // Other tenants (and the default one) do not see acme's routes.
+    let default = berth_e2e::client().get(host.url("/greet")).send().await?;
+    assert_eq!(default.status(), 404);
+
+    let api = std::fs::read(component("json-api")?)?;
+    let up = acme.upload("acme", "greeter", "2.0.0", api).await?;
+    assert_eq!(up.status, 201, "{up:?}");
+    let set = acme
+        .put(
+            "/v1/tenants/acme/services/greeter",
+            json!({"version": "2.0.0"}),
+        )
+        .await?;
+    assert_eq!(set.status, 200, "{set:?}");
+    let seen = versions_seen(&host, "acme", "/greet/health", 5).await?;
+    assert_eq!(seen.get("2.0.0"), Some(&5), "{seen:?}");
+
+    let set = acme
+        .put(
+            "/v1/tenants/acme/services/greeter",
+            json!({"split": {"1.0.0": 50, "2.0.0": 50}}),
+        )
+        .await?;
+    assert_eq!(set.status, 200, "{set:?}");
+    assert_eq!(set.body["split"], json!({"1.0.0": 50, "2.0.0": 50}));
+    let seen = versions_seen(&host, "acme", "/greet", 400).await?;
+    for label in ["1.0.0", "2.0.0"] {
+        let n = seen.get(label).copied().unwrap_or(0);
+        assert!(
+            (140..=260).contains(&n),
+            "{label} served {n} of 400: {seen:?}"
+        );
+    }
+
+    // Rollback with no target returns to what served before the split.
+    let back = acme
+        .post("/v1/tenants/acme/services/greeter/rollback", json!({}))
+        .await?;
+    assert_eq!(back.status, 200, "{back:?}");
+    assert_eq!(back.body["active"], json!("2.0.0"));
+    let back = acme
+        .post(
+            "/v1/tenants/acme/services/greeter/rollback",
+            json!({"to": "1.0.0"}),
+        )
+        .await?;
+    assert_eq!(back.body["active"], json!("1.0.0"), "{back:?}");
+    let seen = versions_seen(&host, "acme", "/greet", 5).await?;
+    assert_eq!(seen.get("1.0.0"), Some(&5), "{seen:?}");
+
+    let busy = acme
+        .delete("/v1/tenants/acme/services/greeter/versions/1.0.0")
+        .await?;
+    assert_eq!(busy.status, 409, "the active version cannot go: {busy:?}");
+    let gone = acme
+        .delete("/v1/tenants/acme/services/greeter/versions/2.0.0")
+        .await?;
+    assert_eq!(gone.status, 204, "{gone:?}");
+    let shown = acme.get("/v1/tenants/acme/services/greeter").await?;
+    assert_eq!(shown.body["versions"].as_array().map(Vec::len), Some(1));
+    assert_eq!(shown.body["route"], json!("/greet"));
+
+    let listed = acme.get("/v1/tenants/acme/services").await?;
+    assert_eq!(listed.body[0]["name"], json!("greeter"));
+    let deleted = acme.delete("/v1/tenants/acme/services/greeter").await?;
+    assert_eq!(deleted.status, 204);
+    let after = host.tenant_get("acme", "/greet").send().await?;
+    assert_eq!(after.status(), 404);
+    assert_eq!(
+        acme.get("/v1/tenants/acme/services/greeter").await?.status,
+        404
+    );
+
+    assert_eq!(op.delete("/v1/tenants/acme").await?.status, 204);
+    assert_eq!(
+        acme.get("/v1/tenants/acme").await?.status,
+        401,
+        "its tokens went with it"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn routes_follow_host_names_prefixes_and_bound_domains() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    op.create_tenant("acme").await?;
+    op.create_tenant("globex").await?;
+    op.deploy("acme", "root", "1", &component("hello")?, "/")
+        .await?;
+    op.deploy("acme", "api", "1", &component("json-api")?, "/api")
+        .await?;
+    op.deploy("globex", "echo", "1", &component("echo")?, "/api")
+        .await?;
+
+    let r = host.tenant_get("acme", "/api/health").send().await?;
+    assert_eq!(r.text().await?, r#"{"status":"ok"}"#);
+    let r = host.tenant_get("acme", "/apix").send().await?;
+    assert_eq!(
+        r.text().await?,
+        "Hello from Berth!\n",
+        "longest prefix on a segment boundary"
+    );
+    let r = host
+        .tenant_get("globex", "/api/x")
+        .header("x-echo", "1")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await?, "", "globex's echo, not acme's api");
+
+    // A second service of a tenant cannot take a route already in use.
+    let up = op
+        .upload("acme", "other", "1", std::fs::read(component("hello")?)?)
+        .await?;
+    assert_eq!(up.status, 201);
+    let clash = op
+        .put(
+            "/v1/tenants/acme/services/other",
+            json!({"route": "/api", "version": "1"}),
+        )
+        .await?;
+    assert_eq!(clash.status, 409, "{clash:?}");
+
+    let bound = op
+        .put(
+            "/v1/tenants/globex",
+            json!({"domains": ["shop.example.test"]}),
+        )
+        .await?;
+    assert_eq!(bound.status, 200, "{bound:?}");
+    let r = berth_e2e::client()
+        .get(host.url("/api/health"))
+        .header("host", "shop.example.test")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await?,
+        "",
+        "globex's echo answers on its bound domain"
+    );
+    let taken = op
+        .put(
+            "/v1/tenants/acme",
+            json!({"domains": ["shop.example.test"]}),
+        )
+        .await?;
+    assert_eq!(taken.status, 409, "{taken:?}");
+    Ok(())
+}
+
+fn cli(host: &BerthProcess, token: &str, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(berth_bin()?)
+        .args(args)
+        .env("BERTH_ADMIN_URL", host.admin.clone().unwrap_or_default())
+        .env("BERTH_TOKEN", token)
+        .env_remove("BERTH_TENANT")
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[tokio::test]
+async fn the_whole_life_cycle_through_the_cli() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = berth_e2e::OPERATOR_TOKEN;
+    let (code, out, err) = cli(&host, op, &["tenant", "create", "acme", "-o", "json"])?;
+    assert_eq!(code, 0, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out)?;
+    let token = created["token"].as_str().context("token")?.to_string();
+
+    let hello = component("hello")?;
+    let api = component("json-api")?;
+    let hello_path = hello.to_str().context("path")?;
+    let api_path = api.to_str().context("path")?;
+    let (code, out, err) = cli(
+        &host,
+        &token,
+        &[
+            "deploy",
+            hello_path,
+            "--service",
+            "web",
+            "--version",
+            "1.0.0",
+            "--route",
+            "/web",
+        ],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployed web 1.0.0"), "{out}");
+    assert!(out.contains("http://acme.localhost:"), "{out}");
+    let r = host.tenant_get("acme", "/web").send().await?;
+    assert_eq!(r.headers()["x-berth-version"], "1.0.0");
+
+    let (code, _, err) = cli(
+        &host,
+        &token,
+        &[
+            "deploy",
+            api_path,
+            "--service",
+            "web",
+            "--version",
+            "2.0.0",
+            "--split",
+            "1.0.0=50,2.0.0=50",
+        ],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = cli(&host, &token, &["service", "web", "-o", "json"])?;
+    assert_eq!(code, 0);
+    let shown: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(shown["split"], json!({"1.0.0": 50, "2.0.0": 50}));
+    let seen = versions_seen(&host, "acme", "/web", 200).await?;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+
+    let (code, out, _) = cli(&host, &token, &["services"])?;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("web") && out.contains("1.0.0=50,2.0.0=50"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&host, &token, &["rollback", "web", "--to", "1.0.0"])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("now serves 1.0.0"), "{out}");
+    let (code, out, _) = cli(&host, &token, &["token", "list", "-o", "json"])?;
+    assert_eq!(code, 0);
+    assert!(!out.contains(&token), "listing never shows secrets");
+    let (code, _, _) = cli(&host, &token, &["logs", "web"])?;
+    assert_eq!(code, 0);
+    let (code, out, _) = cli(&host, &token, &["delete", "web"])?;
+    assert_eq!(code, 0);
+    assert!(out.contains("deleted"), "{out}");
+    assert_eq!(host.tenant_get("acme", "/web").send().await?.status(), 404);
+
+    // Failures: one line, non-zero exit.
+    let (code, out, err) = cli(&host, "wrong", &["services"])?;
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("401"), "{err}");
+    let (code, _, err) = cli(&host, &token, &["rollback", "nope"])?;
+    assert_ne!(code, 0);
+    assert!(err.contains("404") && err.contains("nope"), "{err}");
+    let (code, _, err) = cli(
+        &host,
+        &token,
+        &[
+            "deploy",
+            "/no/such/file.wasm",
+            "--service",
+            "x",
+            "--version",
+            "1",
+        ],
+    )?;
+    assert_ne!(code, 0);
+    assert!(err.contains("/no/such/file.wasm"), "{err}");
+    Ok(())
+}
