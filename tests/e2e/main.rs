@@ -2,6 +2,7 @@
 //! components, real HTTP clients. Run `make components` first (`make test`
 //! does).
 
+mod auth;
 mod cache;
 mod cli;
 mod compat;
@@ -11,3 +12,4 @@ mod limits;
 mod outbound;
 mod routing;
 mod streaming;
+mod uploads;

@@ -113,6 +113,13 @@ async fn with_request_id(request: Request, next: Next) -> Response {
         http.request.method = %request.method(),
         url.path = request.uri().path(),
     );
+    let has_body = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || request
+            .headers()
+            .contains_key(http::header::TRANSFER_ENCODING);
     let mut response = problem::REQUEST_ID
         .scope(Arc::clone(&id), next.run(request).instrument(span.clone()))
         .await;
@@ -120,6 +127,13 @@ async fn with_request_id(request: Request, next: Next) -> Response {
     tracing::info!(status = response.status().as_u16(), "admin request");
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if has_body && !response.status().is_success() {
+        // The body may be left unread (a refused or oversized upload): say
+        // the connection closes, so no client sends its next request on it.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
