@@ -7,6 +7,8 @@ mod cache;
 mod cli;
 mod compat;
 mod control;
+mod deploys;
+mod durability;
 mod faults;
 mod limits;
 mod outbound;
