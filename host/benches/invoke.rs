@@ -40,8 +40,8 @@ fn main() -> anyhow::Result<()> {
     let version = host
         .registry()
         .snapshot()
-        .route("/")
-        .map(|r| r.version.clone())
+        .route(None, "/")
+        .map(|r| r.backends.pick(0).clone())
         .context("no route")?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -268,13 +268,24 @@ pub async fn upload_version(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
     if declared.is_some_and(|n| n > limit) {
+        discard_some(&mut stream).await;
         return Err(ControlError::Upload(BlobError::TooLarge { limit }).into());
     }
-    let uploaded = state
+    let uploaded = match state
         .control
-        .upload_version(&tenant, &service, &label, body.into_data_stream())
-        .await?;
+        .upload_version(&tenant, &service, &label, &mut stream)
+        .await
+    {
+        Ok(uploaded) => uploaded,
+        Err(error) => {
+            if matches!(error, ControlError::Upload(BlobError::TooLarge { .. })) {
+                discard_some(&mut stream).await;
+            }
+            return Err(error.into());
+        }
+    };
     let status = if uploaded.created {
         StatusCode::CREATED
     } else {
@@ -289,6 +300,23 @@ pub async fn upload_version(
             compile_ms: uploaded.compile_ms,
         }),
     ))
+}
+
+/// Reads and drops a bounded amount of a refused upload, so a client still
+/// sending gets to read the 413 instead of a broken pipe; past the bound the
+/// connection is closed on it.
+async fn discard_some(stream: &mut axum::body::BodyDataStream) {
+    const DISCARD_BYTES: usize = 8 << 20;
+    let mut left = DISCARD_BYTES;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            if chunk.len() >= left {
+                break;
+            }
+            left -= chunk.len();
+        }
+    })
+    .await;
 }
 
 /// Delete a version that is not serving.

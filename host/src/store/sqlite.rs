@@ -416,7 +416,7 @@ impl Store for SqliteStore {
 
     async fn delete_version(&self, tenant: &str, service: &str, label: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let record = load_service(&mut *tx, tenant, service).await?;
+        let record = load_service(&mut tx, tenant, service).await?;
         if record.version(label).is_none() {
             return Err(StoreError::NotFound(format!(
                 "version `{label}` of service `{service}`"
@@ -451,7 +451,7 @@ impl Store for SqliteStore {
 
     async fn service(&self, tenant: &str, service: &str) -> StoreResult<ServiceRecord> {
         let mut conn = self.pool.acquire().await?;
-        load_service(&mut *conn, tenant, service).await
+        load_service(&mut conn, tenant, service).await
     }
 
     async fn list_services(&self, tenant: &str) -> StoreResult<Vec<ServiceRecord>> {
@@ -466,7 +466,7 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
         let mut services = Vec::with_capacity(names.len());
         for name in names {
-            services.push(load_service(&mut *conn, tenant, &name).await?);
+            services.push(load_service(&mut conn, tenant, &name).await?);
         }
         Ok(services)
     }
@@ -478,7 +478,7 @@ impl Store for SqliteStore {
         update: ServiceUpdate,
     ) -> StoreResult<ServiceRecord> {
         let mut tx = self.pool.begin().await?;
-        let mut record = load_service(&mut *tx, tenant, service).await?;
+        let mut record = load_service(&mut tx, tenant, service).await?;
         if let Some(route) = update.route {
             record.route = Some(route);
         }
@@ -509,7 +509,7 @@ impl Store for SqliteStore {
         to: Option<&str>,
     ) -> StoreResult<ServiceRecord> {
         let mut tx = self.pool.begin().await?;
-        let mut record = load_service(&mut *tx, tenant, service).await?;
+        let mut record = load_service(&mut tx, tenant, service).await?;
         let target = match to {
             Some(label) => Deployment::single(label),
             None => record.previous.clone().ok_or_else(|| {
