@@ -104,6 +104,10 @@ print(f"{samples[len(samples)//2]:.0f}")
 PY
 )
 
+echo "deploys: cold, already compiled, 1,000 services..."
+DEPLOY=$(python3 bench/deploy.py target/release/berth "$HELLO" "$WORK")
+fig() { echo "$DEPLOY" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
 echo "in-process instantiate-and-handle..."
 INVOKE=$(taskset -c 0 cargo bench -q -p berth --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
 
@@ -131,6 +135,21 @@ All three serve the same answer; Berth and \`wasmtime serve -Scli\` (48.0.8) run
 - Berth / native hyper: **${R_NATIVE}×** throughput
 - $INVOKE (in process, no network: \`cargo bench -p berth --bench invoke\`)
 - Second start with a warm compile cache, process spawn to first 200 response: **${START_MS} ms** (median of 5)
+
+## Deploys
+
+Measured by \`bench/deploy.py\` against \`berth serve\` (release build, pinned to CPU 0; the
+client on CPU 1), over the admin API on loopback. "Upload to first request served" is
+\`PUT .../versions/LABEL\` + \`PUT .../services/web\` + polling the data plane until the
+new label answers.
+
+| figure | value |
+|---|---:|
+| deploy of \`hello\` with a new digest (compile included), upload to first request served | $(fig cold_ms) ms (median of 7) |
+| re-deploy of an already-compiled digest under a new label | $(fig warm_ms) ms (median of 20) |
+| 1,000 services deployed one after another (upload + activate each) | $(fig deploy_1000_s) s |
+| idle host RSS before / after the 1,000 services | $(fig rss_before_mib) MiB / $(fig rss_after_mib) MiB |
+| idle memory per deployed service | **$(fig per_service_kib) KiB** |
 
 Machines here are noisy: compare ratios from one run, not absolute figures across runs.
 MD

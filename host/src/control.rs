@@ -229,10 +229,17 @@ impl ControlPlane {
         }
 
         let started = Instant::now();
-        let bytes = tokio::fs::read(received.path())
-            .await
-            .map_err(|e| ControlError::Internal(format!("cannot read the upload back: {e}")))?;
-        let pre = self.compile_off_request_path(bytes).await?;
+        let linked = lock(&self.compiled).get(&received.digest).cloned();
+        let pre = match linked {
+            // The same bytes are already checked, compiled and linked here.
+            Some(pre) => pre,
+            None => {
+                let bytes = tokio::fs::read(received.path()).await.map_err(|e| {
+                    ControlError::Internal(format!("cannot read the upload back: {e}"))
+                })?;
+                self.compile_off_request_path(bytes).await?
+            }
+        };
         let compile_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let digest = received.digest.clone();
         let size = received.size;

@@ -587,17 +587,18 @@ impl Store for SqliteStore {
         {
             services.push(service_from_row(&row)?);
         }
-        for row in sqlx::query("SELECT * FROM versions")
+        let index: std::collections::HashMap<(String, String), usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.tenant.clone(), s.name.clone()), i))
+            .collect();
+        for row in sqlx::query("SELECT * FROM versions ORDER BY created_at, label")
             .fetch_all(&mut *tx)
             .await?
         {
-            let tenant: String = row.try_get("tenant")?;
-            let service: String = row.try_get("service")?;
-            if let Some(s) = services
-                .iter_mut()
-                .find(|s| s.tenant == tenant && s.name == service)
-            {
-                s.versions.push(version_from_row(&row)?);
+            let key: (String, String) = (row.try_get("tenant")?, row.try_get("service")?);
+            if let Some(&i) = index.get(&key) {
+                services[i].versions.push(version_from_row(&row)?);
             }
         }
         tx.commit().await?;
