@@ -174,3 +174,55 @@ async fn a_host_killed_during_a_deploy_restarts_with_the_old_or_the_new_state() 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn sigterm_finishes_requests_in_flight_and_loses_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let host = start(&data)?;
+    let op = host.operator()?;
+    op.create_tenant("acme").await?;
+    op.deploy(
+        "acme",
+        "slow",
+        "1",
+        &component("testing-slow-body")?,
+        "/slow",
+    )
+    .await?;
+
+    let in_flight = host
+        .tenant_get("acme", "/slow?chunks=6&interval_ms=200")
+        .send()
+        .await?;
+    assert_eq!(in_flight.status(), 200);
+    let data_url = host.url("/slow");
+    let admin_url = host.admin.clone().context("admin")?;
+    let stopping = tokio::task::spawn_blocking(move || host.stop());
+    let body = in_flight.text().await?;
+    assert!(
+        body.ends_with("chunk 5\n"),
+        "the request in flight finished: {body:?}"
+    );
+    stopping.await??;
+    assert!(
+        berth_e2e::client().get(&data_url).send().await.is_err(),
+        "the data plane stopped accepting"
+    );
+    assert!(
+        berth_e2e::client()
+            .get(format!("{admin_url}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+
+    let host = start(&data)?;
+    let r = host
+        .tenant_get("acme", "/slow?chunks=1&interval_ms=1")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "the deployment survived the shutdown");
+    assert_eq!(r.headers()["x-berth-version"], "1");
+    Ok(())
+}
