@@ -348,3 +348,53 @@ async fn the_whole_life_cycle_through_the_cli() -> Result<()> {
     assert!(err.contains("/no/such/file.wasm"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn guest_output_is_kept_per_service_and_can_be_followed() -> Result<()> {
+    use futures::StreamExt;
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    let token = op.create_tenant("acme").await?;
+    let acme = host.admin_as(&token)?;
+    acme.deploy("acme", "boom", "1", &component("testing-trap")?, "/boom")
+        .await?;
+
+    let follow = acme
+        .request(
+            reqwest::Method::GET,
+            "/v1/tenants/acme/services/boom/logs?follow=true",
+        )
+        .send()
+        .await?;
+    assert_eq!(follow.status(), 200);
+    let failed = host.tenant_get("acme", "/boom/trap").send().await?;
+    assert_eq!(failed.status(), 500);
+    let request_id = failed.headers()["x-request-id"].to_str()?.to_string();
+
+    // The follower sees the panic message of that very request.
+    let mut stream = follow.bytes_stream();
+    let mut text = String::new();
+    let found = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk?));
+            if text.contains(&request_id) {
+                return anyhow::Ok(true);
+            }
+        }
+        Ok(false)
+    })
+    .await;
+    assert!(matches!(found, Ok(Ok(true))), "follower saw: {text}");
+
+    let recent = acme.get("/v1/tenants/acme/services/boom/logs").await?;
+    assert_eq!(recent.status, 200);
+    let line = match &recent.body {
+        serde_json::Value::String(ndjson) => ndjson.lines().next().unwrap_or("").to_string(),
+        other => other.to_string(),
+    };
+    let line: serde_json::Value = serde_json::from_str(&line)?;
+    assert_eq!(line["request_id"], json!(request_id));
+    assert_eq!(line["stream"], json!("stderr"));
+    assert_eq!(line["version"], json!("1"));
+    Ok(())
+}
