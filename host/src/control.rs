@@ -289,10 +289,16 @@ impl ControlPlane {
         mut update: ServiceUpdate,
     ) -> Result<ServiceRecord, ControlError> {
         if let Some(route) = &update.route {
-            let route = normalize_route(route).map_err(ControlError::InvalidInput)?;
-            self.check_static_route(tenant, &route)?;
-            update.route = Some(route);
+            update.route = Some(normalize_route(route).map_err(ControlError::InvalidInput)?);
         }
+        // The route the service will have, checked before anything is stored.
+        let current = self.store.service(tenant, service).await?;
+        let route = update
+            .route
+            .clone()
+            .or(current.route)
+            .unwrap_or_else(|| format!("/{service}"));
+        self.check_static_route(tenant, &route)?;
         if let Some(deployment) = &update.deployment {
             if deployment.0.is_empty() || deployment.0.values().all(|w| *w == 0) {
                 return Err(ControlError::InvalidInput(
@@ -307,9 +313,6 @@ impl ControlPlane {
             resolve_settings(settings)?;
         }
         let record = self.store.update_service(tenant, service, update).await?;
-        if let Some(route) = &record.route {
-            self.check_static_route(tenant, route)?;
-        }
         self.apply().await?;
         Ok(record)
     }
@@ -320,6 +323,9 @@ impl ControlPlane {
         service: &str,
         to: Option<&str>,
     ) -> Result<ServiceRecord, ControlError> {
+        let current = self.store.service(tenant, service).await?;
+        let route = current.route.unwrap_or_else(|| format!("/{service}"));
+        self.check_static_route(tenant, &route)?;
         let record = self.store.rollback(tenant, service, to).await?;
         self.apply().await?;
         Ok(record)

@@ -398,3 +398,41 @@ async fn guest_output_is_kept_per_service_and_can_be_followed() -> Result<()> {
     assert_eq!(line["version"], json!("1"));
     Ok(())
 }
+
+#[tokio::test]
+async fn config_file_services_live_in_the_default_tenant_beside_deployed_ones() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = BerthProcess::serve(
+        &berth_e2e::service("hello", "hello", "/hello", "")?,
+        dir.path(),
+    )?;
+    let op = host.operator()?;
+    let echo = std::fs::read(component("echo")?)?;
+    assert_eq!(op.upload("default", "echo", "1", echo).await?.status, 201);
+    let clash = op
+        .put(
+            "/v1/tenants/default/services/echo",
+            json!({"route": "/hello", "version": "1"}),
+        )
+        .await?;
+    assert_eq!(clash.status, 409, "{clash:?}");
+    assert_eq!(
+        op.get("/v1/tenants/default/services/echo").await?.body["active"],
+        json!(null),
+        "a refused change stores nothing"
+    );
+    let set = op
+        .put(
+            "/v1/tenants/default/services/echo",
+            json!({"route": "/echo", "version": "1"}),
+        )
+        .await?;
+    assert_eq!(set.status, 200, "{set:?}");
+    let http = berth_e2e::client();
+    let hello = http.get(host.url("/hello")).send().await?;
+    assert_eq!(hello.text().await?, "Hello from Berth!\n");
+    let echoed = http.post(host.url("/echo")).body("ping").send().await?;
+    assert_eq!(echoed.headers()["x-berth-version"], "1");
+    assert_eq!(echoed.text().await?, "ping");
+    Ok(())
+}
