@@ -120,19 +120,8 @@ impl Client {
                 root_cause(&e)
             )
         })?;
-        let status = response.status();
+        let response = failure(response).await?;
         let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            let detail = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| text.trim().to_string());
-            bail!(
-                "{} {}: {detail}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            );
-        }
         if text.is_empty() {
             return Ok(Value::Null);
         }
@@ -424,20 +413,7 @@ impl Client {
                     root_cause(&e)
                 )
             })?;
-        if !response.status().is_success() {
-            // Reuses the one-line error of `send`.
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            let detail = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or(text);
-            bail!(
-                "{} {}: {detail}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            );
-        }
+        let response = failure(response).await?;
         let mut body = response.bytes_stream();
         let mut pending = Vec::new();
         while let Some(chunk) = body.next().await {
@@ -461,6 +437,24 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// A response, or its failure as one line: status and the problem's detail.
+async fn failure(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let text = response.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_else(|| text.trim().to_string());
+    bail!(
+        "{} {}: {detail}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
 }
 
 fn parse_split(text: &str) -> anyhow::Result<serde_json::Map<String, Value>> {

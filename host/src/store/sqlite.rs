@@ -39,8 +39,18 @@ impl SqliteStore {
     }
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+/// A write whose unique-constraint failure means a conflict the caller
+/// names.
+fn conflict_on_unique<T>(
+    result: Result<T, sqlx::Error>,
+    conflict: impl FnOnce() -> String,
+) -> StoreResult<T> {
+    match result {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            Err(StoreError::Conflict(conflict()))
+        }
+        other => Ok(other?),
+    }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
@@ -156,15 +166,14 @@ impl SqliteStore {
         .bind(&record.name)
         .execute(&mut **tx)
         .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+        conflict_on_unique(result, || {
+            format!(
                 "route `{}` is already taken by another service of tenant `{}`",
                 record.route.as_deref().unwrap_or(""),
                 record.tenant
-            ))),
-            Err(e) => Err(e.into()),
-        }
+            )
+        })?;
+        Ok(())
     }
 
     async fn tenant_domains(&self, tenant: &str) -> StoreResult<Vec<String>> {
@@ -189,14 +198,7 @@ impl Store for SqliteStore {
             .bind(now())
             .execute(&mut *tx)
             .await;
-        match result {
-            Err(e) if is_unique_violation(&e) => {
-                return Err(StoreError::Conflict(format!(
-                    "tenant `{name}` already exists"
-                )));
-            }
-            other => other?,
-        };
+        conflict_on_unique(result, || format!("tenant `{name}` already exists"))?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -267,14 +269,9 @@ impl Store for SqliteStore {
                         .bind(name)
                         .execute(&mut *tx)
                         .await;
-                match result {
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(StoreError::Conflict(format!(
-                            "domain `{domain}` is already bound to another tenant"
-                        )));
-                    }
-                    other => other?,
-                };
+                conflict_on_unique(result, || {
+                    format!("domain `{domain}` is already bound to another tenant")
+                })?;
             }
         }
         bump_generation(&mut tx).await?;
