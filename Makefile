@@ -24,7 +24,7 @@ setup:
 	rustup target add $(WASM_TARGET)
 
 components: setup python-components
-	cd components && $(CARGO) build --release --target $(WASM_TARGET)
+	cd components && $(CARGO) build --release --target $(WASM_TARGET) --target-dir target
 
 # A guest from another toolchain, to prove Berth runs what it did not build.
 python-components: $(COMPONENTIZE_PY)
