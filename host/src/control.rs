@@ -23,6 +23,7 @@ use crate::store::{
     Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot, Store,
     StoreError, TenantRecord, VersionRecord, now,
 };
+use crate::telemetry::RequestCounters;
 
 /// Why a control-plane operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -430,6 +431,7 @@ impl ControlPlane {
             let tenant: Arc<str> = Arc::from(service.tenant.as_str());
             let name: Arc<str> = Arc::from(service.name.as_str());
             let log = self.logbook.service(&service.tenant, &service.name);
+            let requests = RequestCounters::new(&service.tenant, &service.name);
             let mut versions = Vec::new();
             for (label, weight) in &deployment.0 {
                 let Some(pre) = service
@@ -448,6 +450,7 @@ impl ControlPlane {
                         limits,
                         outbound: Arc::clone(&outbound),
                         log: Some(Arc::clone(&log)),
+                        requests: requests.clone(),
                         pre: pre.1.clone(),
                     }),
                 ));

@@ -9,6 +9,7 @@ use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, Load
 use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
 use crate::registry::Registry;
 use crate::router::{Backends, Route, RoutingTable};
+use crate::telemetry::RequestCounters;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -145,6 +146,7 @@ impl Host {
                 limits: spec.limits,
                 outbound: Arc::new(spec.outbound.clone()),
                 log: None,
+                requests: RequestCounters::new(DEFAULT_TENANT, &spec.name),
                 pre,
             });
             routes.push(Route {

@@ -23,6 +23,7 @@ use crate::capabilities::stdio::{GuestIdentity, GuestLog, Stdio};
 use crate::error::RequestError;
 use crate::limits::{InstanceMemoryLimiter, Limits};
 use crate::logbook::ServiceLog;
+use crate::telemetry::RequestCounters;
 
 /// The body of every response the data plane sends.
 pub type ResponseBody =
@@ -102,6 +103,7 @@ pub struct ServiceVersion {
     pub outbound: Arc<OutboundPolicy>,
     /// Where guest output is kept for the admin API, for deployed services.
     pub log: Option<Arc<ServiceLog>>,
+    pub requests: RequestCounters,
     pub pre: ProxyPre<HostState>,
 }
 

@@ -175,23 +175,6 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&version.version) {
         headers.insert("x-berth-version", v);
     }
-    metrics::counter!(
-        "berth_requests_total",
-        "tenant" => version.tenant.to_string(),
-        "service" => version.service.to_string(),
-        "status" => status_class(response.status()),
-    )
-    .increment(1);
+    version.requests.record(response.status());
     response
-}
-
-/// Status codes counted by class, so metrics stay small.
-fn status_class(status: http::StatusCode) -> &'static str {
-    match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
 }

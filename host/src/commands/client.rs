@@ -113,6 +113,19 @@ impl Client {
 
     /// Sends, and turns any failure into one line naming what went wrong.
     async fn send(&self, builder: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = self.dispatch(builder).await?;
+        let text = response.text().await.unwrap_or_default();
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).context("the admin API answered with invalid JSON")
+    }
+
+    /// Sends; a request that cannot be sent or is refused is one line.
+    async fn dispatch(
+        &self,
+        builder: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
         let response = builder.send().await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot reach the admin API at {}: {}",
@@ -120,12 +133,7 @@ impl Client {
                 root_cause(&e)
             )
         })?;
-        let response = failure(response).await?;
-        let text = response.text().await.unwrap_or_default();
-        if text.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).context("the admin API answered with invalid JSON")
+        failure(response).await
     }
 
     async fn tenant(&self) -> anyhow::Result<String> {
@@ -398,22 +406,13 @@ impl Client {
 
     pub async fn logs(&self, name: &str, follow: bool) -> anyhow::Result<()> {
         let tenant = self.tenant().await?;
-        let response = self
+        let request = self
             .request(
                 reqwest::Method::GET,
                 &format!("/v1/tenants/{tenant}/services/{name}/logs"),
             )
-            .query(&[("follow", follow)])
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot reach the admin API at {}: {}",
-                    self.flags.admin_url,
-                    root_cause(&e)
-                )
-            })?;
-        let response = failure(response).await?;
+            .query(&[("follow", follow)]);
+        let response = self.dispatch(request).await?;
         let mut body = response.bytes_stream();
         let mut pending = Vec::new();
         while let Some(chunk) = body.next().await {

@@ -148,7 +148,33 @@ fn check_labels(record: &ServiceRecord, deployment: &Deployment) -> StoreResult<
     Ok(())
 }
 
+/// Makes `deployment` serve, keeping what served before as the rollback
+/// target; a service that serves gets its default route if it has none.
+fn activate(record: &mut ServiceRecord, deployment: Deployment) -> StoreResult<()> {
+    check_labels(record, &deployment)?;
+    if record.deployment.as_ref() != Some(&deployment) {
+        record.previous = record.deployment.take();
+        record.deployment = Some(deployment);
+    }
+    if record.route.is_none() {
+        record.route = Some(format!("/{}", record.name));
+    }
+    Ok(())
+}
+
 impl SqliteStore {
+    /// Writes a changed service and commits the change as a new generation.
+    async fn save_service(
+        mut tx: Transaction<'_, Sqlite>,
+        mut record: ServiceRecord,
+    ) -> StoreResult<ServiceRecord> {
+        record.updated_at = now();
+        Self::write_service(&mut tx, &record).await?;
+        bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
     async fn write_service(
         tx: &mut Transaction<'_, Sqlite>,
         record: &ServiceRecord,
@@ -483,20 +509,9 @@ impl Store for SqliteStore {
             record.settings = settings;
         }
         if let Some(deployment) = update.deployment {
-            check_labels(&record, &deployment)?;
-            if record.deployment.as_ref() != Some(&deployment) {
-                record.previous = record.deployment.take();
-                record.deployment = Some(deployment);
-            }
+            activate(&mut record, deployment)?;
         }
-        if record.deployment.is_some() && record.route.is_none() {
-            record.route = Some(format!("/{service}"));
-        }
-        record.updated_at = now();
-        Self::write_service(&mut tx, &record).await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(record)
+        Self::save_service(tx, record).await
     }
 
     async fn rollback(
@@ -515,19 +530,8 @@ impl Store for SqliteStore {
                 ))
             })?,
         };
-        check_labels(&record, &target)?;
-        if record.deployment.as_ref() != Some(&target) {
-            record.previous = record.deployment.take();
-            record.deployment = Some(target);
-        }
-        if record.route.is_none() {
-            record.route = Some(format!("/{service}"));
-        }
-        record.updated_at = now();
-        Self::write_service(&mut tx, &record).await?;
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(record)
+        activate(&mut record, target)?;
+        Self::save_service(tx, record).await
     }
 
     async fn delete_service(&self, tenant: &str, service: &str) -> StoreResult<()> {
