@@ -6,6 +6,7 @@
 //! component = "components/target/wasm32-wasip2/release/hello.wasm"
 //! route = "/hello"
 //! allowed_outbound_hosts = ["api.example.com", "127.0.0.1:9000"]
+//! private_outbound = true   # 127.0.0.1 is a loopback address
 //!
 //! [service.limits]
 //! memory = "64MiB"
@@ -70,6 +71,10 @@ struct RawService {
     limits: LimitsSpec,
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
+    /// Lets the allowed hosts resolve to loopback, private and link-local
+    /// addresses; off by default.
+    #[serde(default)]
+    private_outbound: bool,
 }
 
 /// Reads and checks a config file.
@@ -155,7 +160,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             component,
             route,
             limits: raw.limits.apply_to(Limits::default()),
-            outbound: OutboundPolicy::new(allowed),
+            outbound: OutboundPolicy::new(allowed).allowing_private(raw.private_outbound),
             declared_at: format!("{}:{}", path.display(), line_of(text, at)),
         });
     }

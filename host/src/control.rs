@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use crate::admission::{TenantGate, default_cpu_slots};
 use crate::config::{ServiceSpec, normalize_route, validate_name};
 use crate::engine::EngineError;
 use crate::host::{DEFAULT_TENANT, Host, HostError, LoadedService};
@@ -17,6 +18,7 @@ use crate::invoke::{HostState, ServiceVersion};
 use crate::limits::{Limits, LimitsSpec};
 use crate::logbook::Logbook;
 use crate::outbound::{AllowedHost, OutboundPolicy};
+use crate::quotas::TenantQuotas;
 use crate::router::{Backends, Route, RoutingTableBuilder};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{
@@ -40,6 +42,15 @@ pub enum ControlError {
     CompileTimeout(Duration),
     #[error("{0}")]
     Conflict(String),
+    /// A tenant quota on counts (services, versions) would be exceeded.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// The tenant's storage quota would be exceeded.
+    #[error("{0}")]
+    StorageQuotaExceeded(String),
+    /// A service asked for a limit above its tenant's.
+    #[error("{0}")]
+    LimitAboveTenant(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -111,6 +122,20 @@ pub struct ControlPlane {
     compiled: Mutex<HashMap<String, ProxyPre<HostState>>>,
     /// Serialises rebuilds, so an older snapshot never replaces a newer one.
     applied: tokio::sync::Mutex<i64>,
+    /// Each tenant's admission gate, kept across rebuilds while its quotas
+    /// stay the same.
+    gates: Mutex<HashMap<String, Arc<TenantGate>>>,
+    /// Makes "check the quota, then store the version" one step, so two
+    /// uploads cannot both take the last place.
+    quota_check: tokio::sync::Mutex<()>,
+}
+
+/// What a tenant holds now, for its quotas.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    services: u32,
+    versions: u32,
+    bytes: u64,
 }
 
 impl ControlPlane {
@@ -138,6 +163,8 @@ impl ControlPlane {
             static_services,
             compiled: Mutex::new(HashMap::new()),
             applied: tokio::sync::Mutex::new(-1),
+            gates: Mutex::new(HashMap::new()),
+            quota_check: tokio::sync::Mutex::new(()),
         });
         control.apply().await?;
         Ok(control)
@@ -178,6 +205,10 @@ impl ControlPlane {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
+        if let Some(limits) = &limits {
+            TenantQuotas::from_json(limits)
+                .map_err(|e| ControlError::InvalidInput(e.to_string()))?;
+        }
         let record = self.store.update_tenant(tenant, domains, limits).await?;
         self.apply().await?;
         Ok(record)
@@ -208,11 +239,23 @@ impl ControlPlane {
     {
         name("service name", service)?;
         validate_label(label).map_err(ControlError::InvalidInput)?;
-        self.store.tenant(tenant).await?;
-        let received = self
-            .blobs
-            .receive(body, self.settings.max_upload_bytes)
-            .await?;
+        let quotas = self.quotas(tenant).await?;
+        let usage = self.usage(tenant).await?;
+        check_counts(
+            tenant,
+            service,
+            &quotas,
+            &usage,
+            self.has_service(tenant, service).await,
+        )?;
+        let storage_left = quotas.storage_bytes.saturating_sub(usage.bytes);
+        let limit = self.settings.max_upload_bytes.min(storage_left);
+        let received = match self.blobs.receive(body, limit).await {
+            Err(BlobError::TooLarge { .. }) if limit < self.settings.max_upload_bytes => {
+                return Err(storage_exceeded(tenant, &quotas, &usage));
+            }
+            other => other?,
+        };
         if let Ok(existing) = self.store.service(tenant, service).await
             && let Some(version) = existing.version(label)
         {
@@ -256,7 +299,21 @@ impl ControlPlane {
             size,
             created_at: now(),
         };
-        let outcome = self.store.put_version(tenant, service, &version).await?;
+        let outcome = {
+            let _one_at_a_time = self.quota_check.lock().await;
+            let usage = self.usage(tenant).await?;
+            check_counts(
+                tenant,
+                service,
+                &quotas,
+                &usage,
+                self.has_service(tenant, service).await,
+            )?;
+            if usage.bytes.saturating_add(size) > quotas.storage_bytes {
+                return Err(storage_exceeded(tenant, &quotas, &usage));
+            }
+            self.store.put_version(tenant, service, &version).await?
+        };
         tracing::info!(tenant, service, version = label, digest = %version.digest, compile_ms, "version stored");
         Ok(Uploaded {
             version,
@@ -311,7 +368,14 @@ impl ControlPlane {
             }
         }
         if let Some(settings) = &update.settings {
-            resolve_settings(settings)?;
+            let quotas = self.quotas(tenant).await?;
+            resolve_settings(settings, &quotas)?;
+            let asked = limits_spec(settings)?.apply_to(quotas.instance);
+            if let Some(why) = asked.first_looser_than(&quotas.instance) {
+                return Err(ControlError::LimitAboveTenant(format!(
+                    "limits: {why}; a service may tighten its tenant's limits, never loosen them"
+                )));
+            }
         }
         let record = self.store.update_service(tenant, service, update).await?;
         self.apply().await?;
@@ -345,6 +409,34 @@ impl ControlPlane {
     ) -> Result<(), ControlError> {
         self.store.delete_version(tenant, service, label).await?;
         self.apply().await
+    }
+
+    /// The tenant's quotas as stored; the tenant must exist.
+    pub async fn quotas(&self, tenant: &str) -> Result<TenantQuotas, ControlError> {
+        let record = self.store.tenant(tenant).await?;
+        TenantQuotas::from_json(&record.limits).map_err(|e| ControlError::Internal(e.to_string()))
+    }
+
+    async fn usage(&self, tenant: &str) -> Result<Usage, ControlError> {
+        let services = self.store.list_services(tenant).await?;
+        let mut usage = Usage {
+            services: u32::try_from(services.len()).unwrap_or(u32::MAX),
+            ..Usage::default()
+        };
+        for service in &services {
+            usage.versions = usage
+                .versions
+                .saturating_add(u32::try_from(service.versions.len()).unwrap_or(u32::MAX));
+            usage.bytes = service
+                .versions
+                .iter()
+                .fold(usage.bytes, |sum, v| sum.saturating_add(v.size));
+        }
+        Ok(usage)
+    }
+
+    async fn has_service(&self, tenant: &str, service: &str) -> bool {
+        self.store.service(tenant, service).await.is_ok()
     }
 
     fn check_static_route(&self, tenant: &str, route: &str) -> Result<(), ControlError> {
@@ -413,17 +505,45 @@ impl ControlPlane {
     fn build_table(&self, snapshot: &Snapshot) -> crate::router::RoutingTable {
         let compiled = lock(&self.compiled);
         let mut builder = RoutingTableBuilder::new(&self.settings.base_domain, DEFAULT_TENANT);
+        let mut tenants: HashMap<&str, (TenantQuotas, Arc<TenantGate>)> = HashMap::new();
         for tenant in &snapshot.tenants {
             builder.tenant(&tenant.name, &tenant.domains);
+            let quotas = TenantQuotas::from_json(&tenant.limits).unwrap_or_else(|error| {
+                tracing::error!(tenant = %tenant.name, %error, "stored quotas are invalid; using defaults");
+                TenantQuotas::default()
+            });
+            let gate = self.gate(&tenant.name, &quotas);
+            tenants.insert(&tenant.name, (quotas, gate));
         }
+        self.forget_gates(&tenants);
+        let default = tenants.get(DEFAULT_TENANT).cloned().unwrap_or_else(|| {
+            (
+                TenantQuotas::default(),
+                self.gate(DEFAULT_TENANT, &TenantQuotas::default()),
+            )
+        });
         for route in &self.static_routes {
-            builder.route(DEFAULT_TENANT, route.clone());
+            let backends = route.backends.map_versions(|v| {
+                let mut limited = v.with_gate(Arc::clone(&default.1));
+                limited.limits = v.limits.within(&default.0.instance);
+                limited
+            });
+            builder.route(
+                DEFAULT_TENANT,
+                Route {
+                    prefix: route.prefix.clone(),
+                    backends,
+                },
+            );
         }
         for service in &snapshot.services {
             let (Some(route), Some(deployment)) = (&service.route, &service.deployment) else {
                 continue;
             };
-            let Ok((limits, outbound)) = resolve_settings(&service.settings) else {
+            let Some((quotas, gate)) = tenants.get(service.tenant.as_str()) else {
+                continue;
+            };
+            let Ok((limits, outbound)) = resolve_settings(&service.settings, quotas) else {
                 tracing::error!(tenant = %service.tenant, service = %service.name, "stored settings are invalid; not serving");
                 continue;
             };
@@ -451,6 +571,7 @@ impl ControlPlane {
                         outbound: Arc::clone(&outbound),
                         log: Some(Arc::clone(&log)),
                         requests: requests.clone(),
+                        gate: Arc::clone(gate),
                         pre: pre.1.clone(),
                     }),
                 ));
@@ -469,17 +590,75 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// The tenant's gate: the current one while it enforces these quotas, so
+    /// requests in flight stay counted, else a new one.
+    fn gate(&self, tenant: &str, quotas: &TenantQuotas) -> Arc<TenantGate> {
+        let slots = default_cpu_slots();
+        let mut gates = lock(&self.gates);
+        match gates.get(tenant) {
+            Some(gate) if gate.enforces(quotas, slots) => Arc::clone(gate),
+            _ => {
+                let gate = Arc::new(TenantGate::new(quotas, slots));
+                gates.insert(tenant.to_string(), Arc::clone(&gate));
+                gate
+            }
+        }
+    }
+
+    fn forget_gates<V>(&self, live: &HashMap<&str, V>) {
+        lock(&self.gates).retain(|tenant, _| live.contains_key(tenant.as_str()));
+    }
+}
+
+fn check_counts(
+    tenant: &str,
+    service: &str,
+    quotas: &TenantQuotas,
+    usage: &Usage,
+    service_exists: bool,
+) -> Result<(), ControlError> {
+    if !service_exists && usage.services >= quotas.services {
+        return Err(ControlError::QuotaExceeded(format!(
+            "tenant `{tenant}` has {} services, its limit; delete one before creating `{service}`",
+            usage.services
+        )));
+    }
+    if usage.versions >= quotas.versions {
+        return Err(ControlError::QuotaExceeded(format!(
+            "tenant `{tenant}` has {} versions, its limit; delete old versions before uploading",
+            usage.versions
+        )));
+    }
+    Ok(())
+}
+
+fn storage_exceeded(tenant: &str, quotas: &TenantQuotas, usage: &Usage) -> ControlError {
+    ControlError::StorageQuotaExceeded(format!(
+        "tenant `{tenant}` stores {} of its {} bytes of components; this upload does not fit (delete old versions)",
+        usage.bytes, quotas.storage_bytes
+    ))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Turns stored settings into what an instance runs under.
-fn resolve_settings(settings: &ServiceSettings) -> Result<(Limits, OutboundPolicy), ControlError> {
-    let spec: LimitsSpec =
-        serde_json::from_value(serde_json::Value::Object(settings.limits.clone()))
-            .map_err(|e| ControlError::InvalidInput(format!("limits: {e}")))?;
+fn limits_spec(settings: &ServiceSettings) -> Result<LimitsSpec, ControlError> {
+    serde_json::from_value(serde_json::Value::Object(settings.limits.clone()))
+        .map_err(|e| ControlError::InvalidInput(format!("limits: {e}")))
+}
+
+/// Turns stored settings into what an instance runs under: the service's own
+/// limits over its tenant's, and never above them (the tenant's may have been
+/// lowered since the service set its own).
+fn resolve_settings(
+    settings: &ServiceSettings,
+    quotas: &TenantQuotas,
+) -> Result<(Limits, OutboundPolicy), ControlError> {
+    let spec = limits_spec(settings)?;
     let allowed = settings
         .allowed_outbound_hosts
         .iter()
@@ -489,8 +668,8 @@ fn resolve_settings(settings: &ServiceSettings) -> Result<(Limits, OutboundPolic
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((
-        spec.apply_to(Limits::default()),
-        OutboundPolicy::new(allowed),
+        spec.apply_to(quotas.instance).within(&quotas.instance),
+        OutboundPolicy::new(allowed).allowing_private(quotas.private_outbound),
     ))
 }
 

@@ -31,12 +31,20 @@ pub enum RequestError {
     BadGuestResponse,
     #[error("the host is at capacity; try again shortly")]
     PoolExhausted,
+    #[error("this tenant has too many requests in flight; try again shortly")]
+    TenantBusy,
+    #[error("the service's response is larger than the limit of {limit_bytes} bytes")]
+    ResponseTooLarge { limit_bytes: u64 },
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
     BodyTooLarge { limit_bytes: u64 },
     #[error("the request carries {count} header fields; the limit is {limit}")]
     TooManyHeaders { count: usize, limit: usize },
     #[error("the request headers take {size} bytes; the limit is {limit}")]
     HeadersTooLarge { size: usize, limit: usize },
+    #[error("the request URI is {length} bytes long; the limit is {limit}")]
+    UriTooLong { length: usize, limit: usize },
+    #[error("the request body arrived too slowly")]
+    BodyTooSlow,
     #[error("the request is malformed: {0}")]
     BadRequest(&'static str),
     #[error("the service could not be started")]
@@ -53,13 +61,16 @@ impl RequestError {
             | Self::NoResponse
             | Self::BadGuestResponse
             | Self::Instantiate => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::CpuDeadline { .. } | Self::WallDeadline { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::PoolExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PoolExhausted | Self::TenantBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyHeaders { .. } | Self::HeadersTooLarge { .. } => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::BodyTooSlow => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -74,9 +85,13 @@ impl RequestError {
             Self::NoResponse => "no-response",
             Self::BadGuestResponse => "bad-guest-response",
             Self::PoolExhausted => "pool-exhausted",
+            Self::TenantBusy => "tenant-busy",
+            Self::ResponseTooLarge { .. } => "response-too-large",
             Self::BodyTooLarge { .. } => "body-too-large",
             Self::TooManyHeaders { .. } | Self::HeadersTooLarge { .. } => "headers-too-large",
             Self::BadRequest(_) => "bad-request",
+            Self::UriTooLong { .. } => "uri-too-long",
+            Self::BodyTooSlow => "body-too-slow",
             Self::Instantiate => "instantiate-failed",
         }
     }

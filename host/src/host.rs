@@ -1,12 +1,15 @@
 //! The core API of a Berth host: load services and route to them. The CLI,
 //! the front door and the tests all go through [`Host`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::admission::{TenantGate, default_cpu_slots};
 use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
 use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
+use crate::quotas::TenantQuotas;
 use crate::registry::Registry;
 use crate::router::{Backends, Route, RoutingTable};
 use crate::telemetry::RequestCounters;
@@ -60,6 +63,13 @@ pub struct LoadedService {
 
 pub struct Host {
     engine: BerthEngine,
+    /// The data plane's and admin API's sockets, once bound: guests may
+    /// never call them.
+    own_listeners: OnceLock<Arc<[SocketAddr]>>,
+    no_listeners: Arc<[SocketAddr]>,
+    /// The gate of config-file services until the control plane gives them
+    /// their tenant's.
+    default_gate: Arc<TenantGate>,
     /// One permit per instance the pooling allocator can hold.
     slots: Arc<Semaphore>,
     linker: WorldLinker,
@@ -74,6 +84,12 @@ impl Host {
         })?;
         let linker = WorldLinker::new(engine.engine())?;
         Ok(Arc::new(Self {
+            own_listeners: OnceLock::new(),
+            no_listeners: Arc::from(Vec::new()),
+            default_gate: Arc::new(TenantGate::new(
+                &TenantQuotas::default(),
+                default_cpu_slots(),
+            )),
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             engine,
             linker,
@@ -87,7 +103,13 @@ impl Host {
             engine: self.engine.engine(),
             slots: &self.slots,
             queue_timeout: QUEUE_TIMEOUT,
+            own_listeners: self.own_listeners.get().unwrap_or(&self.no_listeners),
         }
+    }
+
+    /// Records the host's own listening sockets; the first call wins.
+    pub fn set_own_listeners(&self, listeners: Vec<SocketAddr>) {
+        let _ = self.own_listeners.set(Arc::from(listeners));
     }
 
     pub fn registry(&self) -> &Registry {
@@ -147,6 +169,7 @@ impl Host {
                 outbound: Arc::new(spec.outbound.clone()),
                 log: None,
                 requests: RequestCounters::new(DEFAULT_TENANT, &spec.name),
+                gate: Arc::clone(&self.default_gate),
                 pre,
             });
             routes.push(Route {

@@ -18,12 +18,22 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::admission::{Admission, CpuShare, TenantGate};
+use crate::capabilities::addresses::AddressPolicy;
 use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
 use crate::capabilities::stdio::{GuestIdentity, GuestLog, Stdio};
 use crate::error::RequestError;
 use crate::limits::{InstanceMemoryLimiter, Limits};
 use crate::logbook::ServiceLog;
 use crate::telemetry::RequestCounters;
+
+/// Largest `wasi:random` buffer one call may ask for; the host allocates it
+/// outside the guest's memory limit, so a larger ask traps instead.
+const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
+
+/// Host-side resources (streams, fields, requests) one instance may hold at
+/// once; they live outside the guest's memory limit too.
+const MAX_RESOURCES: usize = 16 * 1024;
 
 /// The body of every response the data plane sends.
 pub type ResponseBody =
@@ -39,6 +49,7 @@ pub struct HostState {
     /// Epoch ticks this request has spent running guest code.
     cpu_ticks: u64,
     cpu_budget_ticks: u64,
+    cpu_share: CpuShare,
 }
 
 impl WasiView for HostState {
@@ -104,7 +115,27 @@ pub struct ServiceVersion {
     /// Where guest output is kept for the admin API, for deployed services.
     pub log: Option<Arc<ServiceLog>>,
     pub requests: RequestCounters,
+    /// The tenant's admission queue and CPU slots.
+    pub gate: Arc<TenantGate>,
     pub pre: ProxyPre<HostState>,
+}
+
+impl ServiceVersion {
+    /// The same version admitted through another tenant gate.
+    pub fn with_gate(&self, gate: Arc<TenantGate>) -> Self {
+        Self {
+            tenant: Arc::clone(&self.tenant),
+            service: Arc::clone(&self.service),
+            version: Arc::clone(&self.version),
+            digest: self.digest.clone(),
+            limits: self.limits,
+            outbound: Arc::clone(&self.outbound),
+            log: self.log.clone(),
+            requests: self.requests.clone(),
+            gate,
+            pre: self.pre.clone(),
+        }
+    }
 }
 
 /// A request's body, cut off with an error once it passes the service's
@@ -157,6 +188,74 @@ where
     }
 }
 
+/// A guest's response body, cut off with an error once it passes the limit;
+/// the status is already sent by then, so the client sees a reset stream.
+struct LimitedResponse {
+    inner: ResponseBody,
+    remaining: u64,
+    limit: u64,
+}
+
+impl Body for LimitedResponse {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let len = data.len() as u64;
+            if len > self.remaining {
+                tracing::warn!(
+                    limit_bytes = self.limit,
+                    "response body cut off at the service's limit"
+                );
+                self.remaining = 0;
+                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseBodySize(
+                    Some(self.limit),
+                ))));
+            }
+            self.remaining -= len;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Refuses a response that declares a length above the limit, and cuts off
+/// one that streams past it.
+fn limit_response(
+    response: http::Response<ResponseBody>,
+    limit: u64,
+) -> Result<http::Response<ResponseBody>, RequestError> {
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(RequestError::ResponseTooLarge { limit_bytes: limit });
+    }
+    Ok(response.map(|inner| {
+        http_body_util::BodyExt::boxed_unsync(LimitedResponse {
+            inner,
+            remaining: limit,
+            limit,
+        })
+    }))
+}
+
 /// The part of a request's handling that outlives the response head: the
 /// guest keeps running while it streams the body.
 #[derive(Debug)]
@@ -195,6 +294,8 @@ pub struct InvokeContext<'a> {
     /// How long a request may wait for a free slot before it is refused with
     /// 503; short bursts queue instead of failing.
     pub queue_timeout: Duration,
+    /// The host's own listening sockets, which guests may never call.
+    pub own_listeners: &'a Arc<[std::net::SocketAddr]>,
 }
 
 /// Runs one request in a fresh instance of `version`.
@@ -222,12 +323,13 @@ where
     }
 
     let started = Instant::now();
+    let admission = version.gate.admit().await?;
     let slot =
         match tokio::time::timeout(cx.queue_timeout, Arc::clone(cx.slots).acquire_owned()).await {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) | Err(_) => return Err(RequestError::PoolExhausted),
         };
-    let mut store = new_store(cx.engine, version, &request_id);
+    let mut store = new_store(cx, version, &request_id);
     let proxy = match version.pre.instantiate_async(&mut store).await {
         Ok(proxy) => proxy,
         Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
@@ -285,6 +387,7 @@ where
             // Dropping the store releases the instance's pool slot.
             drop(store);
             drop(slot);
+            drop::<Admission>(admission);
             outcome
         }
         .in_current_span(),
@@ -298,7 +401,7 @@ where
                     limit_bytes: limits.request_body_bytes,
                 });
             }
-            Ok(response)
+            limit_response(response, limits.response_body_bytes)
         }
         Ok(Err(code)) => {
             tracing::debug!(?code, "guest answered with an error code");
@@ -322,7 +425,12 @@ where
     }
 }
 
-fn new_store(engine: &Engine, version: &ServiceVersion, request_id: &Arc<str>) -> Store<HostState> {
+fn new_store(
+    cx: &InvokeContext<'_>,
+    version: &ServiceVersion,
+    request_id: &Arc<str>,
+) -> Store<HostState> {
+    let own_listeners = cx.own_listeners;
     let who = GuestIdentity {
         tenant: Arc::clone(&version.tenant),
         service: Arc::clone(&version.service),
@@ -331,33 +439,43 @@ fn new_store(engine: &Engine, version: &ServiceVersion, request_id: &Arc<str>) -
         log: version.log.clone(),
     };
     let mut wasi = WasiCtxBuilder::new();
+    wasi.max_random_size(MAX_RANDOM_BYTES);
     wasi.stdout(GuestLog::new(Stdio::Stdout, who.clone()));
     wasi.stderr(GuestLog::new(Stdio::Stderr, who));
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
     let state = HostState {
-        table: ResourceTable::new(),
+        table,
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         hooks: OutboundHooks {
+            addresses: AddressPolicy {
+                allow_private: version.outbound.allow_private,
+                own_listeners: Arc::clone(own_listeners),
+            },
             policy: Arc::clone(&version.outbound),
             service: Arc::clone(&version.service),
             request_id: Arc::clone(request_id),
+            remaining: version.limits.outbound_requests,
+            limit: version.limits.outbound_requests,
         },
         limiter: InstanceMemoryLimiter::new(version.limits.memory_bytes),
         cpu_ticks: 0,
         cpu_budget_ticks: version.limits.cpu_ticks(),
+        cpu_share: version.gate.cpu_share(),
     };
-    let mut store = Store::new(engine, state);
+    let mut store = Store::new(cx.engine, state);
     store.limiter(|state| &mut state.limiter);
-    // Each tick the guest runs through yields to the scheduler, so a spinning
-    // guest never holds a worker thread for longer than one tick, and counts
-    // against its CPU budget.
+    // Each tick the guest runs through counts against its CPU budget and
+    // yields its worker, so a spinning guest never holds one for longer than
+    // a tick; it runs on only once its tenant has a CPU slot free.
     store.epoch_deadline_callback(|mut ctx| {
         let state = ctx.data_mut();
         state.cpu_ticks += 1;
         if state.cpu_ticks > state.cpu_budget_ticks {
             return Err(wasmtime::Error::new(CpuBudgetExhausted));
         }
-        Ok(UpdateDeadline::Yield(1))
+        Ok(UpdateDeadline::YieldCustom(1, state.cpu_share.next_slice()))
     });
     store.set_epoch_deadline(1);
     store

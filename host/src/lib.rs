@@ -15,14 +15,19 @@
 //! - [`registry`]: the live routing table, swapped atomically.
 //! - [`router`]: longest-prefix matching of paths to service versions.
 //! - [`server`]: the front door: connections, protocol limits, timeouts.
+//! - [`body_rate`]: the minimum upload rate of request bodies (slow POST).
 //! - [`invoke`]: one request in one fresh instance, deadlines and failure mapping.
 //! - [`limits`]: per-service limits and the memory limiter.
+//! - [`quotas`]: per-tenant quotas: instance ceilings, concurrency, storage.
+//! - [`admission`]: per-tenant admission queue and CPU slots (fairness).
 //! - [`capabilities`]: what guests may reach: outbound HTTP, stdout/stderr capture.
 //! - [`error`]: request failures and the one mapping to HTTP status.
 //! - [`telemetry`]: logging set-up and request ids.
 //! - [`units`]: sizes and durations as people write them.
 
 pub mod admin;
+pub mod admission;
+pub mod body_rate;
 pub mod capabilities;
 pub mod config;
 pub mod control;
@@ -32,6 +37,7 @@ pub mod host;
 pub mod invoke;
 pub mod limits;
 pub mod logbook;
+pub mod quotas;
 pub mod registry;
 pub mod router;
 pub mod server;

@@ -30,6 +30,10 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest total size of request header names and values; 431 past it.
     pub header_bytes: usize,
+    /// Largest response body a guest may send; the stream is cut off past it.
+    pub response_body_bytes: u64,
+    /// Outgoing HTTP requests one incoming request may make.
+    pub outbound_requests: u32,
 }
 
 impl Default for Limits {
@@ -41,6 +45,8 @@ impl Default for Limits {
             request_body_bytes: 64 * 1024 * 1024,
             max_headers: 100,
             header_bytes: 32 * 1024,
+            response_body_bytes: 256 * 1024 * 1024,
+            outbound_requests: 32,
         }
     }
 }
@@ -56,6 +62,8 @@ pub struct LimitsSpec {
     pub request_body: Option<ByteSize>,
     pub max_headers: Option<usize>,
     pub header_bytes: Option<ByteSize>,
+    pub response_body: Option<ByteSize>,
+    pub outbound_requests: Option<u32>,
 }
 
 impl LimitsSpec {
@@ -70,11 +78,89 @@ impl LimitsSpec {
             header_bytes: self.header_bytes.map_or(base.header_bytes, |b| {
                 usize::try_from(b.0).unwrap_or(usize::MAX)
             }),
+            response_body_bytes: self.response_body.map_or(base.response_body_bytes, |b| b.0),
+            outbound_requests: self.outbound_requests.unwrap_or(base.outbound_requests),
         }
     }
 }
 
 impl Limits {
+    /// Each limit no larger than `ceiling`'s: what a service runs under when
+    /// its tenant's limits are lowered after the service set its own.
+    pub fn within(&self, ceiling: &Limits) -> Limits {
+        Limits {
+            memory_bytes: self.memory_bytes.min(ceiling.memory_bytes),
+            cpu_time: self.cpu_time.min(ceiling.cpu_time),
+            wall_time: self.wall_time.min(ceiling.wall_time),
+            request_body_bytes: self.request_body_bytes.min(ceiling.request_body_bytes),
+            max_headers: self.max_headers.min(ceiling.max_headers),
+            header_bytes: self.header_bytes.min(ceiling.header_bytes),
+            response_body_bytes: self.response_body_bytes.min(ceiling.response_body_bytes),
+            outbound_requests: self.outbound_requests.min(ceiling.outbound_requests),
+        }
+    }
+
+    /// The first limit set above `ceiling`'s, named as in config, with both
+    /// values: a service may tighten its tenant's limits, never loosen them.
+    pub fn first_looser_than(&self, ceiling: &Limits) -> Option<String> {
+        let checks: [(&str, u128, u128, &str); 8] = [
+            (
+                "memory",
+                self.memory_bytes.into(),
+                ceiling.memory_bytes.into(),
+                " bytes",
+            ),
+            (
+                "cpu_time",
+                self.cpu_time.as_millis(),
+                ceiling.cpu_time.as_millis(),
+                "ms",
+            ),
+            (
+                "wall_time",
+                self.wall_time.as_millis(),
+                ceiling.wall_time.as_millis(),
+                "ms",
+            ),
+            (
+                "request_body",
+                self.request_body_bytes.into(),
+                ceiling.request_body_bytes.into(),
+                " bytes",
+            ),
+            (
+                "max_headers",
+                self.max_headers as u128,
+                ceiling.max_headers as u128,
+                "",
+            ),
+            (
+                "header_bytes",
+                self.header_bytes as u128,
+                ceiling.header_bytes as u128,
+                " bytes",
+            ),
+            (
+                "response_body",
+                self.response_body_bytes.into(),
+                ceiling.response_body_bytes.into(),
+                " bytes",
+            ),
+            (
+                "outbound_requests",
+                self.outbound_requests.into(),
+                ceiling.outbound_requests.into(),
+                "",
+            ),
+        ];
+        checks
+            .into_iter()
+            .find(|(_, own, max, _)| own > max)
+            .map(|(name, own, max, unit)| {
+                format!("{name} {own}{unit} is above the tenant's limit of {max}{unit}")
+            })
+    }
+
     /// The CPU budget in epoch ticks, at least one.
     pub fn cpu_ticks(&self) -> u64 {
         let ticks = self.cpu_time.as_millis() / EPOCH_TICK.as_millis().max(1);
@@ -160,6 +246,28 @@ mod tests {
         assert!(!limiter.memory_growing(0, 60, None).unwrap_or(true));
         assert!(limiter.limit_hit);
         assert!(limiter.memory_growing(0, 40, None).unwrap_or(false));
+    }
+
+    #[test]
+    fn service_limits_stay_within_the_tenant() {
+        let tenant = Limits {
+            memory_bytes: 1000,
+            ..Limits::default()
+        };
+        let service = Limits {
+            memory_bytes: 2000,
+            cpu_time: Duration::from_millis(5),
+            ..Limits::default()
+        };
+        let message = service.first_looser_than(&tenant).unwrap_or_default();
+        assert_eq!(
+            message,
+            "memory 2000 bytes is above the tenant's limit of 1000 bytes"
+        );
+        let effective = service.within(&tenant);
+        assert_eq!(effective.memory_bytes, 1000);
+        assert_eq!(effective.cpu_time, Duration::from_millis(5));
+        assert_eq!(tenant.first_looser_than(&tenant), None);
     }
 
     #[test]

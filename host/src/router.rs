@@ -35,6 +35,17 @@ impl Backends {
         (!out.is_empty()).then_some(Self { versions: out })
     }
 
+    /// The same split over versions changed by `f`.
+    pub fn map_versions(&self, f: impl Fn(&ServiceVersion) -> ServiceVersion) -> Self {
+        Self {
+            versions: self
+                .versions
+                .iter()
+                .map(|(upto, v)| (*upto, Arc::new(f(v))))
+                .collect(),
+        }
+    }
+
     /// The version for one request; `roll` is a uniformly random number.
     pub fn pick(&self, roll: u64) -> &Arc<ServiceVersion> {
         let total = self.versions.last().map_or(1, |(t, _)| *t);

@@ -6,12 +6,16 @@ use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::body_rate::{MinBodyRate, RateGuardedBody};
 use crate::error::RequestError;
 use crate::host::Host;
 use crate::invoke::{ResponseBody, invoke};
@@ -32,6 +36,13 @@ pub struct FrontDoor {
     pub max_head_bytes: usize,
     /// HTTP/2 streams one connection may have open.
     pub h2_max_concurrent_streams: u32,
+    /// Longest request URI (path and query); 414 past it.
+    pub max_uri_bytes: usize,
+    /// The slowest request body the host waits for; 408 below it.
+    pub body_rate: MinBodyRate,
+    /// Connections one client address may hold open at once; further ones
+    /// are answered 429 and closed.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for FrontDoor {
@@ -41,6 +52,9 @@ impl Default for FrontDoor {
             max_headers: 200,
             max_head_bytes: 64 * 1024,
             h2_max_concurrent_streams: 200,
+            max_uri_bytes: 8 * 1024,
+            body_rate: MinBodyRate::default(),
+            max_connections_per_client: 1024,
         }
     }
 }
@@ -67,8 +81,13 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(front.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(front.max_head_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(50);
+        // Rapid reset (CVE-2023-44487): a client resetting streams faster than
+        // they are served, or provoking resets, gets GOAWAY.
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(256);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let clients = Arc::new(ClientConnections::new(front.max_connections_per_client));
+    let front = Arc::new(front);
     tokio::pin!(shutdown);
 
     loop {
@@ -86,10 +105,17 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Some(held) = clients.open(peer.ip()) else {
+            tracing::debug!(%peer, "too many connections from this client");
+            tokio::spawn(refuse_connection(stream));
+            continue;
+        };
         let host = Arc::clone(&host);
+        let front_door = Arc::clone(&front);
         let service = hyper::service::service_fn(move |request| {
             let host = Arc::clone(&host);
-            async move { Ok::<_, Infallible>(handle(&host, request).await) }
+            let front = Arc::clone(&front_door);
+            async move { Ok::<_, Infallible>(handle(&host, &front, request).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
@@ -97,6 +123,7 @@ pub async fn serve(
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, error = %error, "connection ended with an error");
             }
+            drop(held);
         });
     }
 
@@ -109,12 +136,36 @@ pub async fn serve(
     }
 }
 
+/// Answers a connection past the per-client limit with 429 and closes it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const REFUSAL: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\n\
+        connection: close\r\ncontent-length: 0\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSAL)).await;
+    let _ = stream.shutdown().await;
+}
+
 /// Routes and runs one request; every outcome is a response.
 pub async fn handle(
     host: &Host,
-    mut request: http::Request<Incoming>,
+    front: &FrontDoor,
+    request: http::Request<Incoming>,
 ) -> http::Response<ResponseBody> {
     let request_id = next_request_id();
+    let uri_length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if uri_length > front.max_uri_bytes {
+        return RequestError::UriTooLong {
+            length: uri_length,
+            limit: front.max_uri_bytes,
+        }
+        .to_response(&request_id);
+    }
+    let too_slow = Arc::new(AtomicBool::new(false));
+    let mut request =
+        request.map(|body| RateGuardedBody::new(body, front.body_rate, Arc::clone(&too_slow)));
     let table = host.registry().snapshot();
     let path = request.uri().path();
     let authority = request
@@ -163,6 +214,7 @@ pub async fn handle(
     .instrument(span)
     .await;
     let mut response = match result {
+        _ if too_slow.load(Ordering::Relaxed) => RequestError::BodyTooSlow.to_response(&request_id),
         Ok(response) => response,
         Err(error) => error.to_response(&request_id),
     };
@@ -177,4 +229,57 @@ pub async fn handle(
     }
     version.requests.record(response.status());
     response
+}
+
+/// Open connections per client address.
+struct ClientConnections {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection, counted until it is dropped.
+struct HeldConnection {
+    clients: Arc<ClientConnections>,
+    ip: IpAddr,
+}
+
+impl ClientConnections {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn open(self: &Arc<Self>, ip: IpAddr) -> Option<HeldConnection> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(HeldConnection {
+            clients: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        let mut open = self
+            .clients
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }

@@ -40,15 +40,23 @@ async fn outbound_requests_need_an_allow_list_entry() -> Result<()> {
             "allowed",
             "testing-fetch",
             "/allowed",
-            &format!("allowed_outbound_hosts = [\"127.0.0.1:{port}\"]"),
+            &format!("allowed_outbound_hosts = [\"127.0.0.1:{port}\"]\nprivate_outbound = true"),
         )?,
         service("denied", "testing-fetch", "/denied", "")?,
+        // Allowed by name, but 127.0.0.1 is loopback and the operator did
+        // not grant private addresses.
+        service(
+            "loopback",
+            "testing-fetch",
+            "/loopback",
+            &format!("allowed_outbound_hosts = [\"127.0.0.1:{port}\"]"),
+        )?,
         service(
             "other-port",
             "testing-fetch",
             "/other-port",
             &format!(
-                "allowed_outbound_hosts = [\"127.0.0.1:{}\"]",
+                "allowed_outbound_hosts = [\"127.0.0.1:{}\"]\nprivate_outbound = true",
                 port.wrapping_add(1)
             ),
         )?,
@@ -68,7 +76,7 @@ async fn outbound_requests_need_an_allow_list_entry() -> Result<()> {
     let reached = accepted.load(Ordering::SeqCst);
     assert_eq!(reached, 1);
 
-    for path in ["/denied", "/other-port"] {
+    for path in ["/denied", "/other-port", "/loopback"] {
         let r = http
             .get(host.url(path))
             .header("x-fetch-url", &target)

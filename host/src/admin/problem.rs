@@ -75,6 +75,11 @@ impl ApiError {
                 }
                 C::Upload(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 C::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-component"),
+                C::QuotaExceeded(_) => (StatusCode::CONFLICT, "quota-exceeded"),
+                C::StorageQuotaExceeded(_) => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "storage-quota-exceeded")
+                }
+                C::LimitAboveTenant(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit-above-tenant"),
                 C::CompileTimeout(_) => (StatusCode::UNPROCESSABLE_ENTITY, "compile-timeout"),
             },
         }

@@ -11,6 +11,7 @@ use super::AdminState;
 use super::auth::{Caller, hash_secret, new_secret, new_token_id};
 use super::problem::{ApiError, Problem};
 use crate::control::ControlError;
+use crate::quotas::TenantQuotas;
 use crate::store::{TenantRecord, TokenRecord, now};
 
 #[derive(Deserialize, ToSchema)]
@@ -35,8 +36,12 @@ pub struct TenantView {
     domains: Vec<String>,
     /// The tenant's host name under the base domain.
     host: String,
+    /// The limits the operator set; unset ones take their defaults.
     #[schema(value_type = Object)]
     limits: serde_json::Value,
+    /// Every limit the tenant runs under, defaults filled in.
+    #[schema(value_type = Object)]
+    effective_limits: serde_json::Value,
     created_at: i64,
 }
 
@@ -46,6 +51,9 @@ impl TenantView {
             host: format!("{}.{base_domain}", record.name),
             name: record.name,
             domains: record.domains,
+            effective_limits: TenantQuotas::from_json(&record.limits)
+                .unwrap_or_default()
+                .to_json(),
             limits: record.limits,
             created_at: record.created_at,
         }

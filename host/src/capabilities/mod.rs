@@ -3,7 +3,9 @@
 //!
 //! - [`outbound`]: outgoing HTTP (`wasi:http/outgoing-handler`), denied unless
 //!   the service's allow-list names the destination.
+//! - [`addresses`]: which resolved addresses outgoing requests may reach.
 //! - [`stdio`]: guest stdout and stderr, captured into the host's log.
 
+pub mod addresses;
 pub mod outbound;
 pub mod stdio;

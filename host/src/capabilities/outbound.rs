@@ -1,8 +1,15 @@
 //! Outgoing HTTP requests from guests, and the allow-list that gates them.
 
 use http_body_util::BodyExt;
+use std::net::SocketAddr;
+use std::time::Duration;
 use std::{fmt, str::FromStr, sync::Arc};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::addresses::AddressPolicy;
+
+/// How long resolving a destination's name may take.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One allowed destination: `host`, `host:port`, `*.domain` or `*` (any host;
 /// meant for development), optionally with a scheme (`https://api.example.com`).
@@ -100,11 +107,22 @@ impl AllowedHost {
 #[derive(Debug, Clone, Default)]
 pub struct OutboundPolicy {
     allowed: Vec<AllowedHost>,
+    /// Whether allowed names may resolve to loopback, private and
+    /// link-local addresses; only the operator can grant it.
+    pub allow_private: bool,
 }
 
 impl OutboundPolicy {
     pub fn new(allowed: Vec<AllowedHost>) -> Self {
-        Self { allowed }
+        Self {
+            allowed,
+            allow_private: false,
+        }
+    }
+
+    pub fn allowing_private(mut self, allow: bool) -> Self {
+        self.allow_private = allow;
+        self
     }
 
     /// Whether a request to this URI may leave the host.
@@ -121,12 +139,81 @@ impl OutboundPolicy {
     }
 }
 
-/// The per-request hooks wasmtime-wasi-http consults: here, only where an
-/// outgoing request may go.
+/// The per-request hooks wasmtime-wasi-http consults: where an outgoing
+/// request may go, and how many more this request may make.
 pub struct OutboundHooks {
     pub policy: Arc<OutboundPolicy>,
+    /// Checked against every address a destination resolves to.
+    pub addresses: AddressPolicy,
     pub service: Arc<str>,
     pub request_id: Arc<str>,
+    /// Outgoing requests this incoming request may still make, of `limit`.
+    pub remaining: u32,
+    pub limit: u32,
+}
+
+/// Why an outgoing request was not sent.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("destination not in allowed_outbound_hosts")]
+    NotAllowed,
+    #[error("the request already made its {0} outgoing requests")]
+    TooMany(u32),
+    #[error("cannot resolve {0}")]
+    Dns(String),
+    #[error("{0}")]
+    Address(#[from] super::addresses::AddressRefusal),
+}
+
+impl Refusal {
+    fn to_http(&self) -> HttpError {
+        match self {
+            Self::NotAllowed => HttpError::HttpRequestDenied,
+            Self::TooMany(_) => HttpError::ConnectionLimitReached,
+            Self::Dns(_) => HttpError::DnsError {
+                rcode: None,
+                info_code: None,
+            },
+            Self::Address(_) => HttpError::DestinationIpProhibited,
+        }
+    }
+}
+
+/// Resolves the request's destination and checks every address it resolves
+/// to; a plain-HTTP request is then pointed at the checked address, so a
+/// second lookup cannot lead it elsewhere. (TLS requests connect by name, for
+/// the certificate check; see docs/security.md.)
+async fn resolve_checked(
+    request: &mut http::Request<WasiBody>,
+    addresses: &AddressPolicy,
+) -> Result<(), Refusal> {
+    let uri = request.uri().clone();
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host().ok_or_else(|| Refusal::Dns(uri.to_string()))?;
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let resolved: Vec<SocketAddr> = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((bare, port)))
+            .await
+            .map_err(|_| Refusal::Dns(bare.to_string()))?
+            .map_err(|_| Refusal::Dns(bare.to_string()))?
+            .collect(),
+    };
+    let Some(first) = resolved.first().copied() else {
+        return Err(Refusal::Dns(bare.to_string()));
+    };
+    for addr in &resolved {
+        addresses.check(*addr)?;
+    }
+    if !https {
+        let mut parts = uri.into_parts();
+        parts.authority = first.to_string().parse().ok();
+        if let Ok(pinned) = http::Uri::from_parts(parts) {
+            *request.uri_mut() = pinned;
+        }
+    }
+    Ok(())
 }
 
 type SendFuture = Box<
@@ -144,21 +231,29 @@ type SendFuture = Box<
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        if !self.policy.permits(request.uri()) {
-            tracing::warn!(
-                service = %self.service,
-                request_id = %self.request_id,
-                uri = %request.uri(),
-                "outbound request denied: destination not in allowed_outbound_hosts"
-            );
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        let refused = if !self.policy.permits(request.uri()) {
+            Some(Refusal::NotAllowed)
+        } else if self.remaining == 0 {
+            Some(Refusal::TooMany(self.limit))
+        } else {
+            None
+        };
+        if let Some(refusal) = refused {
+            return self.refuse(&request, refusal);
         }
-        tracing::debug!(service = %self.service, request_id = %self.request_id, uri = %request.uri(), "outbound request");
+        self.remaining -= 1;
+        let addresses = self.addresses.clone();
+        let (service, request_id) = (Arc::clone(&self.service), Arc::clone(&self.request_id));
+        tracing::debug!(%service, %request_id, uri = %request.uri(), "outbound request");
         Box::new(async move {
+            if let Err(refusal) = resolve_checked(&mut request, &addresses).await {
+                tracing::warn!(%service, %request_id, uri = %request.uri(), reason = %refusal, "outbound request denied");
+                return Err(refusal.to_http());
+            }
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             let response = response.map(BodyExt::boxed_unsync);
             Ok((
@@ -166,6 +261,20 @@ impl WasiHttpHooks for OutboundHooks {
                 Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
             ))
         })
+    }
+}
+
+impl OutboundHooks {
+    fn refuse(&self, request: &http::Request<WasiBody>, refusal: Refusal) -> SendFuture {
+        tracing::warn!(
+            service = %self.service,
+            request_id = %self.request_id,
+            uri = %request.uri(),
+            reason = %refusal,
+            "outbound request denied"
+        );
+        let error = refusal.to_http();
+        Box::new(async move { Err(error) })
     }
 }
 

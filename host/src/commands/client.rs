@@ -49,6 +49,33 @@ pub enum TenantCommand {
     Delete { name: String },
     /// Bind extra domains to a tenant (operator).
     Domains { name: String, domains: Vec<String> },
+    /// Show a tenant's limits, or change them: `memory=64MiB concurrency=8`
+    /// (operator to change). Unnamed limits keep their values.
+    Limits {
+        name: String,
+        #[arg(value_name = "LIMIT=VALUE")]
+        settings: Vec<String>,
+        /// Drop every limit set before, back to the defaults.
+        #[arg(long)]
+        reset: bool,
+    },
+}
+
+/// `memory=64MiB` → ("memory", "64MiB"); plain numbers and booleans are
+/// sent as JSON numbers and booleans.
+fn parse_setting(setting: &str) -> anyhow::Result<(String, serde_json::Value)> {
+    let Some((key, value)) = setting.split_once('=') else {
+        anyhow::bail!("`{setting}` is not LIMIT=VALUE (for example memory=64MiB)");
+    };
+    let value = match value {
+        "true" => json!(true),
+        "false" => json!(false),
+        digits if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => digits
+            .parse::<u64>()
+            .map_or_else(|_| json!(digits), |n| json!(n)),
+        text => json!(text),
+    };
+    Ok((key.trim().to_string(), value))
 }
 
 #[derive(clap::Subcommand)]
@@ -211,6 +238,46 @@ impl Client {
                         s(v, "host"),
                         list(v, "domains")
                     )
+                });
+            }
+            TenantCommand::Limits {
+                name,
+                settings,
+                reset,
+            } => {
+                let path = format!("/v1/tenants/{name}");
+                let mut v = self.send(self.request(Method::GET, &path)).await?;
+                if reset || !settings.is_empty() {
+                    let mut limits = match (&v["limits"], reset) {
+                        (serde_json::Value::Object(set), false) => set.clone(),
+                        _ => serde_json::Map::new(),
+                    };
+                    for setting in &settings {
+                        let (key, value) = parse_setting(setting)?;
+                        limits.insert(key, value);
+                    }
+                    v = self
+                        .send(
+                            self.request(Method::PUT, &path)
+                                .json(&json!({"limits": limits})),
+                        )
+                        .await?;
+                }
+                self.print(&v, |v| {
+                    let effective = v["effective_limits"]
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default();
+                    let set = v["limits"].as_object().cloned().unwrap_or_default();
+                    let mut out = format!("{:<20} {:<14} SET\n", "LIMIT", "VALUE");
+                    for (key, value) in &effective {
+                        let shown = value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_string);
+                        let marker = if set.contains_key(key) { "yes" } else { "" };
+                        out.push_str(&format!("{key:<20} {shown:<14} {marker}\n"));
+                    }
+                    out
                 });
             }
         }

@@ -11,9 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth::body_rate::MinBodyRate;
 use berth::host::{Host, HostSettings, LoadedService};
 use berth::server::FrontDoor;
-use berth::units::DurationSpec;
+use berth::units::{ByteSize, DurationSpec};
 
 /// Flags every serving command shares.
 #[derive(clap::Args, Clone)]
@@ -36,6 +37,16 @@ pub struct HostFlags {
     /// Time open connections get to finish on shutdown.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub drain_timeout: DurationSpec,
+    /// Time a request body may stall before the minimum rate applies.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub body_grace: DurationSpec,
+    /// Slowest request body accepted after the grace time (slow POST
+    /// protection); slower ones are answered 408.
+    #[arg(long, value_name = "BYTES_PER_SECOND", default_value = "1KiB")]
+    pub body_min_rate: ByteSize,
+    /// Connections one client address may hold open at once.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: u32,
 }
 
 impl HostFlags {
@@ -51,6 +62,11 @@ impl HostFlags {
     pub fn front_door(&self) -> FrontDoor {
         FrontDoor {
             header_read_timeout: self.header_read_timeout.0,
+            body_rate: MinBodyRate {
+                grace: self.body_grace.0,
+                bytes_per_second: self.body_min_rate.0,
+            },
+            max_connections_per_client: self.max_connections_per_client as usize,
             ..FrontDoor::default()
         }
     }
@@ -71,6 +87,7 @@ pub fn run_data_plane(
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        host.set_own_listeners(vec![addr]);
         tracing::info!(%addr, "data plane listening");
         print_addresses(addr, services);
         berth::server::serve(listener, host, front, shutdown_signal(), drain).await;

@@ -108,6 +108,7 @@ impl ServeCommand {
                 .with_context(|| format!("cannot listen on {}", self.admin_listen))?;
             let data_addr = data.local_addr()?;
             let admin_addr = admin.local_addr()?;
+            host.set_own_listeners(vec![data_addr, admin_addr]);
             let state = Arc::new(AdminState {
                 control: Arc::clone(&control),
                 operator,

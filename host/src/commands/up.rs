@@ -48,7 +48,9 @@ impl UpCommand {
             component: self.component.clone(),
             route: "/".into(),
             limits: Limits::default(),
-            outbound: OutboundPolicy::new(self.allow_outbound.clone()),
+            // Development mode: whoever runs `berth up` owns the machine, so the
+            // hosts they allow may be local ones.
+            outbound: OutboundPolicy::new(self.allow_outbound.clone()).allowing_private(true),
             declared_at: self.component.display().to_string(),
         };
         let host = self.host.host()?;

@@ -1,0 +1,132 @@
+//! Test guest: one hostile behaviour per path, for the isolation suite.
+//!
+//! - `/random?bytes=N`: asks the host for N random bytes at once.
+//! - `/resources?count=N`: creates N host resources and keeps them all.
+//! - `/headers?count=N`: builds a response header map of N fields.
+//! - `/never`: never sets a response.
+//! - `/endless`: streams a response body forever.
+//! - `/recurse`: recurses without end.
+//! - `/grow`: grows its memory until refused, then touches it.
+//! - `/spin`: spins forever without yielding.
+//! - `/sleep?ms=N`: sleeps, then answers (a slow guest).
+//! - anything else: answers `ok`, quickly.
+
+use wasip2::clocks::monotonic_clock;
+use wasip2::exports::http::incoming_handler::Guest;
+use wasip2::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Hostile;
+
+fn query_param(query: &str, name: &str, default: u64) -> u64 {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn respond(out: ResponseOutparam, status: u16, headers: Fields, text: &str) {
+    let response = OutgoingResponse::new(headers);
+    let _ = response.set_status_code(status);
+    let Ok(body) = response.body() else { return };
+    ResponseOutparam::set(out, Ok(response));
+    if let Ok(stream) = body.write() {
+        let _ = stream.blocking_write_and_flush(text.as_bytes());
+    }
+    let _ = OutgoingBody::finish(body, None);
+}
+
+// Recursing without end is the point: the host must stop it with a trap.
+#[allow(unconditional_recursion)]
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let mut frame = [depth; 32];
+    frame[(depth % 32) as usize] = std::hint::black_box(depth);
+    recurse(depth + 1).wrapping_add(frame.iter().sum::<u64>())
+}
+
+impl Guest for Hostile {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let path_query = request.path_with_query().unwrap_or_default();
+        let (path, query) = path_query.split_once('?').unwrap_or((&path_query, ""));
+        let path = path.rsplit('/').next().unwrap_or("");
+        match path {
+            "random" => {
+                let bytes =
+                    wasip2::random::random::get_random_bytes(query_param(query, "bytes", 16));
+                respond(
+                    out,
+                    200,
+                    Fields::new(),
+                    &format!("got {} random bytes\n", bytes.len()),
+                );
+            }
+            "resources" => {
+                let count = query_param(query, "count", 10);
+                let kept: Vec<Fields> = (0..count).map(|_| Fields::new()).collect();
+                respond(
+                    out,
+                    200,
+                    Fields::new(),
+                    &format!("kept {} resources\n", kept.len()),
+                );
+            }
+            "headers" => {
+                let count = query_param(query, "count", 10);
+                let headers = Fields::new();
+                let value = vec![b'v'; 100];
+                let mut appended = 0u64;
+                for i in 0..count {
+                    if headers.append(&format!("x-hostile-{i}"), &value).is_err() {
+                        break;
+                    }
+                    appended += 1;
+                }
+                // A map the host refused to grow is still a valid response.
+                let _ = headers.delete("x-hostile-0");
+                let text = format!("appended {appended} of {count} headers\n");
+                respond(out, 200, Fields::new(), &text);
+                drop(headers);
+            }
+            "never" => loop {
+                monotonic_clock::subscribe_duration(1_000_000_000).block();
+            },
+            "endless" => {
+                let response = OutgoingResponse::new(Fields::new());
+                let Ok(body) = response.body() else { return };
+                ResponseOutparam::set(out, Ok(response));
+                let Ok(stream) = body.write() else { return };
+                let chunk = vec![b'x'; 64 * 1024];
+                while stream.blocking_write_and_flush(&chunk).is_ok() {}
+            }
+            "recurse" => {
+                let n = recurse(0);
+                respond(out, 200, Fields::new(), &format!("{n}\n"));
+            }
+            "grow" => {
+                let mut pages = 0usize;
+                while core::arch::wasm32::memory_grow(0, 16) != usize::MAX {
+                    pages += 16;
+                }
+                respond(out, 200, Fields::new(), &format!("grew {pages} pages\n"));
+            }
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "sleep" => {
+                let ms = query_param(query, "ms", 100);
+                monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                respond(out, 200, Fields::new(), "slept\n");
+            }
+            _ => respond(out, 200, Fields::new(), "ok\n"),
+        }
+    }
+}
+
+wasip2::http::proxy::export!(Hostile with_types_in wasip2);
