@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::units::{ByteSize, DurationSpec};
 
 /// How long one epoch tick lasts; CPU budgets are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 
 /// Every limit a service runs under. Each field has a default that is safe for
 /// a shared host; a service's config may change any of them.

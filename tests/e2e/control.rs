@@ -235,7 +235,7 @@ async fn routes_follow_host_names_prefixes_and_bound_domains() -> Result<()> {
     Ok(())
 }
 
-fn cli(host: &BerthProcess, token: &str, args: &[&str]) -> Result<(i32, String, String)> {
+pub fn cli(host: &BerthProcess, token: &str, args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(berth_bin()?)
         .args(args)
         .env("BERTH_ADMIN_URL", host.admin.clone().unwrap_or_default())

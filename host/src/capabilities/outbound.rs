@@ -254,7 +254,12 @@ impl WasiHttpHooks for OutboundHooks {
                 tracing::warn!(%service, %request_id, uri = %request.uri(), reason = %refusal, "outbound request denied");
                 return Err(refusal.to_http());
             }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let uri = request.uri().clone();
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options)
+                .await
+                .inspect_err(|error| {
+                    tracing::info!(%service, %request_id, %uri, %error, "outbound request failed");
+                })?;
             let response = response.map(BodyExt::boxed_unsync);
             Ok((
                 response,

@@ -9,6 +9,7 @@
 //! - `/grow`: grows its memory until refused, then touches it.
 //! - `/spin`: spins forever without yielding.
 //! - `/sleep?ms=N`: sleeps, then answers (a slow guest).
+//! - `/read`: reads the whole request body, then answers with its size.
 //! - anything else: answers `ok`, quickly.
 
 use wasip2::clocks::monotonic_clock;
@@ -99,7 +100,8 @@ impl Guest for Hostile {
                 let Ok(body) = response.body() else { return };
                 ResponseOutparam::set(out, Ok(response));
                 let Ok(stream) = body.write() else { return };
-                let chunk = vec![b'x'; 64 * 1024];
+                // 4 KiB: the most one blocking write may carry.
+                let chunk = vec![b'x'; 4096];
                 while stream.blocking_write_and_flush(&chunk).is_ok() {}
             }
             "recurse" => {
@@ -118,6 +120,17 @@ impl Guest for Hostile {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            "read" => {
+                let mut total = 0usize;
+                if let Ok(body) = request.consume()
+                    && let Ok(stream) = body.stream()
+                {
+                    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+                        total += chunk.len();
+                    }
+                }
+                respond(out, 200, Fields::new(), &format!("read {total} bytes\n"));
             }
             "sleep" => {
                 let ms = query_param(query, "ms", 100);
