@@ -38,8 +38,8 @@ impl Default for TenantQuotas {
     fn default() -> Self {
         Self {
             instance: Limits::default(),
-            concurrency: 64,
-            queue: 256,
+            concurrency: 256,
+            queue: 1024,
             queue_timeout: Duration::from_secs(5),
             services: 100,
             versions: 1000,
