@@ -125,6 +125,9 @@ pub struct ControlPlane {
     /// Each tenant's admission gate, kept across rebuilds while its quotas
     /// stay the same.
     gates: Mutex<HashMap<String, Arc<TenantGate>>>,
+    /// One compile at a time: compiling a component takes every core it can
+    /// get and memory outside any guest's limit.
+    compiling: Arc<tokio::sync::Semaphore>,
     /// Makes "check the quota, then store the version" one step, so two
     /// uploads cannot both take the last place.
     quota_check: tokio::sync::Mutex<()>,
@@ -165,6 +168,7 @@ impl ControlPlane {
             applied: tokio::sync::Mutex::new(-1),
             gates: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
+            compiling: Arc::new(tokio::sync::Semaphore::new(1)),
         });
         control.apply().await?;
         Ok(control)
@@ -240,14 +244,7 @@ impl ControlPlane {
         name("service name", service)?;
         validate_label(label).map_err(ControlError::InvalidInput)?;
         let quotas = self.quotas(tenant).await?;
-        let usage = self.usage(tenant).await?;
-        check_counts(
-            tenant,
-            service,
-            &quotas,
-            &usage,
-            self.has_service(tenant, service).await,
-        )?;
+        let usage = self.check_counts(tenant, service, &quotas).await?;
         let storage_left = quotas.storage_bytes.saturating_sub(usage.bytes);
         let limit = self.settings.max_upload_bytes.min(storage_left);
         let received = match self.blobs.receive(body, limit).await {
@@ -301,14 +298,7 @@ impl ControlPlane {
         };
         let outcome = {
             let _one_at_a_time = self.quota_check.lock().await;
-            let usage = self.usage(tenant).await?;
-            check_counts(
-                tenant,
-                service,
-                &quotas,
-                &usage,
-                self.has_service(tenant, service).await,
-            )?;
+            let usage = self.check_counts(tenant, service, &quotas).await?;
             if usage.bytes.saturating_add(size) > quotas.storage_bytes {
                 return Err(storage_exceeded(tenant, &quotas, &usage));
             }
@@ -327,8 +317,20 @@ impl ControlPlane {
         bytes: Vec<u8>,
     ) -> Result<ProxyPre<HostState>, ControlError> {
         let host = Arc::clone(&self.host);
-        let job = tokio::task::spawn_blocking(move || host.compile(&bytes));
+        let slot = Arc::clone(&self.compiling);
         let limit = self.settings.compile_timeout;
+        let job = async move {
+            let permit = slot.acquire_owned().await;
+            // The permit goes with the thread: a compile that outlives its
+            // deadline still holds it until it ends, so timed-out compiles
+            // cannot pile up behind the serving path.
+            tokio::task::spawn_blocking(move || {
+                let outcome = host.compile(&bytes);
+                drop(permit);
+                outcome
+            })
+            .await
+        };
         match tokio::time::timeout(limit, job).await {
             Err(_) => Err(ControlError::CompileTimeout(limit)),
             Ok(Err(join)) => Err(ControlError::Internal(format!(
@@ -435,8 +437,18 @@ impl ControlPlane {
         Ok(usage)
     }
 
-    async fn has_service(&self, tenant: &str, service: &str) -> bool {
-        self.store.service(tenant, service).await.is_ok()
+    /// The tenant's usage, once it is clear that one more version of
+    /// `service` fits its service and version quotas.
+    async fn check_counts(
+        &self,
+        tenant: &str,
+        service: &str,
+        quotas: &TenantQuotas,
+    ) -> Result<Usage, ControlError> {
+        let usage = self.usage(tenant).await?;
+        let exists = self.store.service(tenant, service).await.is_ok();
+        check_counts(tenant, service, quotas, &usage, exists)?;
+        Ok(usage)
     }
 
     fn check_static_route(&self, tenant: &str, route: &str) -> Result<(), ControlError> {

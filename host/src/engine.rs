@@ -190,6 +190,12 @@ fn base_config() -> Config {
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.parallel_compilation(true);
+    // Proposals a shared host keeps off: threads and shared memory (tier 2
+    // in wasmtime, no security fixes backported) and GC (not built in).
+    // Component-model async (WASIp3) is not built in either.
+    config.wasm_threads(false);
+    config.shared_memory(false);
+    config.wasm_gc(false);
     config
 }
 

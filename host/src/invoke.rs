@@ -20,6 +20,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::admission::{Admission, CpuShare, TenantGate};
 use crate::capabilities::addresses::AddressPolicy;
+use crate::capabilities::clocks::{CoarseMonotonicClock, CoarseWallClock};
 use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
 use crate::capabilities::stdio::{GuestIdentity, GuestLog, Stdio};
 use crate::error::RequestError;
@@ -440,6 +441,8 @@ fn new_store(
     };
     let mut wasi = WasiCtxBuilder::new();
     wasi.max_random_size(MAX_RANDOM_BYTES);
+    wasi.monotonic_clock(CoarseMonotonicClock::new());
+    wasi.wall_clock(CoarseWallClock);
     wasi.stdout(GuestLog::new(Stdio::Stdout, who.clone()));
     wasi.stderr(GuestLog::new(Stdio::Stderr, who));
     let mut table = ResourceTable::new();

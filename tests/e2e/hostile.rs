@@ -100,6 +100,7 @@ impl ControlLoad {
 
 struct Row {
     case: &'static str,
+    window: Duration,
     observed: String,
     p99: Duration,
     requests: usize,
@@ -172,6 +173,7 @@ impl Suite {
         );
         self.rows.push(Row {
             case,
+            window: ended - started,
             observed,
             p99,
             requests,
@@ -424,6 +426,13 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
     // p99 stayed within bound, and the host's memory stayed bounded.
     let bound = baseline.mul_f64(1.25).max(baseline + P99_SLACK);
     for row in &rows {
+        let sent = (row.window.as_secs_f64() * CONTROL_RATE as f64) as usize;
+        ensure!(
+            row.requests * 10 >= sent * 9,
+            "{}: {} of {sent} control requests completed",
+            row.case,
+            row.requests
+        );
         ensure!(
             row.failed == 0,
             "{}: {} control requests failed",
@@ -609,31 +618,25 @@ async fn outbound(s: &mut Suite) -> Result<()> {
     ensure!(r.status() == 200, "trusted fetch: {}", r.status());
     let before = hits.load(Ordering::SeqCst);
 
-    s.case_once("outbound to 127.0.0.1 (allowed by name)", || async {
-        let r = fetch("attacker", format!("http://127.0.0.1:{port}/"), 1)
-            .send()
-            .await?;
-        let (status, text) = (r.status().as_u16(), r.text().await?);
-        ensure!(status == 502 && text.contains("failed"), "{status} {text}");
-        Ok("refused: loopback address".into())
+    let refused = |tenant: &'static str, url: String, what: &'static str| {
+        let request = fetch(tenant, url, 1);
+        async move {
+            let r = request.send().await?;
+            let (status, text) = (r.status().as_u16(), r.text().await?);
+            ensure!(status == 502 && text.contains("failed"), "{status} {text}");
+            Ok(format!("refused: {what}"))
+        }
+    };
+    s.case_once("outbound to 127.0.0.1 (allowed by name)", || {
+        refused("attacker", format!("http://127.0.0.1:{port}/"), "loopback address")
     })
     .await?;
-    s.case_once("outbound to the host's admin port", || async {
-        let r = fetch("trusted", format!("{admin}/v1/tenants"), 1)
-            .send()
-            .await?;
-        let (status, text) = (r.status().as_u16(), r.text().await?);
-        ensure!(status == 502 && text.contains("failed"), "{status} {text}");
-        Ok("refused: the host's own listener".into())
+    s.case_once("outbound to the host's admin port", || {
+        refused("trusted", format!("{admin}/v1/tenants"), "the host's own listener")
     })
     .await?;
-    s.case_once("outbound to a host not on the allow-list", || async {
-        let r = fetch("attacker", format!("http://127.0.0.2:{port}/"), 1)
-            .send()
-            .await?;
-        let (status, text) = (r.status().as_u16(), r.text().await?);
-        ensure!(status == 502 && text.contains("failed"), "{status} {text}");
-        Ok("refused: not allowed".into())
+    s.case_once("outbound to a host not on the allow-list", || {
+        refused("attacker", format!("http://127.0.0.2:{port}/"), "not allowed")
     })
     .await?;
     ensure!(
