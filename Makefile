@@ -14,7 +14,7 @@ COMPONENTIZE_PY_VERSION := 0.25.1
 COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
 PYTHON_OUT   := components/target/python
 
-.PHONY: all setup components python-components build run test lint unit e2e bench clean
+.PHONY: all setup components python-components build run test fmt-check lint unit e2e bench clean
 
 all: build components
 
@@ -42,18 +42,26 @@ build:
 run: build components
 	./target/release/berth serve --config berth.toml
 
-lint:
+fmt-check:
 	$(CARGO) fmt --all -- --check
 	cd components && $(CARGO) fmt --all -- --check
+
+lint: fmt-check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The end-to-end tests start the real `berth` binary, so it is built first,
-# for the whole workspace so that both commands share one set of features and
-# nothing is compiled twice. Tests run one at a time: several assert deadlines
-# to within 100 ms, which a 2-core machine busy with other hosts cannot promise.
-test: components lint
-	$(CARGO) build --workspace
-	$(CARGO) test --workspace -- --test-threads=1
+# `make test` lints while it builds: clippy-driver compiles the workspace's
+# own crates (as `cargo clippy` does, through RUSTC_WORKSPACE_WRAPPER), so a
+# clippy warning fails the build and the dependencies are compiled once, not
+# once to check and again to build. The end-to-end tests start the real
+# `berth` binary, so everything is built before any test runs. Tests run one
+# at a time: several assert deadlines to within 100 ms, which a 2-core machine
+# busy with other hosts cannot promise.
+LINTING := RUSTC_WORKSPACE_WRAPPER=clippy-driver \
+	CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
+
+test: components fmt-check
+	$(LINTING) $(CARGO) build --workspace --all-targets
+	$(LINTING) $(CARGO) test --workspace -- --test-threads=1
 
 $(WASMTIME):
 	$(CARGO) install --locked --root $(TOOLS) wasmtime-cli@$(WASMTIME_VERSION)

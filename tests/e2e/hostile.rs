@@ -628,15 +628,27 @@ async fn outbound(s: &mut Suite) -> Result<()> {
         }
     };
     s.case_once("outbound to 127.0.0.1 (allowed by name)", || {
-        refused("attacker", format!("http://127.0.0.1:{port}/"), "loopback address")
+        refused(
+            "attacker",
+            format!("http://127.0.0.1:{port}/"),
+            "loopback address",
+        )
     })
     .await?;
     s.case_once("outbound to the host's admin port", || {
-        refused("trusted", format!("{admin}/v1/tenants"), "the host's own listener")
+        refused(
+            "trusted",
+            format!("{admin}/v1/tenants"),
+            "the host's own listener",
+        )
     })
     .await?;
     s.case_once("outbound to a host not on the allow-list", || {
-        refused("attacker", format!("http://127.0.0.2:{port}/"), "not allowed")
+        refused(
+            "attacker",
+            format!("http://127.0.0.2:{port}/"),
+            "not allowed",
+        )
     })
     .await?;
     ensure!(

@@ -140,3 +140,57 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() -> Result<()
     assert_eq!(client().get(host.url("/")).send().await?.status(), 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn one_client_address_gets_a_bounded_number_of_connections() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = BerthProcess::launch(Launch {
+        args: vec!["--max-connections-per-client".into(), "4".into()],
+        config: Some(service("hello", "hello", "/", "")?),
+        data_dir: dir.path().to_path_buf(),
+    })?;
+    let addr = host.base.trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await?;
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await?;
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+    // The fifth is answered 429 and closed.
+    let mut fifth = tokio::net::TcpStream::connect(&addr).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), fifth.read_to_end(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    // Closing one makes room again.
+    drop(held.pop());
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let r = client().get(host.url("/")).send().await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "no room after a connection closed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_overlong_uri_is_414() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = BerthProcess::serve(&service("hello", "hello", "/", "")?, dir.path())?;
+    let long = format!("/?q={}", "a".repeat(9000));
+    let r = client().get(host.url(&long)).send().await?;
+    assert_eq!(r.status(), 414);
+    let r = client().get(host.url("/?q=short")).send().await?;
+    assert_eq!(r.status(), 200);
+    Ok(())
+}

@@ -123,3 +123,27 @@ async fn bad_uploads_are_refused_and_nothing_is_stored() -> Result<()> {
     assert_eq!(r.status(), 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_compile_past_its_deadline_fails_the_deploy_and_serving_goes_on() -> Result<()> {
+    // Every component is "slow to compile" against a 1 ms deadline.
+    let (dir, host) = empty_host(&["--compile-timeout", "1ms"])?;
+    let op = host.operator()?;
+    let acme = host.admin_as(&op.create_tenant("acme").await?)?;
+    let answer = acme
+        .upload("acme", "web", "1", std::fs::read(component("hello")?)?)
+        .await?;
+    assert_eq!(answer.status, 422, "{answer:?}");
+    assert_eq!(
+        answer.body["type"],
+        "https://berth.dev/problems/compile-timeout"
+    );
+    let service = acme.get("/v1/tenants/acme/services/web").await?;
+    assert_eq!(service.status, 404, "nothing was stored: {service:?}");
+    assert_eq!(stored_blobs(&dir.path().join("data"))?, 0);
+    // The admin API and the data plane answer throughout.
+    assert_eq!(host.operator()?.get("/healthz").await?.status, 200);
+    let r = berth_e2e::client().get(host.url("/")).send().await?;
+    assert_eq!(r.status(), 404);
+    Ok(())
+}
