@@ -249,6 +249,18 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_table_grow_counts_against_the_same_budget() {
+        let mut limiter = InstanceMemoryLimiter::new(1 << 20);
+        assert!(limiter.memory_growing(0, 512 << 10, None).unwrap_or(false));
+        // 100,000 elements are 800,000 bytes: past what the memory left.
+        assert!(!limiter.table_growing(0, 100_000, None).unwrap_or(true));
+        assert!(limiter.limit_hit);
+        assert!(limiter.table_growing(0, 1_000, None).unwrap_or(false));
+        // A table's own maximum is honoured too.
+        assert!(!limiter.table_growing(0, 10, Some(5)).unwrap_or(true));
+    }
+
+    #[test]
     fn service_limits_stay_within_the_tenant() {
         let tenant = Limits {
             memory_bytes: 1000,
