@@ -107,7 +107,7 @@ impl TenantGate {
     pub fn cpu_share(&self) -> CpuShare {
         CpuShare {
             slots: Arc::clone(&self.cpu),
-            held: Arc::new(Mutex::new(None)),
+            held: None,
         }
     }
 
@@ -121,7 +121,9 @@ impl TenantGate {
 /// One guest's turn-taking on its tenant's CPU slots.
 pub struct CpuShare {
     slots: Arc<Semaphore>,
-    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    /// The slot held for the current tick; made at the first tick, so the
+    /// many requests that finish before one allocate nothing here.
+    held: Option<Arc<Mutex<Option<OwnedSemaphorePermit>>>>,
 }
 
 /// What the guest awaits between two ticks.
@@ -131,10 +133,10 @@ impl CpuShare {
     /// Gives up the slot used for the tick just run, and returns the wait
     /// for the next one. The semaphore is fair, so the tenant's long runners
     /// take turns in order.
-    pub fn next_slice(&self) -> NextSlice {
-        drop(lock(&self.held).take());
+    pub fn next_slice(&mut self) -> NextSlice {
+        let held = Arc::clone(self.held.get_or_insert_with(Default::default));
+        drop(lock(&held).take());
         let slots = Arc::clone(&self.slots);
-        let held = Arc::clone(&self.held);
         Box::pin(async move {
             // Always give the worker up, even when a slot is free: that is
             // what lets deadlines and other tasks run.
@@ -190,8 +192,8 @@ mod tests {
     #[tokio::test]
     async fn long_runners_take_turns_on_the_cpu_slots() {
         let gate = gate(4, 0);
-        let a = gate.cpu_share();
-        let b = gate.cpu_share();
+        let mut a = gate.cpu_share();
+        let mut b = gate.cpu_share();
         a.next_slice().await;
         // `a` holds the only slot until its next tick gives it up.
         let b_next = b.next_slice();

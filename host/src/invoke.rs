@@ -139,16 +139,19 @@ impl ServiceVersion {
     }
 }
 
-/// A request's body, cut off with an error once it passes the service's
-/// limit; the flag tells the invoker to answer 413.
-struct LimitedBody<B> {
+/// A body cut off with an error once it passes its limit: a request body
+/// (the flag then tells the invoker to answer 413) or a guest's response body
+/// (its status is already sent, so the client sees the stream end early).
+struct CappedBody<B> {
     inner: B,
     remaining: u64,
     limit: u64,
-    exceeded: Arc<AtomicBool>,
+    /// The error a body over its limit ends with.
+    too_large: fn(Option<u64>) -> wasmtime_wasi_http::Error,
+    exceeded: Option<Arc<AtomicBool>>,
 }
 
-impl<B> Body for LimitedBody<B>
+impl<B> Body for CappedBody<B>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -165,11 +168,12 @@ where
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > self.remaining {
-                        self.exceeded.store(true, Ordering::Relaxed);
-                        let limit = self.limit;
-                        return Poll::Ready(Some(Err(
-                            wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
-                        )));
+                        tracing::warn!(limit_bytes = self.limit, "body cut off at its limit");
+                        self.remaining = 0;
+                        if let Some(flag) = &self.exceeded {
+                            flag.store(true, Ordering::Relaxed);
+                        }
+                        return Poll::Ready(Some(Err((self.too_large)(Some(self.limit)))));
                     }
                     self.remaining -= len;
                 }
@@ -189,49 +193,12 @@ where
     }
 }
 
-/// A guest's response body, cut off with an error once it passes the limit;
-/// the status is already sent by then, so the client sees a reset stream.
-struct LimitedResponse {
-    inner: ResponseBody,
-    remaining: u64,
-    limit: u64,
-}
-
-impl Body for LimitedResponse {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            let len = data.len() as u64;
-            if len > self.remaining {
-                tracing::warn!(
-                    limit_bytes = self.limit,
-                    "response body cut off at the service's limit"
-                );
-                self.remaining = 0;
-                return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseBodySize(
-                    Some(self.limit),
-                ))));
-            }
-            self.remaining -= len;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+/// The `Content-Length` a message declares, if any.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Refuses a response that declares a length above the limit, and cuts off
@@ -240,19 +207,16 @@ fn limit_response(
     response: http::Response<ResponseBody>,
     limit: u64,
 ) -> Result<http::Response<ResponseBody>, RequestError> {
-    let declared = response
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(response.headers()).is_some_and(|n| n > limit) {
         return Err(RequestError::ResponseTooLarge { limit_bytes: limit });
     }
     Ok(response.map(|inner| {
-        http_body_util::BodyExt::boxed_unsync(LimitedResponse {
+        http_body_util::BodyExt::boxed_unsync(CappedBody {
             inner,
             remaining: limit,
             limit,
+            too_large: wasmtime_wasi_http::Error::HttpResponseBodySize,
+            exceeded: None,
         })
     }))
 }
@@ -312,12 +276,7 @@ where
 {
     let limits = version.limits;
     check_headers(request.headers(), &limits)?;
-    let declared = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.request_body_bytes) {
+    if declared_length(request.headers()).is_some_and(|n| n > limits.request_body_bytes) {
         return Err(RequestError::BodyTooLarge {
             limit_bytes: limits.request_body_bytes,
         });
@@ -347,11 +306,12 @@ where
     };
 
     let exceeded = Arc::new(AtomicBool::new(false));
-    let request = request.map(|inner| LimitedBody {
+    let request = request.map(|inner| CappedBody {
         inner,
         remaining: limits.request_body_bytes,
         limit: limits.request_body_bytes,
-        exceeded: Arc::clone(&exceeded),
+        too_large: wasmtime_wasi_http::Error::HttpRequestBodySize,
+        exceeded: Some(Arc::clone(&exceeded)),
     });
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let (guest_request, outparam) = {
