@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::time::{Duration, Instant};
 
+use berth::capabilities::calls::{CallChain, TraceContext};
 use berth::config::ServiceSpec;
 use berth::host::{Host, HostSettings};
 use berth::limits::Limits;
@@ -28,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     let host = Host::new(&HostSettings {
         data_dir: data.path().to_path_buf(),
         max_instances: 100,
+        max_call_depth: 10,
     })?;
     host.load_services(&[ServiceSpec {
         name: "hello".into(),
@@ -35,6 +37,8 @@ fn main() -> anyhow::Result<()> {
         route: "/".into(),
         limits: Limits::default(),
         outbound: OutboundPolicy::default(),
+        buckets: Vec::new(),
+        config: Default::default(),
         declared_at: "bench".into(),
     }])?;
     let version = host
@@ -50,13 +54,14 @@ fn main() -> anyhow::Result<()> {
     let mut samples: Vec<Duration> = Vec::with_capacity(iterations);
     runtime.block_on(async {
         let cx = host.invoke_context();
+        let chain = CallChain::root(TraceContext::continuing(None));
         for i in 0..iterations + 1000 {
             let request = http::Request::builder()
                 .uri("http://localhost/")
                 .header("host", "localhost")
                 .body(Full::new(Bytes::new()))?;
             let started = Instant::now();
-            let response = berth::invoke::invoke(&cx, &version, request, "bench".into())
+            let response = berth::invoke::invoke(&cx, &version, request, "bench".into(), chain)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let status = response.status();

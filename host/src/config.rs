@@ -8,15 +8,21 @@
 //! allowed_outbound_hosts = ["api.example.com", "127.0.0.1:9000"]
 //! private_outbound = true   # 127.0.0.1 is a loopback address
 //!
+//! buckets = ["sessions"]  # key-value buckets besides `default`
+//!
 //! [service.limits]
 //! memory = "64MiB"
 //! cpu_time = "500ms"
+//!
+//! [service.config]            # read through wasi:config/store
+//! greeting = "Hello"
 //! ```
 //!
 //! Every problem is reported with the file and line at fault, before the host
 //! binds any socket.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -48,6 +54,10 @@ pub struct ServiceSpec {
     pub route: String,
     pub limits: Limits,
     pub outbound: OutboundPolicy,
+    /// Key-value buckets besides `default`.
+    pub buckets: Vec<String>,
+    /// Configuration values the guest reads through `wasi:config/store`.
+    pub config: BTreeMap<String, String>,
     /// Where this service is declared (`file:line`), for errors found later,
     /// such as a component that fails to compile.
     pub declared_at: String,
@@ -75,6 +85,10 @@ struct RawService {
     /// addresses; off by default.
     #[serde(default)]
     private_outbound: bool,
+    #[serde(default)]
+    buckets: Vec<Spanned<String>>,
+    #[serde(default)]
+    config: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// Reads and checks a config file.
@@ -155,16 +169,54 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             allowed.push(parsed);
         }
 
+        for bucket in &raw.buckets {
+            validate_name(bucket.get_ref())
+                .map_err(|m| invalid(bucket.span().start, format!("bucket: {m}")))?;
+        }
+        if let Some(config) = &raw.config {
+            validate_config(config.get_ref()).map_err(|m| invalid(config.span().start, m))?;
+        }
+
         specs.push(ServiceSpec {
             name: name.clone(),
             component,
             route,
             limits: raw.limits.apply_to(Limits::default()),
             outbound: OutboundPolicy::new(allowed).allowing_private(raw.private_outbound),
+            buckets: raw.buckets.iter().map(|b| b.get_ref().clone()).collect(),
+            config: raw.config.map(Spanned::into_inner).unwrap_or_default(),
             declared_at: format!("{}:{}", path.display(), line_of(text, at)),
         });
     }
     Ok(specs)
+}
+
+/// Longest configuration value, in bytes.
+pub const MAX_CONFIG_VALUE_BYTES: usize = 64 * 1024;
+
+/// Configuration keys are 1 to 128 letters, digits, `_`, `-` and `.`; values
+/// are at most [`MAX_CONFIG_VALUE_BYTES`].
+pub fn validate_config(config: &BTreeMap<String, String>) -> Result<(), String> {
+    for (key, value) in config {
+        let key_ok = !key.is_empty()
+            && key.len() <= 128
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !key_ok {
+            return Err(format!(
+                "invalid config key `{}`: use 1 to 128 letters, digits, `_`, `-` and `.`",
+                key.chars().take(80).collect::<String>()
+            ));
+        }
+        if value.len() > MAX_CONFIG_VALUE_BYTES {
+            return Err(format!(
+                "config value of `{key}` is {} bytes; the limit is {MAX_CONFIG_VALUE_BYTES}",
+                value.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Tenant and service names: `[a-z0-9][a-z0-9-]{0,62}`.

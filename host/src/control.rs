@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::admission::{TenantGate, default_cpu_slots};
-use crate::config::{ServiceSpec, normalize_route, validate_name};
+use crate::capabilities::ServiceCapabilities;
+use crate::config::{ServiceSpec, normalize_route, validate_config, validate_name};
 use crate::engine::EngineError;
 use crate::host::{DEFAULT_TENANT, Host, HostError, LoadedService};
 use crate::invoke::{HostState, ServiceVersion};
@@ -20,6 +21,7 @@ use crate::logbook::Logbook;
 use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::quotas::TenantQuotas;
 use crate::router::{Backends, Route, RoutingTableBuilder};
+use crate::secrets::{SealedSecret, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{
     Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot, Store,
@@ -64,6 +66,8 @@ pub struct ControlSettings {
     pub max_upload_bytes: u64,
     /// How long compiling one upload may take.
     pub compile_timeout: Duration,
+    /// Seals secrets at rest; without it they are stored as they are.
+    pub secrets_key: Option<SecretsKey>,
 }
 
 impl Default for ControlSettings {
@@ -72,6 +76,7 @@ impl Default for ControlSettings {
             base_domain: "localhost".into(),
             max_upload_bytes: 100 * 1024 * 1024,
             compile_timeout: Duration::from_secs(120),
+            secrets_key: None,
         }
     }
 }
@@ -225,7 +230,22 @@ impl ControlPlane {
             ));
         }
         self.store.delete_tenant(tenant).await?;
+        self.forget_data(tenant, None).await;
         self.apply().await
+    }
+
+    /// Removes the key-value data of a deleted tenant or service. The
+    /// deletion itself already happened, so a failure here is logged.
+    async fn forget_data(&self, tenant: &str, service: Option<&str>) {
+        if let Err(error) = self.host.kv().delete_scope(tenant, service).await {
+            tracing::warn!(tenant, service, %error, "cannot delete key-value data");
+        }
+    }
+
+    /// Seals a secret value for storing, with the host's key if it has one.
+    pub fn seal(&self, value: &str) -> Result<SealedSecret, ControlError> {
+        SealedSecret::seal(self.settings.secrets_key.as_ref(), value)
+            .map_err(|e| ControlError::Internal(e.to_string()))
     }
 
     /// Streams, checks, compiles and stores one version. Nothing is stored
@@ -370,6 +390,7 @@ impl ControlPlane {
             }
         }
         if let Some(settings) = &update.settings {
+            check_capabilities(settings)?;
             let quotas = self.quotas(tenant).await?;
             resolve_settings(settings, &quotas)?;
             let asked = limits_spec(settings)?.apply_to(quotas.instance);
@@ -400,6 +421,7 @@ impl ControlPlane {
 
     pub async fn delete_service(&self, tenant: &str, service: &str) -> Result<(), ControlError> {
         self.store.delete_service(tenant, service).await?;
+        self.forget_data(tenant, Some(service)).await;
         self.apply().await
     }
 
@@ -538,6 +560,10 @@ impl ControlPlane {
             let backends = route.backends.map_versions(|v| {
                 let mut limited = v.with_gate(Arc::clone(&default.1));
                 limited.limits = v.limits.within(&default.0.instance);
+                limited.capabilities = Arc::new(ServiceCapabilities {
+                    kv_quota: default.0.kv,
+                    ..(*v.capabilities).clone()
+                });
                 limited
             });
             builder.route(
@@ -563,6 +589,14 @@ impl ControlPlane {
             let tenant: Arc<str> = Arc::from(service.tenant.as_str());
             let name: Arc<str> = Arc::from(service.name.as_str());
             let log = self.logbook.service(&service.tenant, &service.name);
+            let capabilities = Arc::new(ServiceCapabilities {
+                tenant: Arc::clone(&tenant),
+                service: Arc::clone(&name),
+                kv: Arc::clone(self.host.kv()),
+                buckets: ServiceCapabilities::buckets(&service.settings.buckets),
+                kv_quota: quotas.kv,
+                config: self.guest_config(service),
+            });
             let requests = RequestCounters::new(&service.tenant, &service.name);
             let mut versions = Vec::new();
             for (label, weight) in &deployment.0 {
@@ -584,6 +618,7 @@ impl ControlPlane {
                         log: Some(Arc::clone(&log)),
                         requests: requests.clone(),
                         gate: Arc::clone(gate),
+                        capabilities: Arc::clone(&capabilities),
                         pre: pre.1.clone(),
                     }),
                 ));
@@ -603,6 +638,25 @@ impl ControlPlane {
 }
 
 impl ControlPlane {
+    /// What a service's guests read through `wasi:config`: its values and
+    /// its secrets, opened. A secret that cannot be opened is left out (and
+    /// logged without its value), so the guest sees it as unset.
+    fn guest_config(&self, service: &ServiceRecord) -> std::collections::BTreeMap<String, String> {
+        let mut config = service.settings.config.clone();
+        for (key, sealed) in &service.settings.secrets {
+            match sealed.open(self.settings.secrets_key.as_ref()) {
+                Ok(value) => {
+                    config.insert(key.clone(), value);
+                }
+                Err(error) => tracing::error!(
+                    tenant = %service.tenant, service = %service.name, key, %error,
+                    "secret left out of the service's configuration"
+                ),
+            }
+        }
+        config
+    }
+
     /// The tenant's gate: the current one while it enforces these quotas, so
     /// requests in flight stay counted, else a new one.
     fn gate(&self, tenant: &str, quotas: &TenantQuotas) -> Arc<TenantGate> {
@@ -656,6 +710,30 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Checks bucket names, configuration keys and values, and secret names.
+fn check_capabilities(settings: &ServiceSettings) -> Result<(), ControlError> {
+    for bucket in &settings.buckets {
+        validate_name(bucket).map_err(|m| ControlError::InvalidInput(format!("buckets: {m}")))?;
+    }
+    validate_config(&settings.config).map_err(ControlError::InvalidInput)?;
+    let names: std::collections::BTreeMap<String, String> = settings
+        .secrets
+        .keys()
+        .map(|k| (k.clone(), String::new()))
+        .collect();
+    validate_config(&names).map_err(|m| ControlError::InvalidInput(format!("secrets: {m}")))?;
+    if let Some(both) = settings
+        .secrets
+        .keys()
+        .find(|k| settings.config.contains_key(*k))
+    {
+        return Err(ControlError::InvalidInput(format!(
+            "`{both}` is set both as config and as a secret; keep one"
+        )));
+    }
+    Ok(())
 }
 
 fn limits_spec(settings: &ServiceSettings) -> Result<LimitsSpec, ControlError> {

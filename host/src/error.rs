@@ -49,13 +49,18 @@ pub enum RequestError {
     BadRequest(&'static str),
     #[error("the service could not be started")]
     Instantiate,
+    #[error("the chain of service calls is deeper than {limit}")]
+    CallDepthExceeded { limit: u32 },
+    #[error("this tenant has no service of that name")]
+    NoService,
 }
 
 impl RequestError {
     /// The single mapping from failure to status code.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoRoute | Self::NoService => StatusCode::NOT_FOUND,
+            Self::CallDepthExceeded { .. } => StatusCode::LOOP_DETECTED,
             Self::GuestTrap
             | Self::MemoryLimit { .. }
             | Self::NoResponse
@@ -93,6 +98,8 @@ impl RequestError {
             Self::UriTooLong { .. } => "uri-too-long",
             Self::BodyTooSlow => "body-too-slow",
             Self::Instantiate => "instantiate-failed",
+            Self::CallDepthExceeded { .. } => "call-depth-exceeded",
+            Self::NoService => "no-service",
         }
     }
 

@@ -3,12 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::admission::{TenantGate, default_cpu_slots};
+use crate::capabilities::ServiceCapabilities;
 use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
 use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
+use crate::kv::sqlite::SqliteKv;
+use crate::kv::{KvBackend, KvQuota};
 use crate::quotas::TenantQuotas;
 use crate::registry::Registry;
 use crate::router::{Backends, Route, RoutingTable};
@@ -50,6 +53,8 @@ pub enum HostError {
 pub struct HostSettings {
     pub data_dir: PathBuf,
     pub max_instances: u32,
+    /// How deep a chain of service-to-service calls may go.
+    pub max_call_depth: u32,
 }
 
 /// What loading one service did.
@@ -74,6 +79,11 @@ pub struct Host {
     slots: Arc<Semaphore>,
     linker: WorldLinker,
     registry: Registry,
+    /// Guests' key-value data.
+    kv: Arc<dyn KvBackend>,
+    /// The host itself, for service-to-service calls made by its guests.
+    me: Weak<Host>,
+    max_call_depth: u32,
 }
 
 impl Host {
@@ -83,7 +93,8 @@ impl Host {
             max_instances: settings.max_instances,
         })?;
         let linker = WorldLinker::new(engine.engine())?;
-        Ok(Arc::new(Self {
+        let kv: Arc<dyn KvBackend> = Arc::new(SqliteKv::new(&settings.data_dir.join("kv.db")));
+        Ok(Arc::new_cyclic(|me| Self {
             own_listeners: OnceLock::new(),
             no_listeners: Arc::from(Vec::new()),
             default_gate: Arc::new(TenantGate::new(
@@ -94,7 +105,15 @@ impl Host {
             engine,
             linker,
             registry: Registry::default(),
+            kv,
+            me: me.clone(),
+            max_call_depth: settings.max_call_depth,
         }))
+    }
+
+    /// Where guests' key-value data lives.
+    pub fn kv(&self) -> &Arc<dyn KvBackend> {
+        &self.kv
     }
 
     /// What [`invoke`](crate::invoke::invoke) needs for one request.
@@ -104,6 +123,8 @@ impl Host {
             slots: &self.slots,
             queue_timeout: QUEUE_TIMEOUT,
             own_listeners: self.own_listeners.get().unwrap_or(&self.no_listeners),
+            host: &self.me,
+            max_call_depth: self.max_call_depth,
         }
     }
 
@@ -170,6 +191,14 @@ impl Host {
                 log: None,
                 requests: RequestCounters::new(DEFAULT_TENANT, &spec.name),
                 gate: Arc::clone(&self.default_gate),
+                capabilities: Arc::new(ServiceCapabilities {
+                    tenant: Arc::from(DEFAULT_TENANT),
+                    service: Arc::from(spec.name.as_str()),
+                    kv: Arc::clone(&self.kv),
+                    buckets: ServiceCapabilities::buckets(&spec.buckets),
+                    kv_quota: KvQuota::default(),
+                    config: spec.config.clone(),
+                }),
                 pre,
             });
             routes.push(Route {

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -19,11 +19,15 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::admission::{Admission, CpuShare, TenantGate};
+use crate::capabilities::ServiceCapabilities;
 use crate::capabilities::addresses::AddressPolicy;
+use crate::capabilities::calls::{CallChain, ServiceCalls};
 use crate::capabilities::clocks::{CoarseMonotonicClock, CoarseWallClock};
+use crate::capabilities::logging::GuestIdentity;
 use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
-use crate::capabilities::stdio::{GuestIdentity, GuestLog, Stdio};
+use crate::capabilities::stdio::{GuestLog, Stdio};
 use crate::error::RequestError;
+use crate::host::Host;
 use crate::limits::{InstanceMemoryLimiter, Limits};
 use crate::logbook::ServiceLog;
 use crate::telemetry::RequestCounters;
@@ -42,11 +46,15 @@ pub type ResponseBody =
 
 /// Everything one instance owns, dropped with it at the end of the request.
 pub struct HostState {
-    table: ResourceTable,
+    pub(crate) table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutboundHooks,
     limiter: InstanceMemoryLimiter,
+    /// Key-value data and configuration of the service.
+    pub(crate) capabilities: Arc<ServiceCapabilities>,
+    /// Who is running, for `wasi:logging` lines.
+    pub(crate) identity: GuestIdentity,
     /// Epoch ticks this request has spent running guest code.
     cpu_ticks: u64,
     cpu_budget_ticks: u64,
@@ -78,7 +86,8 @@ impl WasiHttpView for HostState {
 pub struct LinkError(String);
 
 /// The linker for Berth's world, built once per host: WASI 0.2 (with no
-/// filesystem, environment or network granted) and `wasi:http`.
+/// filesystem, environment or network granted), `wasi:http`, and the
+/// capability interfaces (`wasi:keyvalue`, `wasi:config`, `wasi:logging`).
 pub struct WorldLinker {
     linker: Linker<HostState>,
 }
@@ -90,6 +99,7 @@ impl WorldLinker {
             .map_err(|e| LinkError(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| LinkError(format!("{e:#}")))?;
+        crate::capabilities::add_to_linker(&mut linker).map_err(|e| LinkError(format!("{e:#}")))?;
         Ok(Self { linker })
     }
 
@@ -118,6 +128,7 @@ pub struct ServiceVersion {
     pub requests: RequestCounters,
     /// The tenant's admission queue and CPU slots.
     pub gate: Arc<TenantGate>,
+    pub capabilities: Arc<ServiceCapabilities>,
     pub pre: ProxyPre<HostState>,
 }
 
@@ -134,6 +145,7 @@ impl ServiceVersion {
             log: self.log.clone(),
             requests: self.requests.clone(),
             gate,
+            capabilities: Arc::clone(&self.capabilities),
             pre: self.pre.clone(),
         }
     }
@@ -261,6 +273,9 @@ pub struct InvokeContext<'a> {
     pub queue_timeout: Duration,
     /// The host's own listening sockets, which guests may never call.
     pub own_listeners: &'a Arc<[std::net::SocketAddr]>,
+    /// The host, for service-to-service calls.
+    pub host: &'a Weak<Host>,
+    pub max_call_depth: u32,
 }
 
 /// Runs one request in a fresh instance of `version`.
@@ -269,6 +284,7 @@ pub async fn invoke<B>(
     version: &Arc<ServiceVersion>,
     request: http::Request<B>,
     request_id: Arc<str>,
+    chain: CallChain,
 ) -> Result<http::Response<ResponseBody>, RequestError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
@@ -289,7 +305,7 @@ where
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) | Err(_) => return Err(RequestError::PoolExhausted),
         };
-    let mut store = new_store(cx, version, &request_id);
+    let mut store = new_store(cx, version, &request_id, chain);
     let proxy = match version.pre.instantiate_async(&mut store).await {
         Ok(proxy) => proxy,
         Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
@@ -390,6 +406,7 @@ fn new_store(
     cx: &InvokeContext<'_>,
     version: &ServiceVersion,
     request_id: &Arc<str>,
+    chain: CallChain,
 ) -> Store<HostState> {
     let own_listeners = cx.own_listeners;
     let who = GuestIdentity {
@@ -404,7 +421,7 @@ fn new_store(
     wasi.monotonic_clock(CoarseMonotonicClock::new());
     wasi.wall_clock(CoarseWallClock);
     wasi.stdout(GuestLog::new(Stdio::Stdout, who.clone()));
-    wasi.stderr(GuestLog::new(Stdio::Stderr, who));
+    wasi.stderr(GuestLog::new(Stdio::Stderr, who.clone()));
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_RESOURCES);
     let state = HostState {
@@ -421,7 +438,16 @@ fn new_store(
             request_id: Arc::clone(request_id),
             remaining: version.limits.outbound_requests,
             limit: version.limits.outbound_requests,
+            calls: ServiceCalls {
+                host: cx.host.clone(),
+                tenant: Arc::clone(&version.tenant),
+                request_id: Arc::clone(request_id),
+                chain,
+                max_depth: cx.max_call_depth,
+            },
         },
+        capabilities: Arc::clone(&version.capabilities),
+        identity: who,
         limiter: InstanceMemoryLimiter::new(version.limits.memory_bytes),
         cpu_ticks: 0,
         cpu_budget_ticks: version.limits.cpu_ticks(),

@@ -20,8 +20,11 @@ pub struct LogLine {
     pub time_ms: u64,
     pub version: String,
     pub request_id: String,
-    /// `stdout` or `stderr`.
+    /// `stdout`, `stderr`, or `log` (`wasi:logging`).
     pub stream: &'static str,
+    /// `error`, `warn`, `info`, `debug` or `trace`; stdout is `info` and
+    /// stderr `warn`.
+    pub level: &'static str,
     pub message: String,
 }
 

@@ -8,6 +8,7 @@
 use serde::Deserialize;
 use std::time::Duration;
 
+use crate::kv::KvQuota;
 use crate::limits::{Limits, LimitsSpec};
 use crate::units::{ByteSize, DurationSpec};
 
@@ -32,6 +33,8 @@ pub struct TenantQuotas {
     /// Whether the tenant's services may reach loopback, private and
     /// link-local addresses when their allow-list names them.
     pub private_outbound: bool,
+    /// Key-value data over all the tenant's services.
+    pub kv: KvQuota,
 }
 
 impl Default for TenantQuotas {
@@ -45,6 +48,7 @@ impl Default for TenantQuotas {
             versions: 1000,
             storage_bytes: 2 * 1024 * 1024 * 1024,
             private_outbound: false,
+            kv: KvQuota::default(),
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct TenantQuotasSpec {
     pub versions: Option<u32>,
     pub storage: Option<ByteSize>,
     pub private_outbound: Option<bool>,
+    pub kv_keys: Option<u64>,
+    pub kv_value_size: Option<ByteSize>,
+    pub kv_storage: Option<ByteSize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +121,9 @@ impl TenantQuotas {
             "versions": self.versions,
             "storage": self.storage_bytes,
             "private_outbound": self.private_outbound,
+            "kv_keys": self.kv.keys,
+            "kv_value_size": self.kv.value_bytes,
+            "kv_storage": self.kv.total_bytes,
         })
     }
 }
@@ -140,6 +150,11 @@ impl TenantQuotasSpec {
             versions: self.versions.unwrap_or(base.versions),
             storage_bytes: self.storage.map_or(base.storage_bytes, |b| b.0),
             private_outbound: self.private_outbound.unwrap_or(base.private_outbound),
+            kv: KvQuota {
+                keys: self.kv_keys.unwrap_or(base.kv.keys),
+                value_bytes: self.kv_value_size.map_or(base.kv.value_bytes, |b| b.0),
+                total_bytes: self.kv_storage.map_or(base.kv.total_bytes, |b| b.0),
+            },
         }
     }
 }

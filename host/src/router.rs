@@ -46,6 +46,11 @@ impl Backends {
         }
     }
 
+    /// The service these versions belong to.
+    pub fn service(&self) -> Option<&str> {
+        self.versions.first().map(|(_, v)| &*v.service)
+    }
+
     /// The version for one request; `roll` is a uniformly random number.
     pub fn pick(&self, roll: u64) -> &Arc<ServiceVersion> {
         let total = self.versions.last().map_or(1, |(t, _)| *t);
@@ -163,6 +168,17 @@ impl RoutingTable {
             .routes
             .iter()
             .find(|r| prefix_matches(&r.prefix, path))
+    }
+}
+
+impl RoutingTable {
+    /// The route of a tenant's service, by the service's name.
+    pub fn service_route(&self, tenant: &str, service: &str) -> Option<&Route> {
+        self.tenants
+            .get(tenant)?
+            .routes
+            .iter()
+            .find(|r| r.backends.service() == Some(service))
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::body_rate::{MinBodyRate, RateGuardedBody};
+use crate::capabilities::calls::{CallChain, TraceContext};
 use crate::error::RequestError;
 use crate::host::Host;
 use crate::invoke::{ResponseBody, invoke};
@@ -23,7 +24,12 @@ use crate::router::{path_info, roll};
 use crate::telemetry::next_request_id;
 
 /// Headers a client may not set: the host sets them for the guest.
-const HOST_SET_HEADERS: [&str; 3] = ["x-request-id", "x-berth-route", "x-berth-path-info"];
+const HOST_SET_HEADERS: [&str; 4] = [
+    "x-request-id",
+    "x-berth-route",
+    "x-berth-path-info",
+    "traceparent",
+];
 
 /// Protocol limits of the front door, before any service is chosen.
 #[derive(Debug, Clone)]
@@ -145,6 +151,30 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
     let _ = stream.shutdown().await;
 }
 
+/// Sets the headers only the host may set on a request a guest receives:
+/// its id, the route it came by, the path below that route, and its trace
+/// context. Whatever a client sent under those names is dropped.
+pub(crate) fn set_host_headers(
+    headers: &mut http::HeaderMap,
+    request_id: &str,
+    route: &str,
+    path_info: &str,
+    chain: &CallChain,
+) {
+    for name in HOST_SET_HEADERS {
+        headers.remove(name);
+    }
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    set("x-request-id", request_id);
+    set("x-berth-route", route);
+    set("x-berth-path-info", path_info);
+    set("traceparent", &chain.trace.header());
+}
+
 /// Routes and runs one request; every outcome is a response.
 pub async fn handle(
     host: &Host,
@@ -188,21 +218,13 @@ pub async fn handle(
         url.path = path,
     );
     let info = path_info(&route.prefix, path).to_string();
-    let headers = request.headers_mut();
-    for name in HOST_SET_HEADERS {
-        headers.remove(name);
-    }
+    let chain = CallChain::root(TraceContext::continuing(
+        request.headers().get("traceparent"),
+    ));
+    let prefix = route.prefix.clone();
+    set_host_headers(request.headers_mut(), &request_id, &prefix, &info, &chain);
     // Request ids are hex and dashes, always a valid header value.
     let id_header = HeaderValue::from_str(&request_id).ok();
-    if let Some(v) = &id_header {
-        headers.insert("x-request-id", v.clone());
-    }
-    if let Ok(v) = HeaderValue::from_str(&route.prefix) {
-        headers.insert("x-berth-route", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&info) {
-        headers.insert("x-berth-path-info", v);
-    }
     drop(table);
 
     let result = invoke(
@@ -210,6 +232,7 @@ pub async fn handle(
         &version,
         request,
         Arc::clone(&request_id),
+        chain,
     )
     .instrument(span)
     .await;

@@ -32,6 +32,10 @@ pub struct ServiceView {
     previous: Option<BTreeMap<String, u32>>,
     versions: Vec<VersionRecord>,
     config: BTreeMap<String, String>,
+    /// The names of the service's secrets; their values are never shown.
+    secrets: Vec<String>,
+    /// Key-value buckets besides `default`.
+    buckets: Vec<String>,
     #[schema(value_type = Object)]
     limits: serde_json::Map<String, serde_json::Value>,
     allowed_outbound_hosts: Vec<String>,
@@ -62,6 +66,8 @@ impl ServiceView {
             previous: record.previous.map(|d| d.0),
             versions: record.versions,
             config: record.settings.config,
+            secrets: record.settings.secrets.into_keys().collect(),
+            buckets: record.settings.buckets,
             limits: record.settings.limits,
             allowed_outbound_hosts: record.settings.allowed_outbound_hosts,
             url,
@@ -103,7 +109,14 @@ pub struct ServiceChange {
     version: Option<String>,
     /// Split traffic by weight between versions, e.g. `{"1.0.0": 90, "1.1.0": 10}`.
     split: Option<BTreeMap<String, u32>>,
+    /// Configuration values, read by the guest through `wasi:config/store`;
+    /// replaces the whole set.
     config: Option<BTreeMap<String, String>>,
+    /// Secret values, read like config but never shown again: each key given
+    /// is set, or removed when its value is `null`; others stay.
+    secrets: Option<BTreeMap<String, Option<String>>>,
+    /// Key-value buckets besides `default`; replaces the whole list.
+    buckets: Option<Vec<String>>,
     #[schema(value_type = Option<Object>)]
     limits: Option<serde_json::Map<String, serde_json::Value>>,
     allowed_outbound_hosts: Option<Vec<String>>,
@@ -186,19 +199,35 @@ pub async fn put_service(
     let settings = if change.config.is_some()
         || change.limits.is_some()
         || change.allowed_outbound_hosts.is_some()
+        || change.secrets.is_some()
+        || change.buckets.is_some()
     {
         let current = state.control.store().service(&tenant, &service).await?;
         let ServiceSettings {
             config,
             limits,
             allowed_outbound_hosts,
+            buckets,
+            mut secrets,
         } = current.settings;
+        for (key, value) in change.secrets.unwrap_or_default() {
+            match value {
+                Some(value) => {
+                    secrets.insert(key, state.control.seal(&value)?);
+                }
+                None => {
+                    secrets.remove(&key);
+                }
+            }
+        }
         Some(ServiceSettings {
             config: change.config.unwrap_or(config),
             limits: change.limits.unwrap_or(limits),
             allowed_outbound_hosts: change
                 .allowed_outbound_hosts
                 .unwrap_or(allowed_outbound_hosts),
+            buckets: change.buckets.unwrap_or(buckets),
+            secrets,
         })
     } else {
         None

@@ -7,6 +7,7 @@ use std::{fmt, str::FromStr, sync::Arc};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::addresses::AddressPolicy;
+use super::calls::{ServiceCalls, internal_target};
 
 /// How long resolving a destination's name may take.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,6 +151,8 @@ pub struct OutboundHooks {
     /// Outgoing requests this incoming request may still make, of `limit`.
     pub remaining: u32,
     pub limit: u32,
+    /// Calls to the tenant's other services.
+    pub calls: ServiceCalls,
 }
 
 /// Why an outgoing request was not sent.
@@ -235,7 +238,8 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        let refused = if !self.policy.permits(request.uri()) {
+        let internal = internal_target(request.uri());
+        let refused = if internal.is_none() && !self.policy.permits(request.uri()) {
             Some(Refusal::NotAllowed)
         } else if self.remaining == 0 {
             Some(Refusal::TooMany(self.limit))
@@ -246,6 +250,9 @@ impl WasiHttpHooks for OutboundHooks {
             return self.refuse(&request, refusal);
         }
         self.remaining -= 1;
+        if let Some(service) = internal {
+            return self.call_service(service, request);
+        }
         let addresses = self.addresses.clone();
         let (service, request_id) = (Arc::clone(&self.service), Arc::clone(&self.request_id));
         tracing::debug!(%service, %request_id, uri = %request.uri(), "outbound request");
@@ -270,6 +277,16 @@ impl WasiHttpHooks for OutboundHooks {
 }
 
 impl OutboundHooks {
+    fn call_service(&self, service: String, request: http::Request<WasiBody>) -> SendFuture {
+        let calls = self.calls.clone();
+        Box::new(async move {
+            let response = calls.call(&service, request).await;
+            let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+
     fn refuse(&self, request: &http::Request<WasiBody>, refusal: Refusal) -> SendFuture {
         tracing::warn!(
             service = %self.service,

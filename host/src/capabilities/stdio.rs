@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 
-use crate::logbook::{LogLine, ServiceLog};
+use super::logging::GuestIdentity;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -20,17 +20,6 @@ const MAX_LINE_BYTES: usize = 16 * 1024;
 pub enum Stdio {
     Stdout,
     Stderr,
-}
-
-/// Who wrote the output; attached to every line logged.
-#[derive(Debug, Clone)]
-pub struct GuestIdentity {
-    pub tenant: Arc<str>,
-    pub service: Arc<str>,
-    pub version: Arc<str>,
-    pub request_id: Arc<str>,
-    /// Where the service's recent output is kept for the admin API.
-    pub log: Option<Arc<ServiceLog>>,
 }
 
 /// A guest output stream that logs complete lines. Clones share one buffer,
@@ -77,32 +66,9 @@ impl GuestLogInner {
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
-        let who = &self.who;
-        if let Some(log) = &who.log {
-            log.push(LogLine {
-                time_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                version: who.version.to_string(),
-                request_id: who.request_id.to_string(),
-                stream: match self.stream {
-                    Stdio::Stdout => "stdout",
-                    Stdio::Stderr => "stderr",
-                },
-                message: line.to_string(),
-            });
-        }
         match self.stream {
-            Stdio::Stdout => tracing::info!(
-                target: "berth::guest",
-                tenant = %who.tenant, service = %who.service, version = %who.version,
-                request_id = %who.request_id, stream = "stdout", "{line}"
-            ),
-            Stdio::Stderr => tracing::warn!(
-                target: "berth::guest",
-                tenant = %who.tenant, service = %who.service, version = %who.version,
-                request_id = %who.request_id, stream = "stderr", "{line}"
-            ),
+            Stdio::Stdout => self.who.record("stdout", tracing::Level::INFO, line),
+            Stdio::Stderr => self.who.record("stderr", tracing::Level::WARN, line),
         }
     }
 }

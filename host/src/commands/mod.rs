@@ -47,6 +47,10 @@ pub struct HostFlags {
     /// Connections one client address may hold open at once.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_client: u32,
+    /// Deepest chain of service-to-service calls; a call past it is
+    /// answered 508 (Loop Detected).
+    #[arg(long, value_name = "N", default_value_t = berth::capabilities::calls::DEFAULT_MAX_CALL_DEPTH, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_call_depth: u32,
 }
 
 impl HostFlags {
@@ -56,6 +60,7 @@ impl HostFlags {
         Ok(Host::new(&HostSettings {
             data_dir: self.data_dir.clone(),
             max_instances: self.max_instances,
+            max_call_depth: self.max_call_depth,
         })?)
     }
 

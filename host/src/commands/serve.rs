@@ -66,6 +66,11 @@ impl ServeCommand {
         if self.base_domain.is_empty() || self.base_domain.contains(['/', ':', ' ']) {
             anyhow::bail!("--base-domain `{}` is not a domain name", self.base_domain);
         }
+        // Read from the environment only: a flag would show in `ps`.
+        let secrets_key = match std::env::var("BERTH_SECRETS_KEY") {
+            Ok(text) => Some(berth::secrets::SecretsKey::from_hex(&text)?),
+            Err(_) => None,
+        };
         let host = self.host.host()?;
         let data_dir = self.host.data_dir.clone();
         let (operator, source) =
@@ -94,6 +99,7 @@ impl ServeCommand {
                     base_domain: self.base_domain.to_ascii_lowercase(),
                     max_upload_bytes: self.max_upload.0,
                     compile_timeout: self.compile_timeout.0,
+                    secrets_key: secrets_key.clone(),
                 },
                 Arc::new(Logbook::default()),
                 &specs,
@@ -127,6 +133,9 @@ impl ServeCommand {
             let admin_task =
                 tokio::spawn(berth::admin::serve(admin, Arc::clone(&state), stopped()));
             tracing::info!(addr = %admin_addr, "admin API listening");
+            if secrets_key.is_none() {
+                tracing::warn!("BERTH_SECRETS_KEY is not set: service secrets are stored unencrypted in the data directory");
+            }
             tracing::info!(addr = %data_addr, "data plane listening");
             if let OperatorTokenSource::Generated(path) = &source {
                 println!("operator token written to {}", path.display());

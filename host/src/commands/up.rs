@@ -51,6 +51,8 @@ impl UpCommand {
             // Development mode: whoever runs `berth up` owns the machine, so the
             // hosts they allow may be local ones.
             outbound: OutboundPolicy::new(self.allow_outbound.clone()).allowing_private(true),
+            buckets: Vec::new(),
+            config: Default::default(),
             declared_at: self.component.display().to_string(),
         };
         let host = self.host.host()?;

@@ -94,6 +94,13 @@ pub struct ServiceSettings {
     pub limits: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
+    /// Key-value buckets besides `default`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<String>,
+    /// Secret configuration values, sealed; the guest reads them like
+    /// `config`, the admin API lists only their names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, crate::secrets::SealedSecret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,27 @@
+//! Host bindings for the capability interfaces of Berth's world, generated
+//! from the vendored WIT in `wit/`.
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "berth:service/capabilities",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::capabilities::keyvalue::BucketHandle,
+            "wasi:keyvalue/atomics.cas": crate::capabilities::keyvalue::CasHandle,
+        },
+    });
+}
+
+mod config_draft {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "berth:service/config-draft",
+        imports: { default: async | trappable },
+    });
+}
+
+pub use config_draft::wasi::config0_2_0_draft_2024_09_27::store as config_draft_store;
+pub use generated::wasi::config0_2_0_rc_1::store as config_store;
+pub use generated::wasi::keyvalue::{atomics, batch, store as kv_store};
+pub use generated::wasi::logging::logging;

@@ -1,0 +1,103 @@
+//! `wasi:logging` for guests, and the one place a guest's log lines (from
+//! `wasi:logging` or its stdout and stderr) become `tracing` events and
+//! entries of the service's log.
+
+use std::sync::Arc;
+
+use super::bindings::logging::{self, Level};
+use crate::invoke::HostState;
+use crate::logbook::{LogLine, ServiceLog};
+
+/// A longer message is cut here, so one call cannot fill the host's log.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Who wrote a line; attached to every line logged.
+#[derive(Debug, Clone)]
+pub struct GuestIdentity {
+    pub tenant: Arc<str>,
+    pub service: Arc<str>,
+    pub version: Arc<str>,
+    pub request_id: Arc<str>,
+    /// Where the service's recent output is kept for the admin API.
+    pub log: Option<Arc<ServiceLog>>,
+}
+
+impl GuestIdentity {
+    /// Logs one line the guest wrote to `stream` (`stdout`, `stderr`, `log`).
+    pub fn record(&self, stream: &'static str, level: tracing::Level, message: &str) {
+        let message = truncate(message, MAX_MESSAGE_BYTES);
+        if let Some(log) = &self.log {
+            log.push(LogLine {
+                time_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                version: self.version.to_string(),
+                request_id: self.request_id.to_string(),
+                stream,
+                level: level_name(level),
+                message: message.to_string(),
+            });
+        }
+        macro_rules! emit {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "berth::guest", $level,
+                    tenant = %self.tenant, service = %self.service, version = %self.version,
+                    request_id = %self.request_id, stream, "{message}"
+                )
+            };
+        }
+        match level {
+            tracing::Level::ERROR => emit!(tracing::Level::ERROR),
+            tracing::Level::WARN => emit!(tracing::Level::WARN),
+            tracing::Level::INFO => emit!(tracing::Level::INFO),
+            tracing::Level::DEBUG => emit!(tracing::Level::DEBUG),
+            tracing::Level::TRACE => emit!(tracing::Level::TRACE),
+        }
+    }
+}
+
+fn level_name(level: tracing::Level) -> &'static str {
+    match level {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warn",
+        tracing::Level::INFO => "info",
+        tracing::Level::DEBUG => "debug",
+        tracing::Level::TRACE => "trace",
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+impl logging::Host for HostState {
+    async fn log(
+        &mut self,
+        level: Level,
+        context: String,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error | Level::Critical => tracing::Level::ERROR,
+        };
+        if context.is_empty() {
+            self.identity.record("log", level, &message);
+        } else {
+            self.identity
+                .record("log", level, &format!("{context}: {message}"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Key-value data for services: what `wasi:keyvalue` reads and writes.
+//!
+//! Every key lives in a [`Namespace`] of tenant, service and bucket, so one
+//! service can never name another's data. Writes are held to the tenant's
+//! [`KvQuota`]. [`sqlite::SqliteKv`] keeps the data in a file of the data
+//! directory; a backend for a fleet (Postgres, Redis) implements
+//! [`KvBackend`] the same way.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Keys returned by one `list-keys` page.
+pub const LIST_PAGE: u32 = 1000;
+
+/// Where a key lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Namespace {
+    pub tenant: Arc<str>,
+    pub service: Arc<str>,
+    pub bucket: Arc<str>,
+}
+
+/// What a tenant may store, over all its services and buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    pub keys: u64,
+    /// Largest single value.
+    pub value_bytes: u64,
+    /// Keys and values together.
+    pub total_bytes: u64,
+}
+
+impl Default for KvQuota {
+    fn default() -> Self {
+        Self {
+            keys: 100_000,
+            value_bytes: 1024 * 1024,
+            total_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a key-value operation failed; the guest sees the message.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("key-value store failed: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for KvError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Backend(error.to_string())
+    }
+}
+
+pub type KvResult<T> = Result<T, KvError>;
+
+/// Stored data, by namespace. Implementations make each method atomic;
+/// `increment` and `swap` are atomic with respect to every other write.
+#[async_trait::async_trait]
+pub trait KvBackend: Send + Sync {
+    async fn get(&self, ns: &Namespace, key: &str) -> KvResult<Option<Vec<u8>>>;
+    async fn set(&self, ns: &Namespace, key: &str, value: &[u8], quota: &KvQuota) -> KvResult<()>;
+    async fn delete(&self, ns: &Namespace, key: &str) -> KvResult<()>;
+    async fn exists(&self, ns: &Namespace, key: &str) -> KvResult<bool>;
+    /// Up to `limit` keys after `after`, in order.
+    async fn list_keys(
+        &self,
+        ns: &Namespace,
+        after: Option<&str>,
+        limit: u32,
+    ) -> KvResult<Vec<String>>;
+    /// Adds `delta` to the decimal integer stored at `key` (absent counts as
+    /// 0) and returns the sum.
+    async fn increment(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        delta: i64,
+        quota: &KvQuota,
+    ) -> KvResult<i64>;
+    /// Stores `value` if the key still holds `expected` (`None`: absent);
+    /// otherwise returns what it holds now.
+    async fn swap(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        quota: &KvQuota,
+    ) -> KvResult<Result<(), Option<Vec<u8>>>>;
+    /// Removes every key of a tenant, or of one of its services.
+    async fn delete_scope(&self, tenant: &str, service: Option<&str>) -> KvResult<()>;
+}
+
+/// Checks a key and a value against the fixed and per-tenant limits.
+pub fn check_entry(key: &str, value: Option<&[u8]>, quota: &KvQuota) -> KvResult<()> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(KvError::Invalid(format!(
+            "a key must be 1 to {MAX_KEY_BYTES} bytes long"
+        )));
+    }
+    if let Some(value) = value
+        && value.len() as u64 > quota.value_bytes
+    {
+        return Err(KvError::QuotaExceeded(format!(
+            "value of {} bytes is above the tenant's limit of {} bytes",
+            value.len(),
+            quota.value_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// The counter a value holds: decimal text, which also reads as a JSON number.
+pub fn parse_counter(value: &[u8]) -> KvResult<i64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .ok_or_else(|| KvError::Invalid("the value is not a decimal integer".into()))
+}

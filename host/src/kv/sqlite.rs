@@ -1,0 +1,399 @@
+//! [`KvBackend`] on an SQLite file in the data directory (`kv.db`), apart
+//! from the control plane's database so that guest traffic never waits on
+//! deploys.
+//!
+//! Reads go through a pool of read-only connections. Writes go through one
+//! connection behind a mutex, which makes every read-modify-write (increment,
+//! swap, the quota check before a set) atomic without retries, and lets each
+//! tenant's usage be kept in memory: it is counted from the data when the
+//! tenant first writes after a start. WAL with `synchronous = NORMAL`: a
+//! write survives the host process being killed; a power cut may lose the
+//! last few.
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqlitePool};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::{Mutex, OnceCell};
+
+use super::{KvBackend, KvError, KvQuota, KvResult, Namespace, check_entry, parse_counter};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    tenant  TEXT NOT NULL,
+    service TEXT NOT NULL,
+    bucket  TEXT NOT NULL,
+    key     TEXT NOT NULL,
+    value   BLOB NOT NULL,
+    PRIMARY KEY (tenant, service, bucket, key)
+) WITHOUT ROWID;
+";
+
+/// What a tenant stores now.
+#[derive(Debug, Clone, Copy, Default)]
+struct Usage {
+    keys: u64,
+    bytes: u64,
+}
+
+struct Writer {
+    conn: SqliteConnection,
+    usage: HashMap<String, Usage>,
+}
+
+struct Open {
+    readers: SqlitePool,
+    writer: Mutex<Writer>,
+}
+
+pub struct SqliteKv {
+    path: PathBuf,
+    open: OnceCell<Open>,
+}
+
+impl SqliteKv {
+    /// The store at `path`, opened (and created) at its first use, so that a
+    /// host whose services use no key-value data never touches the file.
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            open: OnceCell::new(),
+        }
+    }
+
+    async fn open(&self) -> KvResult<&Open> {
+        self.open
+            .get_or_try_init(|| async {
+                let options = SqliteConnectOptions::new()
+                    .filename(&self.path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10));
+                let mut conn = SqliteConnection::connect_with(&options).await?;
+                sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
+                let readers = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options.read_only(true))
+                    .await?;
+                Ok::<_, KvError>(Open {
+                    readers,
+                    writer: Mutex::new(Writer {
+                        conn,
+                        usage: HashMap::new(),
+                    }),
+                })
+            })
+            .await
+    }
+}
+
+fn entry_bytes(key: &str, value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
+
+impl Writer {
+    async fn usage(&mut self, tenant: &str) -> KvResult<Usage> {
+        if let Some(usage) = self.usage.get(tenant) {
+            return Ok(*usage);
+        }
+        let row = sqlx::query(
+            "SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE tenant = ?",
+        )
+        .bind(tenant)
+        .fetch_one(&mut self.conn)
+        .await?;
+        let usage = Usage {
+            keys: u64::try_from(row.get::<i64, _>(0)).unwrap_or(0),
+            bytes: u64::try_from(row.get::<i64, _>(1)).unwrap_or(0),
+        };
+        self.usage.insert(tenant.to_string(), usage);
+        Ok(usage)
+    }
+
+    async fn current(&mut self, ns: &Namespace, key: &str) -> KvResult<Option<Vec<u8>>> {
+        let row = sqlx::query(
+            "SELECT value FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?",
+        )
+        .bind(&*ns.tenant)
+        .bind(&*ns.service)
+        .bind(&*ns.bucket)
+        .bind(key)
+        .fetch_optional(&mut self.conn)
+        .await?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    }
+
+    /// Writes `value` over `old`, if the tenant's quota allows the change.
+    async fn put(
+        &mut self,
+        ns: &Namespace,
+        key: &str,
+        old: Option<&[u8]>,
+        value: &[u8],
+        quota: &KvQuota,
+    ) -> KvResult<()> {
+        check_entry(key, Some(value), quota)?;
+        let usage = self.usage(&ns.tenant).await?;
+        let new_bytes = entry_bytes(key, value);
+        let old_bytes = old.map_or(0, |old| entry_bytes(key, old));
+        let next = Usage {
+            keys: usage.keys + u64::from(old.is_none()),
+            bytes: (usage.bytes + new_bytes).saturating_sub(old_bytes),
+        };
+        if old.is_none() && next.keys > quota.keys {
+            return Err(KvError::QuotaExceeded(format!(
+                "the tenant stores {} keys, its limit",
+                usage.keys
+            )));
+        }
+        if new_bytes > old_bytes && next.bytes > quota.total_bytes {
+            return Err(KvError::QuotaExceeded(format!(
+                "the tenant stores {} of its {} bytes of key-value data; this write does not fit",
+                usage.bytes, quota.total_bytes
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO kv (tenant, service, bucket, key, value) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (tenant, service, bucket, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&*ns.tenant)
+        .bind(&*ns.service)
+        .bind(&*ns.bucket)
+        .bind(key)
+        .bind(value)
+        .execute(&mut self.conn)
+        .await?;
+        self.usage.insert(ns.tenant.to_string(), next);
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl KvBackend for SqliteKv {
+    async fn get(&self, ns: &Namespace, key: &str) -> KvResult<Option<Vec<u8>>> {
+        let open = self.open().await?;
+        let row = sqlx::query(
+            "SELECT value FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?",
+        )
+        .bind(&*ns.tenant)
+        .bind(&*ns.service)
+        .bind(&*ns.bucket)
+        .bind(key)
+        .fetch_optional(&open.readers)
+        .await?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    }
+
+    async fn set(&self, ns: &Namespace, key: &str, value: &[u8], quota: &KvQuota) -> KvResult<()> {
+        check_entry(key, Some(value), quota)?;
+        let mut writer = self.open().await?.writer.lock().await;
+        let old = writer.current(ns, key).await?;
+        writer.put(ns, key, old.as_deref(), value, quota).await
+    }
+
+    async fn delete(&self, ns: &Namespace, key: &str) -> KvResult<()> {
+        let mut writer = self.open().await?.writer.lock().await;
+        let usage = writer.usage(&ns.tenant).await?;
+        let removed = sqlx::query(
+            "DELETE FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?
+             RETURNING length(key) + length(value)",
+        )
+        .bind(&*ns.tenant)
+        .bind(&*ns.service)
+        .bind(&*ns.bucket)
+        .bind(key)
+        .fetch_optional(&mut writer.conn)
+        .await?;
+        if let Some(row) = removed {
+            let bytes = u64::try_from(row.get::<i64, _>(0)).unwrap_or(0);
+            writer.usage.insert(
+                ns.tenant.to_string(),
+                Usage {
+                    keys: usage.keys.saturating_sub(1),
+                    bytes: usage.bytes.saturating_sub(bytes),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, ns: &Namespace, key: &str) -> KvResult<bool> {
+        let open = self.open().await?;
+        let row = sqlx::query(
+            "SELECT 1 FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?",
+        )
+        .bind(&*ns.tenant)
+        .bind(&*ns.service)
+        .bind(&*ns.bucket)
+        .bind(key)
+        .fetch_optional(&open.readers)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn list_keys(
+        &self,
+        ns: &Namespace,
+        after: Option<&str>,
+        limit: u32,
+    ) -> KvResult<Vec<String>> {
+        let open = self.open().await?;
+        let rows = sqlx::query(
+            "SELECT key FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key > ?
+             ORDER BY key LIMIT ?",
+        )
+        .bind(&*ns.tenant)
+        .bind(&*ns.service)
+        .bind(&*ns.bucket)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&open.readers)
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
+    async fn increment(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        delta: i64,
+        quota: &KvQuota,
+    ) -> KvResult<i64> {
+        check_entry(key, None, quota)?;
+        let mut writer = self.open().await?.writer.lock().await;
+        let old = writer.current(ns, key).await?;
+        let base = old.as_deref().map(parse_counter).transpose()?.unwrap_or(0);
+        let sum = base
+            .checked_add(delta)
+            .ok_or_else(|| KvError::Invalid("the counter would overflow".into()))?;
+        writer
+            .put(ns, key, old.as_deref(), sum.to_string().as_bytes(), quota)
+            .await?;
+        Ok(sum)
+    }
+
+    async fn swap(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+        quota: &KvQuota,
+    ) -> KvResult<Result<(), Option<Vec<u8>>>> {
+        check_entry(key, Some(value), quota)?;
+        let mut writer = self.open().await?.writer.lock().await;
+        let old = writer.current(ns, key).await?;
+        if old.as_deref() != expected {
+            return Ok(Err(old));
+        }
+        writer.put(ns, key, old.as_deref(), value, quota).await?;
+        Ok(Ok(()))
+    }
+
+    async fn delete_scope(&self, tenant: &str, service: Option<&str>) -> KvResult<()> {
+        let mut writer = self.open().await?.writer.lock().await;
+        match service {
+            Some(service) => {
+                sqlx::query("DELETE FROM kv WHERE tenant = ? AND service = ?")
+                    .bind(tenant)
+                    .bind(service)
+                    .execute(&mut writer.conn)
+                    .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM kv WHERE tenant = ?")
+                    .bind(tenant)
+                    .execute(&mut writer.conn)
+                    .await?
+            }
+        };
+        // Counted again from the data at the tenant's next write.
+        writer.usage.remove(tenant);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ns(tenant: &str, service: &str) -> Namespace {
+        Namespace {
+            tenant: Arc::from(tenant),
+            service: Arc::from(service),
+            bucket: Arc::from("default"),
+        }
+    }
+
+    #[tokio::test]
+    async fn quotas_count_keys_and_bytes_per_tenant() -> Result<(), KvError> {
+        let dir = tempfile::tempdir().map_err(|e| KvError::Backend(e.to_string()))?;
+        let kv = SqliteKv::new(&dir.path().join("kv.db"));
+        let quota = KvQuota {
+            keys: 2,
+            value_bytes: 10,
+            total_bytes: 14,
+        };
+        let a = ns("acme", "cart");
+        kv.set(&a, "k1", b"12345", &quota).await?;
+        assert!(matches!(
+            kv.set(&a, "k2", b"01234567890", &quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        assert!(matches!(
+            kv.set(&a, "k2", b"123456", &quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        kv.set(&a, "k2", b"1", &quota).await?;
+        // Overwriting an existing key does not count as a new key.
+        kv.set(&a, "k2", b"2", &quota).await?;
+        assert!(matches!(
+            kv.set(&a, "k3", b"", &quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        // Another tenant has its own usage.
+        kv.set(&ns("other", "cart"), "k3", b"x", &quota).await?;
+        kv.delete(&a, "k1").await?;
+        kv.set(&a, "k3", b"abc", &quota).await?;
+        assert_eq!(kv.get(&a, "k3").await?, Some(b"abc".to_vec()));
+        assert_eq!(kv.get(&ns("acme", "catalog"), "k3").await?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn increments_and_swaps_are_atomic() -> Result<(), KvError> {
+        let dir = tempfile::tempdir().map_err(|e| KvError::Backend(e.to_string()))?;
+        let kv = Arc::new(SqliteKv::new(&dir.path().join("kv.db")));
+        let quota = KvQuota::default();
+        let a = ns("acme", "counter");
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (kv, a) = (Arc::clone(&kv), a.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    kv.increment(&a, "n", 1, &quota).await?;
+                }
+                Ok::<_, KvError>(())
+            }));
+        }
+        for task in tasks {
+            task.await.map_err(|e| KvError::Backend(e.to_string()))??;
+        }
+        assert_eq!(kv.increment(&a, "n", 0, &quota).await?, 200);
+        assert_eq!(
+            kv.swap(&a, "n", Some(b"199"), b"x", &quota).await?,
+            Err(Some(b"200".to_vec()))
+        );
+        assert_eq!(kv.swap(&a, "n", Some(b"200"), b"x", &quota).await?, Ok(()));
+        assert!(matches!(
+            kv.increment(&a, "n", 1, &quota).await,
+            Err(KvError::Invalid(_))
+        ));
+        Ok(())
+    }
+}
