@@ -58,3 +58,17 @@ impl IntoResponse for Error {
         response
     }
 }
+
+/// A request or response that could not be built: the service's own fault.
+impl From<http::Error> for Error {
+    fn from(error: http::Error) -> Self {
+        Self::internal(format!("cannot build an HTTP message: {error}"))
+    }
+}
+
+/// A body that could not be read or decoded, e.g. from a service call.
+impl From<wstd::http::Error> for Error {
+    fn from(error: wstd::http::Error) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, format!("{error:#}"))
+    }
+}

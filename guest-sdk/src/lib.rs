@@ -26,12 +26,20 @@
 //! Build with `cargo build --target wasm32-wasip2 --release` and a crate type
 //! of `cdylib`: the output is a component Berth (or `wasmtime serve`) runs.
 
+mod bindings;
+mod call;
+pub mod config;
 mod error;
 mod json;
+pub mod kv;
+pub mod log;
 mod response;
 mod router;
 
+pub use call::call;
 pub use error::Error;
+/// Runs two futures at once and waits for both, e.g. two [`call`]s.
+pub use futures_lite::future::zip as join;
 pub use http;
 pub use json::{Json, read_json};
 pub use response::IntoResponse;

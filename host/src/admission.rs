@@ -130,6 +130,16 @@ pub struct CpuShare {
 pub type NextSlice = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl CpuShare {
+    /// Gives up the slot while the guest waits in the host (on a service it
+    /// called, an upstream, a timer): a guest blocked there uses no CPU, and
+    /// holding the slot would stall the tenant's other guests, the callee of
+    /// a service call among them.
+    pub fn release(&mut self) {
+        if let Some(held) = &self.held {
+            drop(lock(held).take());
+        }
+    }
+
     /// Gives up the slot used for the tick just run, and returns the wait
     /// for the next one. The semaphore is fair, so the tenant's long runners
     /// take turns in order.

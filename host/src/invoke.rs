@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -467,6 +467,12 @@ fn new_store(
         Ok(UpdateDeadline::YieldCustom(1, state.cpu_share.next_slice()))
     });
     store.set_epoch_deadline(1);
+    store.call_hook(|mut ctx, hook| {
+        if matches!(hook, CallHook::CallingHost) {
+            ctx.data_mut().cpu_share.release();
+        }
+        Ok(())
+    });
     store
 }
 

@@ -1,0 +1,120 @@
+//! A probe of the host's capabilities, one route each:
+//!
+//! - `GET|PUT|DELETE /kv/{bucket}/{key}`: read, write (the body) or delete a key;
+//! - `GET /keys/{bucket}`: the bucket's keys, as JSON;
+//! - `POST /incr/{key}`: atomic increment by 1 in `default`, returns the sum;
+//! - `POST /update/{key}`: atomic JSON read-modify-write (+1) in `default`;
+//! - `GET /config/{key}`: a configuration value (404 when unset);
+//! - `POST /log`: logs the body through `wasi:logging` and prints it to stdout;
+//! - `GET /whoami`: the request id, trace context and path this request has;
+//! - `GET /call/{service}`: calls `{service}`'s `/whoami` and returns its answer;
+//! - `GET /loop/{service}`: calls `{service}`'s `/loop/{service}`, and so on,
+//!   answering with the status the call came back with.
+
+use berth_sdk::kv::Bucket;
+use berth_sdk::{Body, Error, Params, Request, Response, Router, StatusCode, call, serve};
+
+fn text(status: StatusCode, body: impl Into<String>) -> Result<Response, Error> {
+    Ok(http_response(status, body.into()))
+}
+
+fn http_response(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
+}
+
+async fn kv_get(_r: Request, p: Params) -> Result<Response, Error> {
+    let bucket = Bucket::open(p.get("bucket").unwrap_or_default())?;
+    match bucket.get_bytes(p.get("key").unwrap_or_default())? {
+        Some(value) => Ok(Response::new(Body::from(value))),
+        None => text(StatusCode::NOT_FOUND, "no such key"),
+    }
+}
+
+async fn kv_put(mut r: Request, p: Params) -> Result<Response, Error> {
+    let value = r.body_mut().contents().await?.to_vec();
+    let bucket = Bucket::open(p.get("bucket").unwrap_or_default())?;
+    bucket.set_bytes(p.get("key").unwrap_or_default(), &value)?;
+    text(StatusCode::NO_CONTENT, "")
+}
+
+async fn kv_delete(_r: Request, p: Params) -> Result<Response, Error> {
+    let bucket = Bucket::open(p.get("bucket").unwrap_or_default())?;
+    bucket.delete(p.get("key").unwrap_or_default())?;
+    text(StatusCode::NO_CONTENT, "")
+}
+
+async fn keys(_r: Request, p: Params) -> Result<Response, Error> {
+    let keys = Bucket::open(p.get("bucket").unwrap_or_default())?.keys()?;
+    text(StatusCode::OK, serde_json::json!(keys).to_string())
+}
+
+async fn incr(_r: Request, p: Params) -> Result<Response, Error> {
+    let sum = Bucket::open_default()?.increment(p.get("key").unwrap_or_default(), 1)?;
+    text(StatusCode::OK, sum.to_string())
+}
+
+async fn update(_r: Request, p: Params) -> Result<Response, Error> {
+    let bucket = Bucket::open_default()?;
+    let new: u64 = bucket.update(p.get("key").unwrap_or_default(), |old: Option<u64>| {
+        Ok(old.unwrap_or(0) + 1)
+    })?;
+    text(StatusCode::OK, new.to_string())
+}
+
+async fn config(_r: Request, p: Params) -> Result<Response, Error> {
+    match berth_sdk::config::get(p.get("key").unwrap_or_default())? {
+        Some(value) => text(StatusCode::OK, value),
+        None => text(StatusCode::NOT_FOUND, "not set"),
+    }
+}
+
+async fn log(mut r: Request, _p: Params) -> Result<Response, Error> {
+    let line = r.body_mut().str_contents().await?.to_string();
+    berth_sdk::warn!("{line}");
+    println!("stdout: {line}");
+    text(StatusCode::NO_CONTENT, "")
+}
+
+async fn whoami(r: Request, _p: Params) -> Result<Response, Error> {
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let body = serde_json::json!({
+        "request_id": header("x-request-id"),
+        "traceparent": header("traceparent"),
+        "path_info": header("x-berth-path-info"),
+    });
+    text(StatusCode::OK, body.to_string())
+}
+
+async fn call_whoami(_r: Request, p: Params) -> Result<Response, Error> {
+    let request = berth_sdk::http::Request::get("/whoami").body(Body::empty())?;
+    call(p.get("service").unwrap_or_default(), request).await
+}
+
+async fn call_loop(_r: Request, p: Params) -> Result<Response, Error> {
+    let service = p.get("service").unwrap_or_default();
+    let request = berth_sdk::http::Request::get(format!("/loop/{service}")).body(Body::empty())?;
+    let response = call(service, request).await?;
+    text(response.status(), "")
+}
+
+serve!(
+    Router::new()
+        .get("/kv/{bucket}/{key}", kv_get)
+        .put("/kv/{bucket}/{key}", kv_put)
+        .delete("/kv/{bucket}/{key}", kv_delete)
+        .get("/keys/{bucket}", keys)
+        .post("/incr/{key}", incr)
+        .post("/update/{key}", update)
+        .get("/config/{key}", config)
+        .post("/log", log)
+        .get("/whoami", whoami)
+        .get("/call/{service}", call_whoami)
+        .get("/loop/{service}", call_loop)
+);
