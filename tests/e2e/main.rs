@@ -4,6 +4,7 @@
 
 mod auth;
 mod cache;
+mod capabilities;
 mod cli;
 mod compat;
 mod control;
@@ -15,5 +16,6 @@ mod limits;
 mod outbound;
 mod quotas;
 mod routing;
+mod shop;
 mod streaming;
 mod uploads;

@@ -1,0 +1,149 @@
+//! The shop example (`components/shop`): three services in `berth.toml`
+//! calling each other in-process, driven through the gateway's public API.
+
+use anyhow::{Context, Result};
+use berth_e2e::{BerthProcess, client, service};
+use serde_json::{Value, json};
+
+fn shop_config() -> Result<String> {
+    Ok([
+        service("catalog", "shop-catalog", "/catalog", "")?,
+        service("cart", "shop-cart", "/cart", "")?,
+        service(
+            "gateway",
+            "shop-gateway",
+            "/shop",
+            "[service.config]\nshop_name = \"Test Shop\"",
+        )?,
+    ]
+    .concat())
+}
+
+async fn call(
+    host: &BerthProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
+    let mut request = client().request(method, host.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok((status, body))
+}
+
+#[tokio::test]
+async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = BerthProcess::serve(&shop_config()?, dir.path())?;
+    let post = reqwest::Method::POST;
+
+    let (status, index) = call(&host, reqwest::Method::GET, "/shop/", None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(index["shop"], "Test Shop");
+
+    // The catalog validates what it stores.
+    for bad in [
+        json!({"name": "", "price_cents": 100}),
+        json!({"name": "Mug", "price_cents": 0}),
+        json!({"name": "Mug"}),
+        json!({"name": "Mug", "price_cents": 100, "colour": "red"}),
+    ] {
+        let (status, body) =
+            call(&host, post.clone(), "/catalog/products", Some(bad.clone())).await?;
+        assert_eq!(status, 400, "{bad} → {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    let (status, mug) = call(
+        &host,
+        post.clone(),
+        "/catalog/products",
+        Some(json!({"name": "Mug", "price_cents": 1200, "stock": 5})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{mug}");
+    let (_, tea) = call(
+        &host,
+        post.clone(),
+        "/catalog/products",
+        Some(json!({"name": "Tea", "price_cents": 450})),
+    )
+    .await?;
+    let (mug_id, tea_id) = (
+        mug["id"].as_u64().context("mug id")?,
+        tea["id"].as_u64().context("tea id")?,
+    );
+    assert_ne!(mug_id, tea_id);
+
+    let (status, products) = call(&host, reqwest::Method::GET, "/shop/products", None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(products.as_array().map(Vec::len), Some(2), "{products}");
+
+    // Twenty shoppers add a mug to one cart at once: every unit counts.
+    let mut adds = Vec::new();
+    for _ in 0..20 {
+        let url = host.url("/shop/carts/ada/items");
+        adds.push(tokio::spawn(async move {
+            let response = client()
+                .post(url)
+                .json(&json!({"product_id": mug_id, "quantity": 1}))
+                .send()
+                .await?;
+            anyhow::ensure!(response.status() == 200, "status {}", response.status());
+            anyhow::Ok(())
+        }));
+    }
+    for add in adds {
+        add.await??;
+    }
+    let (status, _) = call(
+        &host,
+        post.clone(),
+        "/shop/carts/ada/items",
+        Some(json!({"product_id": tea_id, "quantity": 3})),
+    )
+    .await?;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &host,
+        post.clone(),
+        "/shop/carts/ada/items",
+        Some(json!({"product_id": 999, "quantity": 1})),
+    )
+    .await?;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, cart) = call(&host, reqwest::Method::GET, "/shop/carts/ada", None).await?;
+    assert_eq!(status, 200, "{cart}");
+    assert_eq!(cart["user"], "ada");
+    assert_eq!(cart["items"][0]["name"], "Mug");
+    assert_eq!(cart["items"][0]["quantity"], 20);
+    assert_eq!(cart["items"][0]["line_total_cents"], 20 * 1200);
+    assert_eq!(cart["items"][1]["name"], "Tea");
+    assert_eq!(cart["total_cents"], 20 * 1200 + 3 * 450);
+
+    // A product deleted from the catalog shows as unknown in the cart.
+    let (status, _) = call(
+        &host,
+        reqwest::Method::DELETE,
+        &format!("/catalog/products/{tea_id}"),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 204);
+    let (_, cart) = call(&host, reqwest::Method::GET, "/shop/carts/ada", None).await?;
+    assert_eq!(cart["items"][1]["name"], Value::Null);
+    assert_eq!(cart["total_cents"], 20 * 1200);
+
+    // Another user's cart is empty; a bad user id is refused by the cart
+    // service and the gateway passes the refusal on.
+    let (_, empty) = call(&host, reqwest::Method::GET, "/shop/carts/bob", None).await?;
+    assert_eq!(empty["items"], json!([]));
+    let (status, _) = call(&host, reqwest::Method::GET, "/shop/carts/b%20ob", None).await?;
+    assert_eq!(status, 400);
+    Ok(())
+}
