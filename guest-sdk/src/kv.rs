@@ -60,6 +60,15 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     serde_json::to_vec(value).map_err(|e| Error::internal(format!("cannot encode a value: {e}")))
 }
 
+/// Waits a random time that grows with the attempt (up to about 3 ms), so
+/// that writers racing for one key stop colliding in lockstep.
+fn back_off(attempt: u32) {
+    use wstd::__internal::wasip2::{clocks::monotonic_clock, random::random};
+    let ceiling_us = 50u64 << attempt.min(6);
+    let wait_us = random::get_random_u64() % ceiling_us;
+    monotonic_clock::subscribe_duration(wait_us * 1000).block();
+}
+
 impl Bucket {
     /// Opens the bucket `name`.
     pub fn open(name: &str) -> Result<Self, Error> {
@@ -144,8 +153,13 @@ impl Bucket {
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> Result<T, Error>,
     {
-        let mut cas = atomics::Cas::new(&self.inner, key).map_err(|e| kv_error(&self.name, e))?;
-        for _ in 0..UPDATE_ATTEMPTS {
+        for attempt in 0..UPDATE_ATTEMPTS {
+            if attempt > 0 {
+                back_off(attempt);
+            }
+            // A fresh read each attempt: the window between reading and
+            // swapping stays as short as `f`, whatever the wait before it.
+            let cas = atomics::Cas::new(&self.inner, key).map_err(|e| kv_error(&self.name, e))?;
             let old = cas
                 .current()
                 .map_err(|e| kv_error(&self.name, e))?
@@ -154,7 +168,7 @@ impl Bucket {
             let new = f(old)?;
             match atomics::swap(cas, &encode(&new)?) {
                 Ok(()) => return Ok(new),
-                Err(atomics::CasError::CasFailed(retry)) => cas = retry,
+                Err(atomics::CasError::CasFailed(_)) => continue,
                 Err(atomics::CasError::StoreError(e)) => return Err(kv_error(&self.name, e)),
             }
         }

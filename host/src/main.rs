@@ -68,6 +68,13 @@ enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
+    /// Show or change a service's config values, secrets and buckets.
+    Config {
+        #[command(flatten)]
+        args: commands::config::ConfigArgs,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
     /// Print a service's recent guest output.
     Logs {
         name: String,
@@ -113,6 +120,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
                 Client::new(client)?.rollback(&name, to).await
             }
             Command::Delete { name, client } => Client::new(client)?.delete(&name).await,
+            Command::Config { args, client } => Client::new(client)?.config(args).await,
             Command::Logs {
                 name,
                 follow,

@@ -130,7 +130,7 @@ impl Client {
         format!("{}{path}", self.flags.admin_url.trim_end_matches('/'))
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, self.url(path));
         match &self.flags.token {
             Some(token) => builder.bearer_auth(token),
@@ -139,7 +139,7 @@ impl Client {
     }
 
     /// Sends, and turns any failure into one line naming what went wrong.
-    async fn send(&self, builder: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(super) async fn send(&self, builder: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = self.dispatch(builder).await?;
         let text = response.text().await.unwrap_or_default();
         if text.is_empty() {
@@ -163,7 +163,7 @@ impl Client {
         failure(response).await
     }
 
-    async fn tenant(&self) -> anyhow::Result<String> {
+    pub(super) async fn tenant(&self) -> anyhow::Result<String> {
         if let Some(tenant) = &self.flags.tenant {
             return Ok(tenant.clone());
         }
@@ -177,7 +177,7 @@ impl Client {
             .to_string())
     }
 
-    fn print(&self, value: &Value, text: impl FnOnce(&Value) -> String) {
+    pub(super) fn print(&self, value: &Value, text: impl FnOnce(&Value) -> String) {
         match self.flags.output {
             Output::Json => println!(
                 "{}",
@@ -597,7 +597,7 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A field as text, `-` when absent.
-fn s(v: &Value, key: &str) -> String {
+pub(super) fn s(v: &Value, key: &str) -> String {
     match v.get(key) {
         None | Some(Value::Null) => "-".into(),
         Some(Value::String(text)) => text.clone(),

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share.
 
 pub mod client;
+pub mod config;
 pub mod serve;
 pub mod up;
 

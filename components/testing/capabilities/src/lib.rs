@@ -9,7 +9,9 @@
 //! - `GET /whoami`: the request id, trace context and path this request has;
 //! - `GET /call/{service}`: calls `{service}`'s `/whoami` and returns its answer;
 //! - `GET /loop/{service}`: calls `{service}`'s `/loop/{service}`, and so on,
-//!   answering with the status the call came back with.
+//!   answering with the status the call came back with;
+//! - `POST /kvloop/{op}/{n}`: `n` key-value `get`s or `set`s in a row, for
+//!   the benchmark of one round trip from a guest.
 
 use berth_sdk::kv::Bucket;
 use berth_sdk::{Body, Error, Params, Request, Response, Router, StatusCode, call, serve};
@@ -104,6 +106,29 @@ async fn call_loop(_r: Request, p: Params) -> Result<Response, Error> {
     text(response.status(), "")
 }
 
+async fn kv_loop(_r: Request, p: Params) -> Result<Response, Error> {
+    let n: u32 = p.parse("n")?;
+    let bucket = Bucket::open_default()?;
+    let keys: Vec<String> = (0..16).map(|i| format!("bench-{i}")).collect();
+    for key in &keys {
+        bucket.set_bytes(key, b"0123456789abcdef")?;
+    }
+    let set = match p.get("op") {
+        Some("set") => true,
+        Some("get") => false,
+        _ => return Err(Error::bad_request("op is get or set")),
+    };
+    for i in 0..n as usize {
+        let key = &keys[i % keys.len()];
+        if set {
+            bucket.set_bytes(key, b"0123456789abcdef")?;
+        } else {
+            bucket.get_bytes(key)?;
+        }
+    }
+    text(StatusCode::OK, n.to_string())
+}
+
 serve!(
     Router::new()
         .get("/kv/{bucket}/{key}", kv_get)
@@ -117,4 +142,5 @@ serve!(
         .get("/whoami", whoami)
         .get("/call/{service}", call_whoami)
         .get("/loop/{service}", call_loop)
+        .post("/kvloop/{op}/{n}", kv_loop)
 );

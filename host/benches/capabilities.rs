@@ -1,0 +1,129 @@
+//! The cost of host capabilities from a guest, in process and without any
+//! network, in microseconds: one service-to-service hop, and one key-value
+//! `get` or `set`.
+//!
+//! `cargo bench -p berth --bench capabilities -- path/to/testing_capabilities.wasm [iterations]`
+//!
+//! - hop: the median of `/call/b` (service `a` calls `b`'s `/whoami`) minus
+//!   the median of `/whoami` on `a` alone: what one in-process call adds,
+//!   the callee's fresh instance included.
+//! - key-value: the median of `n` operations in one request minus the
+//!   median of none, divided by `n`.
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth::capabilities::calls::{CallChain, TraceContext};
+use berth::config::ServiceSpec;
+use berth::host::{Host, HostSettings};
+use berth::invoke::ServiceVersion;
+use berth::limits::Limits;
+use berth::outbound::OutboundPolicy;
+
+/// Key-value operations per measured request.
+const KV_OPS: u32 = 100;
+
+fn spec(name: &str, component: &str) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        component: component.into(),
+        route: format!("/{name}"),
+        limits: Limits::default(),
+        outbound: OutboundPolicy::default(),
+        buckets: Vec::new(),
+        config: Default::default(),
+        declared_at: "bench".into(),
+    }
+}
+
+/// Median time of `iterations` requests (after a warm-up) to `path`.
+async fn median(
+    host: &Host,
+    version: &Arc<ServiceVersion>,
+    method: &str,
+    path: &str,
+    iterations: usize,
+) -> anyhow::Result<Duration> {
+    let cx = host.invoke_context();
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations + iterations / 10 {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://localhost{path}"))
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))?;
+        let chain = CallChain::root(TraceContext::continuing(None));
+        let started = Instant::now();
+        let response = berth::invoke::invoke(&cx, version, request, "bench".into(), chain)
+            .await
+            .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        let took = started.elapsed();
+        anyhow::ensure!(
+            status == 200,
+            "{path}: status {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if i >= iterations / 10 {
+            samples.push(took);
+        }
+    }
+    samples.sort();
+    Ok(samples[samples.len() / 2])
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let component = args
+        .next()
+        .context("usage: capabilities COMPONENT.wasm [ITERATIONS]")?;
+    let iterations: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(5_000);
+
+    let data = tempfile::tempdir()?;
+    let host = Host::new(&HostSettings {
+        data_dir: data.path().to_path_buf(),
+        max_instances: 100,
+        max_call_depth: 10,
+    })?;
+    host.load_services(&[spec("a", &component), spec("b", &component)])?;
+    let version = host
+        .registry()
+        .snapshot()
+        .route(None, "/a")
+        .map(|r| r.backends.pick(0).clone())
+        .context("no route")?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let alone = median(&host, &version, "GET", "/whoami", iterations).await?;
+        let called = median(&host, &version, "GET", "/call/b", iterations).await?;
+        println!(
+            "service-call hop: {:.1} us median added ({:.1} us with the call, {:.1} us without)",
+            micros(called.saturating_sub(alone)),
+            micros(called),
+            micros(alone)
+        );
+        let rounds = iterations / 5;
+        let base = median(&host, &version, "POST", "/kvloop/get/0", rounds).await?;
+        for op in ["get", "set"] {
+            let path = format!("/kvloop/{op}/{KV_OPS}");
+            let many = median(&host, &version, "POST", &path, rounds).await?;
+            println!(
+                "key-value {op}: {:.1} us per round trip from the guest",
+                micros(many.saturating_sub(base)) / f64::from(KV_OPS)
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(())
+}
