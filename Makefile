@@ -31,6 +31,8 @@ python-components: $(COMPONENTIZE_PY)
 	mkdir -p $(PYTHON_OUT)
 	cd components/python/hello && $(COMPONENTIZE_PY) -q -d $(CURDIR)/wit \
 		-w wasi:http/proxy@0.2.12 componentize app -o $(CURDIR)/$(PYTHON_OUT)/python_hello.wasm
+	cd components/python/kv && $(COMPONENTIZE_PY) -q -d $(CURDIR)/wit \
+		-w berth:service/service componentize app -o $(CURDIR)/$(PYTHON_OUT)/python_kv.wasm
 
 $(COMPONENTIZE_PY):
 	python3 -m venv $(TOOLS)/py

@@ -28,3 +28,27 @@ async fn a_python_component_runs_unchanged() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_python_component_uses_key_value_config_and_logging() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = python_component("python_kv")?;
+    let config = format!(
+        "[[service]]\nname = \"pykv\"\ncomponent = \"{}\"\nroute = \"/pykv\"\n\
+         [service.config]\ngreeting = \"Hej\"\n",
+        path.display()
+    );
+    let host = BerthProcess::serve(&config, dir.path())?;
+    for visit in 1..=3 {
+        let r = client().get(host.url("/pykv")).send().await?;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await?, format!("Hej, visit {visit}\n"));
+    }
+    let line = host.wait_for_line(&["python-kv: visit 3"], Duration::from_secs(5));
+    assert!(
+        line.is_some_and(|l| l.contains("service=pykv")),
+        "{}",
+        host.log()
+    );
+    Ok(())
+}
