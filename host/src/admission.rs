@@ -215,4 +215,18 @@ mod tests {
         let a_waited = tokio::time::timeout(Duration::from_millis(20), a_next).await;
         assert!(a_waited.is_err());
     }
+
+    #[tokio::test]
+    async fn a_guest_in_the_host_gives_its_cpu_slot_up() {
+        let gate = gate(4, 4);
+        let mut first = gate.cpu_share();
+        let mut second = gate.cpu_share();
+        first.next_slice().await;
+        // The one slot is held: the other guest's next slice waits.
+        let waiting = tokio::time::timeout(Duration::from_millis(20), second.next_slice()).await;
+        assert!(waiting.is_err());
+        first.release();
+        let after = tokio::time::timeout(Duration::from_millis(20), second.next_slice()).await;
+        assert!(after.is_ok());
+    }
 }

@@ -444,3 +444,77 @@ async fn service_calls_stay_in_the_tenant_carry_ids_and_stop_loops() -> Result<(
     assert_eq!(get(&host, "acme", "/b/call/a").await?.0, 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cli_sets_config_secrets_and_buckets() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    let token = op.create_tenant("acme").await?;
+    let acme = host.admin_as(&token)?;
+    probe(&acme, "acme", "a").await?;
+    let cli = |args: &[&str], stdin: &str| -> Result<(i32, String, String)> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(berth_e2e::berth_bin()?)
+            .args(args)
+            .env("BERTH_ADMIN_URL", host.admin.clone().unwrap_or_default())
+            .env("BERTH_TOKEN", &token)
+            .env_remove("BERTH_TENANT")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let (code, out, err) = cli(
+        &[
+            "config",
+            "a",
+            "greeting=hi there",
+            "--secret",
+            "token=-",
+            "--buckets",
+            "sessions",
+        ],
+        "from-stdin\n",
+    )?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("greeting=hi there"), "{out}");
+    assert!(
+        out.contains("token=<secret>") && !out.contains("from-stdin"),
+        "{out}"
+    );
+    assert!(out.contains("sessions"), "{out}");
+    assert_eq!(
+        get(&host, "acme", "/a/config/token").await?,
+        (200, "from-stdin".into())
+    );
+    assert_eq!(
+        get(&host, "acme", "/a/config/greeting").await?,
+        (200, "hi there".into())
+    );
+    assert_eq!(put(&host, "acme", "/a/kv/sessions/s", "x").await?, 204);
+
+    let (code, _, err) = cli(
+        &["config", "a", "--unset", "token", "--unset", "greeting"],
+        "",
+    )?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(get(&host, "acme", "/a/config/token").await?.0, 404);
+    assert_eq!(get(&host, "acme", "/a/config/greeting").await?.0, 404);
+
+    let (code, _, err) = cli(&["config", "a", "no-equals-sign"], "")?;
+    assert_ne!(code, 0);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    let (code, _, err) = cli(&["config", "nosuch"], "")?;
+    assert_ne!(code, 0);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    Ok(())
+}
