@@ -111,6 +111,11 @@ fig() { echo "$DEPLOY" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 echo "in-process instantiate-and-handle..."
 INVOKE=$(taskset -c 0 cargo bench -q -p berth --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
 
+echo "capabilities: service-call hop, key-value round trips..."
+PROBE=components/target/wasm32-wasip2/release/testing_capabilities.wasm
+CAPS=$(taskset -c 0 cargo bench -q -p berth --bench capabilities -- "$PWD/$PROBE" 5000 2>/dev/null)
+cap() { echo "$CAPS" | grep "$1"; }
+
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 R_WASMTIME=$(ratio "$B_RPS" "$W_RPS")
 R_NATIVE=$(ratio "$B_RPS" "$N_RPS")
@@ -150,6 +155,18 @@ new label answers.
 | 1,000 services deployed one after another (upload + activate each) | $(fig deploy_1000_s) s |
 | idle host RSS before / after the 1,000 services | $(fig rss_before_mib) MiB / $(fig rss_after_mib) MiB |
 | idle memory per deployed service | **$(fig per_service_kib) KiB** |
+
+## Capabilities
+
+Measured in process by \`cargo bench -p berth --bench capabilities\` (pinned to CPU 0) on the
+\`components/testing/capabilities\` probe, loaded as two services \`a\` and \`b\`: a hop is the
+median of \`a\` calling \`b\`'s \`/whoami\` through \`http://b.internal\` minus the median of \`a\`'s
+own \`/whoami\` (the callee's fresh instance included); a key-value round trip is the median of a
+request making 100 \`get\`s (or \`set\`s) on SQLite minus one making none, over 100.
+
+- $(cap "service-call hop")
+- $(cap "key-value get")
+- $(cap "key-value set")
 
 Machines here are noisy: compare ratios from one run, not absolute figures across runs.
 MD

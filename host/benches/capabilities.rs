@@ -84,8 +84,10 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let component = args
         .next()
-        .context("usage: capabilities COMPONENT.wasm [ITERATIONS]")?;
+        .context("usage: capabilities COMPONENT.wasm [ITERATIONS [hop|kv]]")?;
     let iterations: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(5_000);
+    // `hop` or `kv` measures only that, for profiling.
+    let only = args.next();
 
     let data = tempfile::tempdir()?;
     let host = Host::new(&HostSettings {
@@ -105,25 +107,46 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let alone = median(&host, &version, "GET", "/whoami", iterations).await?;
-        let called = median(&host, &version, "GET", "/call/b", iterations).await?;
+        if only.as_deref() != Some("kv") {
+            hop(&host, &version, iterations).await?;
+        }
+        if only.as_deref() != Some("hop") {
+            key_value(&host, &version, iterations / 5).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(())
+}
+
+async fn hop(host: &Host, version: &Arc<ServiceVersion>, iterations: usize) -> anyhow::Result<()> {
+    {
+        let alone = median(host, version, "GET", "/whoami", iterations).await?;
+        let called = median(host, version, "GET", "/call/b", iterations).await?;
         println!(
             "service-call hop: {:.1} us median added ({:.1} us with the call, {:.1} us without)",
             micros(called.saturating_sub(alone)),
             micros(called),
             micros(alone)
         );
-        let rounds = iterations / 5;
-        let base = median(&host, &version, "POST", "/kvloop/get/0", rounds).await?;
+    }
+    Ok(())
+}
+
+async fn key_value(
+    host: &Host,
+    version: &Arc<ServiceVersion>,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    {
+        let base = median(host, version, "POST", "/kvloop/get/0", rounds).await?;
         for op in ["get", "set"] {
             let path = format!("/kvloop/{op}/{KV_OPS}");
-            let many = median(&host, &version, "POST", &path, rounds).await?;
+            let many = median(host, version, "POST", &path, rounds).await?;
             println!(
                 "key-value {op}: {:.1} us per round trip from the guest",
                 micros(many.saturating_sub(base)) / f64::from(KV_OPS)
             );
         }
-        Ok::<_, anyhow::Error>(())
-    })?;
+    }
     Ok(())
 }
