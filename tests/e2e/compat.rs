@@ -52,3 +52,19 @@ async fn a_python_component_uses_key_value_config_and_logging() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_component_importing_spins_config_name_runs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = berth_e2e::service(
+        "spin",
+        "testing-spin-config",
+        "/spin",
+        "[service.config]\ngreeting = \"hello from config\"",
+    )?;
+    let host = BerthProcess::serve(&config, dir.path())?;
+    let r = client().get(host.url("/spin")).send().await?;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await?, "hello from config");
+    Ok(())
+}
