@@ -115,6 +115,39 @@ async fn key_value_data_is_confined_to_its_service_tenant_and_buckets() -> Resul
     Ok(())
 }
 
+/// `clients` clients each POST to `path` (as acme) `each` times, all at
+/// once; every answer must be 200. Returns the bodies.
+async fn posts_at_once(
+    host: &BerthProcess,
+    path: &str,
+    clients: usize,
+    each: usize,
+) -> Result<Vec<String>> {
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let url = host.url(path);
+        tasks.push(tokio::spawn(async move {
+            let http = client();
+            let mut bodies = Vec::new();
+            for _ in 0..each {
+                let response = http
+                    .post(&url)
+                    .header("host", "acme.localhost")
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status() == 200, "status {}", response.status());
+                bodies.push(response.text().await?);
+            }
+            anyhow::Ok(bodies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}
+
 #[tokio::test]
 async fn concurrent_increments_and_updates_add_up_exactly() -> Result<()> {
     let (_dir, host) = empty_host(&[])?;
@@ -123,28 +156,11 @@ async fn concurrent_increments_and_updates_add_up_exactly() -> Result<()> {
     probe(&acme, "acme", "a").await?;
 
     // 50 clients, 20 increments each, all at once.
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let url = host.url("/a/incr/n");
-        tasks.push(tokio::spawn(async move {
-            let http = client();
-            let mut seen = Vec::new();
-            for _ in 0..20 {
-                let response = http
-                    .post(&url)
-                    .header("host", "acme.localhost")
-                    .send()
-                    .await?;
-                anyhow::ensure!(response.status() == 200, "status {}", response.status());
-                seen.push(response.text().await?.parse::<u64>()?);
-            }
-            anyhow::Ok(seen)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
+    let mut all: Vec<u64> = posts_at_once(&host, "/a/incr/n", 50, 20)
+        .await?
+        .iter()
+        .map(|sum| sum.parse())
+        .collect::<Result<_, _>>()?;
     all.sort_unstable();
     // Every increment saw a distinct sum: none was lost or applied twice.
     assert_eq!(all, (1..=1000).collect::<Vec<u64>>());
@@ -154,25 +170,7 @@ async fn concurrent_increments_and_updates_add_up_exactly() -> Result<()> {
     );
 
     // Read-modify-write through compare-and-swap, 20 clients at once.
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let url = host.url("/a/update/m");
-        tasks.push(tokio::spawn(async move {
-            let http = client();
-            for _ in 0..10 {
-                let response = http
-                    .post(&url)
-                    .header("host", "acme.localhost")
-                    .send()
-                    .await?;
-                anyhow::ensure!(response.status() == 200, "status {}", response.status());
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
+    posts_at_once(&host, "/a/update/m", 20, 10).await?;
     assert_eq!(
         get(&host, "acme", "/a/kv/default/m").await?,
         (200, "200".into())

@@ -4,42 +4,30 @@
 use super::bindings::{config_draft_store, config_store};
 use crate::invoke::HostState;
 
-impl config_store::Host for HostState {
-    async fn get(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<String>, config_store::Error>> {
-        Ok(Ok(self.capabilities.config.get(&key).cloned()))
-    }
+/// The two versions are the same interface; one implementation serves both.
+macro_rules! config_host {
+    ($store:ident) => {
+        impl $store::Host for HostState {
+            async fn get(
+                &mut self,
+                key: String,
+            ) -> wasmtime::Result<Result<Option<String>, $store::Error>> {
+                Ok(Ok(self.capabilities.config.get(&key).cloned()))
+            }
 
-    async fn get_all(
-        &mut self,
-    ) -> wasmtime::Result<Result<Vec<(String, String)>, config_store::Error>> {
-        Ok(Ok(self
-            .capabilities
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()))
-    }
+            async fn get_all(
+                &mut self,
+            ) -> wasmtime::Result<Result<Vec<(String, String)>, $store::Error>> {
+                Ok(Ok(self
+                    .capabilities
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()))
+            }
+        }
+    };
 }
 
-impl config_draft_store::Host for HostState {
-    async fn get(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<String>, config_draft_store::Error>> {
-        Ok(Ok(self.capabilities.config.get(&key).cloned()))
-    }
-
-    async fn get_all(
-        &mut self,
-    ) -> wasmtime::Result<Result<Vec<(String, String)>, config_draft_store::Error>> {
-        Ok(Ok(self
-            .capabilities
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()))
-    }
-}
+config_host!(config_store);
+config_host!(config_draft_store);

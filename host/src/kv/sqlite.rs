@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS kv (
 ) WITHOUT ROWID;
 ";
 
+const SELECT_VALUE: &str =
+    "SELECT value FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?";
+
 /// What a tenant stores now.
 #[derive(Debug, Clone, Copy, Default)]
 struct Usage {
@@ -115,15 +118,13 @@ impl Writer {
     }
 
     async fn current(&mut self, ns: &Namespace, key: &str) -> KvResult<Option<Vec<u8>>> {
-        let row = sqlx::query(
-            "SELECT value FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?",
-        )
-        .bind(&*ns.tenant)
-        .bind(&*ns.service)
-        .bind(&*ns.bucket)
-        .bind(key)
-        .fetch_optional(&mut self.conn)
-        .await?;
+        let row = sqlx::query(SELECT_VALUE)
+            .bind(&*ns.tenant)
+            .bind(&*ns.service)
+            .bind(&*ns.bucket)
+            .bind(key)
+            .fetch_optional(&mut self.conn)
+            .await?;
         Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
     }
 
@@ -176,15 +177,13 @@ impl Writer {
 impl KvBackend for SqliteKv {
     async fn get(&self, ns: &Namespace, key: &str) -> KvResult<Option<Vec<u8>>> {
         let open = self.open().await?;
-        let row = sqlx::query(
-            "SELECT value FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?",
-        )
-        .bind(&*ns.tenant)
-        .bind(&*ns.service)
-        .bind(&*ns.bucket)
-        .bind(key)
-        .fetch_optional(&open.readers)
-        .await?;
+        let row = sqlx::query(SELECT_VALUE)
+            .bind(&*ns.tenant)
+            .bind(&*ns.service)
+            .bind(&*ns.bucket)
+            .bind(key)
+            .fetch_optional(&open.readers)
+            .await?;
         Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
     }
 
