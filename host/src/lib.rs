@@ -6,7 +6,8 @@
 //! service gets there through `config` → `host` → `engine`.
 //!
 //! - [`admin`]: the admin API (axum): routes, auth, problem+json errors, OpenAPI.
-//! - [`control`]: the control plane's core API: upload, activate, split, roll back, delete.
+//! - [`control`]: the control plane's core API: upload, activate, split, roll back, delete;
+//!   its `table` module makes stored state live, its `rules` module checks changes.
 //! - [`store`]: durable state (SQLite via sqlx) and content-addressed component blobs.
 //! - [`logbook`]: each service's recent guest output, for the logs route.
 //! - [`config`]: `berth.toml`, checked with file and line before anything starts.
@@ -20,7 +21,10 @@
 //! - [`limits`]: per-service limits and the memory limiter.
 //! - [`quotas`]: per-tenant quotas: instance ceilings, concurrency, storage.
 //! - [`admission`]: per-tenant admission queue and CPU slots (fairness).
-//! - [`capabilities`]: what guests may reach: outbound HTTP, stdout/stderr capture.
+//! - [`capabilities`]: what guests may reach: outbound HTTP, service calls,
+//!   key-value, config, logging, stdout/stderr capture.
+//! - [`kv`]: key-value storage behind a backend trait (SQLite by default).
+//! - [`secrets`]: secret config values, sealed at rest.
 //! - [`error`]: request failures and the one mapping to HTTP status.
 //! - [`telemetry`]: logging set-up and request ids.
 //! - [`units`]: sizes and durations as people write them.

@@ -10,24 +10,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::admission::{TenantGate, default_cpu_slots};
-use crate::capabilities::ServiceCapabilities;
-use crate::config::{ServiceSpec, normalize_route, validate_config, validate_name};
-use crate::engine::EngineError;
-use crate::host::{DEFAULT_TENANT, Host, HostError, LoadedService};
-use crate::invoke::{HostState, ServiceVersion};
-use crate::limits::{Limits, LimitsSpec};
+use crate::admission::TenantGate;
+use crate::config::{ServiceSpec, normalize_route};
+use crate::host::{DEFAULT_TENANT, Host, LoadedService};
+use crate::invoke::HostState;
 use crate::logbook::Logbook;
-use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::quotas::TenantQuotas;
-use crate::router::{Backends, Route, RoutingTableBuilder};
+use crate::router::Route;
 use crate::secrets::{SealedSecret, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{
-    Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot, Store,
-    StoreError, TenantRecord, VersionRecord, now,
+    PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError, TenantRecord, VersionRecord, now,
 };
-use crate::telemetry::RequestCounters;
+
+mod rules;
+mod table;
+
+pub use rules::validate_label;
+use rules::{
+    check_capabilities, check_counts, compile_error, limits_spec, name, resolve_settings,
+    storage_exceeded, validate_domain,
+};
 
 /// Why a control-plane operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,30 +91,6 @@ pub struct Uploaded {
     /// False when the same bytes were already stored under the label.
     pub created: bool,
     pub compile_ms: u64,
-}
-
-/// Version labels: what authors write (`1.4.2`, `2026-11-27.1`, `canary`).
-pub fn validate_label(label: &str) -> Result<(), String> {
-    let mut chars = label.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
-    if first_ok && rest_ok && label.len() <= 64 {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid version label `{}`: use 1 to 64 letters, digits, `.`, `-`, `_` or `+`, starting with a letter or digit",
-            label.chars().take(80).collect::<String>()
-        ))
-    }
-}
-
-fn name(kind: &str, value: &str) -> Result<(), ControlError> {
-    validate_name(value).map_err(|m| {
-        ControlError::InvalidInput(format!(
-            "{kind}: {}",
-            m.chars().take(200).collect::<String>()
-        ))
-    })
 }
 
 pub struct ControlPlane {
@@ -481,317 +460,10 @@ impl ControlPlane {
         }
         Ok(())
     }
-
-    /// Rebuilds the routing table from the store and swaps it in. Versions
-    /// not yet linked in this process are loaded from their blobs (and the
-    /// compile cache).
-    pub async fn apply(&self) -> Result<(), ControlError> {
-        let mut applied = self.applied.lock().await;
-        let snapshot = self.store.snapshot().await?;
-        if snapshot.generation <= *applied && *applied >= 0 {
-            return Ok(());
-        }
-        self.link_missing(&snapshot).await?;
-        let table = self.build_table(&snapshot);
-        self.host.registry().replace(table);
-        *applied = snapshot.generation;
-        Ok(())
-    }
-
-    async fn link_missing(&self, snapshot: &Snapshot) -> Result<(), ControlError> {
-        let mut missing: Vec<String> = Vec::new();
-        {
-            let compiled = lock(&self.compiled);
-            for service in &snapshot.services {
-                for label in service.deployment.iter().flat_map(Deployment::labels) {
-                    if let Some(v) = service.version(label)
-                        && !compiled.contains_key(&v.digest)
-                        && !missing.contains(&v.digest)
-                    {
-                        missing.push(v.digest.clone());
-                    }
-                }
-            }
-        }
-        for digest in missing {
-            let host = Arc::clone(&self.host);
-            let blobs = self.blobs.clone();
-            let wanted = digest.clone();
-            let pre = tokio::task::spawn_blocking(move || {
-                let bytes = blobs.read(&wanted)?;
-                host.compile(&bytes)
-                    .map(|(_, pre)| pre)
-                    .map_err(|e| ControlError::Internal(format!("stored component {wanted}: {e}")))
-            })
-            .await
-            .map_err(|e| ControlError::Internal(e.to_string()))?;
-            match pre {
-                Ok(pre) => {
-                    lock(&self.compiled).insert(digest, pre);
-                }
-                // One broken blob must not keep every other service down.
-                Err(error) => tracing::error!(%digest, %error, "cannot load a deployed version"),
-            }
-        }
-        Ok(())
-    }
-
-    fn build_table(&self, snapshot: &Snapshot) -> crate::router::RoutingTable {
-        let compiled = lock(&self.compiled);
-        let mut builder = RoutingTableBuilder::new(&self.settings.base_domain, DEFAULT_TENANT);
-        let mut tenants: HashMap<&str, (TenantQuotas, Arc<TenantGate>)> = HashMap::new();
-        for tenant in &snapshot.tenants {
-            builder.tenant(&tenant.name, &tenant.domains);
-            let quotas = TenantQuotas::from_json(&tenant.limits).unwrap_or_else(|error| {
-                tracing::error!(tenant = %tenant.name, %error, "stored quotas are invalid; using defaults");
-                TenantQuotas::default()
-            });
-            let gate = self.gate(&tenant.name, &quotas);
-            tenants.insert(&tenant.name, (quotas, gate));
-        }
-        self.forget_gates(&tenants);
-        let default = tenants.get(DEFAULT_TENANT).cloned().unwrap_or_else(|| {
-            (
-                TenantQuotas::default(),
-                self.gate(DEFAULT_TENANT, &TenantQuotas::default()),
-            )
-        });
-        for route in &self.static_routes {
-            let backends = route.backends.map_versions(|v| {
-                let mut limited = v.with_gate(Arc::clone(&default.1));
-                limited.limits = v.limits.within(&default.0.instance);
-                limited.capabilities = Arc::new(ServiceCapabilities {
-                    kv_quota: default.0.kv,
-                    ..(*v.capabilities).clone()
-                });
-                limited
-            });
-            builder.route(
-                DEFAULT_TENANT,
-                Route {
-                    prefix: route.prefix.clone(),
-                    backends,
-                },
-            );
-        }
-        for service in &snapshot.services {
-            let (Some(route), Some(deployment)) = (&service.route, &service.deployment) else {
-                continue;
-            };
-            let Some((quotas, gate)) = tenants.get(service.tenant.as_str()) else {
-                continue;
-            };
-            let Ok((limits, outbound)) = resolve_settings(&service.settings, quotas) else {
-                tracing::error!(tenant = %service.tenant, service = %service.name, "stored settings are invalid; not serving");
-                continue;
-            };
-            let outbound = Arc::new(outbound);
-            let tenant: Arc<str> = Arc::from(service.tenant.as_str());
-            let name: Arc<str> = Arc::from(service.name.as_str());
-            let log = self.logbook.service(&service.tenant, &service.name);
-            let capabilities = Arc::new(ServiceCapabilities {
-                tenant: Arc::clone(&tenant),
-                service: Arc::clone(&name),
-                kv: Arc::clone(self.host.kv()),
-                buckets: ServiceCapabilities::buckets(&service.settings.buckets),
-                kv_quota: quotas.kv,
-                config: self.guest_config(service),
-            });
-            let requests = RequestCounters::new(&service.tenant, &service.name);
-            let mut versions = Vec::new();
-            for (label, weight) in &deployment.0 {
-                let Some(pre) = service
-                    .version(label)
-                    .and_then(|v| compiled.get(&v.digest).map(|pre| (v, pre)))
-                else {
-                    continue;
-                };
-                versions.push((
-                    *weight,
-                    Arc::new(ServiceVersion {
-                        tenant: Arc::clone(&tenant),
-                        service: Arc::clone(&name),
-                        version: Arc::from(label.as_str()),
-                        digest: pre.0.digest.clone(),
-                        limits,
-                        outbound: Arc::clone(&outbound),
-                        log: Some(Arc::clone(&log)),
-                        requests: requests.clone(),
-                        gate: Arc::clone(gate),
-                        capabilities: Arc::clone(&capabilities),
-                        pre: pre.1.clone(),
-                    }),
-                ));
-            }
-            if let Some(backends) = Backends::weighted(versions) {
-                builder.route(
-                    &service.tenant,
-                    Route {
-                        prefix: route.clone(),
-                        backends,
-                    },
-                );
-            }
-        }
-        builder.build()
-    }
-}
-
-impl ControlPlane {
-    /// What a service's guests read through `wasi:config`: its values and
-    /// its secrets, opened. A secret that cannot be opened is left out (and
-    /// logged without its value), so the guest sees it as unset.
-    fn guest_config(&self, service: &ServiceRecord) -> std::collections::BTreeMap<String, String> {
-        let mut config = service.settings.config.clone();
-        for (key, sealed) in &service.settings.secrets {
-            match sealed.open(self.settings.secrets_key.as_ref()) {
-                Ok(value) => {
-                    config.insert(key.clone(), value);
-                }
-                Err(error) => tracing::error!(
-                    tenant = %service.tenant, service = %service.name, key, %error,
-                    "secret left out of the service's configuration"
-                ),
-            }
-        }
-        config
-    }
-
-    /// The tenant's gate: the current one while it enforces these quotas, so
-    /// requests in flight stay counted, else a new one.
-    fn gate(&self, tenant: &str, quotas: &TenantQuotas) -> Arc<TenantGate> {
-        let slots = default_cpu_slots();
-        let mut gates = lock(&self.gates);
-        match gates.get(tenant) {
-            Some(gate) if gate.enforces(quotas, slots) => Arc::clone(gate),
-            _ => {
-                let gate = Arc::new(TenantGate::new(quotas, slots));
-                gates.insert(tenant.to_string(), Arc::clone(&gate));
-                gate
-            }
-        }
-    }
-
-    fn forget_gates<V>(&self, live: &HashMap<&str, V>) {
-        lock(&self.gates).retain(|tenant, _| live.contains_key(tenant.as_str()));
-    }
-}
-
-fn check_counts(
-    tenant: &str,
-    service: &str,
-    quotas: &TenantQuotas,
-    usage: &Usage,
-    service_exists: bool,
-) -> Result<(), ControlError> {
-    if !service_exists && usage.services >= quotas.services {
-        return Err(ControlError::QuotaExceeded(format!(
-            "tenant `{tenant}` has {} services, its limit; delete one before creating `{service}`",
-            usage.services
-        )));
-    }
-    if usage.versions >= quotas.versions {
-        return Err(ControlError::QuotaExceeded(format!(
-            "tenant `{tenant}` has {} versions, its limit; delete old versions before uploading",
-            usage.versions
-        )));
-    }
-    Ok(())
-}
-
-fn storage_exceeded(tenant: &str, quotas: &TenantQuotas, usage: &Usage) -> ControlError {
-    ControlError::StorageQuotaExceeded(format!(
-        "tenant `{tenant}` stores {} of its {} bytes of components; this upload does not fit (delete old versions)",
-        usage.bytes, quotas.storage_bytes
-    ))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Checks bucket names, configuration keys and values, and secret names.
-fn check_capabilities(settings: &ServiceSettings) -> Result<(), ControlError> {
-    for bucket in &settings.buckets {
-        validate_name(bucket).map_err(|m| ControlError::InvalidInput(format!("buckets: {m}")))?;
-    }
-    validate_config(&settings.config).map_err(ControlError::InvalidInput)?;
-    let names: std::collections::BTreeMap<String, String> = settings
-        .secrets
-        .keys()
-        .map(|k| (k.clone(), String::new()))
-        .collect();
-    validate_config(&names).map_err(|m| ControlError::InvalidInput(format!("secrets: {m}")))?;
-    if let Some(both) = settings
-        .secrets
-        .keys()
-        .find(|k| settings.config.contains_key(*k))
-    {
-        return Err(ControlError::InvalidInput(format!(
-            "`{both}` is set both as config and as a secret; keep one"
-        )));
-    }
-    Ok(())
-}
-
-fn limits_spec(settings: &ServiceSettings) -> Result<LimitsSpec, ControlError> {
-    serde_json::from_value(serde_json::Value::Object(settings.limits.clone()))
-        .map_err(|e| ControlError::InvalidInput(format!("limits: {e}")))
-}
-
-/// Turns stored settings into what an instance runs under: the service's own
-/// limits over its tenant's, and never above them (the tenant's may have been
-/// lowered since the service set its own).
-fn resolve_settings(
-    settings: &ServiceSettings,
-    quotas: &TenantQuotas,
-) -> Result<(Limits, OutboundPolicy), ControlError> {
-    let spec = limits_spec(settings)?;
-    let allowed = settings
-        .allowed_outbound_hosts
-        .iter()
-        .map(|h| {
-            h.parse::<AllowedHost>()
-                .map_err(|e| ControlError::InvalidInput(format!("allowed_outbound_hosts: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((
-        spec.apply_to(quotas.instance).within(&quotas.instance),
-        OutboundPolicy::new(allowed).allowing_private(quotas.private_outbound),
-    ))
-}
-
-fn validate_domain(domain: &str) -> Result<String, ControlError> {
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let ok = !domain.is_empty()
-        && domain.len() <= 253
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if ok {
-        Ok(domain)
-    } else {
-        Err(ControlError::InvalidInput(format!(
-            "invalid domain `{}`",
-            domain.chars().take(80).collect::<String>()
-        )))
-    }
-}
-
-/// Why a component was refused: what the author must change.
-fn compile_error(error: HostError) -> ControlError {
-    match error {
-        HostError::Engine(EngineError::NotAComponent(why)) => {
-            ControlError::Unprocessable(why.to_string())
-        }
-        HostError::Engine(EngineError::Compile(why)) => {
-            ControlError::Unprocessable(format!("component failed to compile: {why}"))
-        }
-        HostError::Link(link) => ControlError::Unprocessable(link.to_string()),
-        other => ControlError::Internal(other.to_string()),
-    }
 }

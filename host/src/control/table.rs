@@ -1,0 +1,212 @@
+//! Making the stored state live: link what is missing, build the routing
+//! table with each version's limits, gate and capabilities, swap it in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::rules::resolve_settings;
+use super::{ControlError, ControlPlane, lock};
+use crate::admission::{TenantGate, default_cpu_slots};
+use crate::capabilities::ServiceCapabilities;
+use crate::host::DEFAULT_TENANT;
+use crate::invoke::ServiceVersion;
+use crate::quotas::TenantQuotas;
+use crate::router::{Backends, Route, RoutingTableBuilder};
+use crate::store::{Deployment, ServiceRecord, Snapshot};
+use crate::telemetry::RequestCounters;
+
+impl ControlPlane {
+    /// Rebuilds the routing table from the store and swaps it in. Versions
+    /// not yet linked in this process are loaded from their blobs (and the
+    /// compile cache).
+    pub async fn apply(&self) -> Result<(), ControlError> {
+        let mut applied = self.applied.lock().await;
+        let snapshot = self.store.snapshot().await?;
+        if snapshot.generation <= *applied && *applied >= 0 {
+            return Ok(());
+        }
+        self.link_missing(&snapshot).await?;
+        let table = self.build_table(&snapshot);
+        self.host.registry().replace(table);
+        *applied = snapshot.generation;
+        Ok(())
+    }
+
+    async fn link_missing(&self, snapshot: &Snapshot) -> Result<(), ControlError> {
+        let mut missing: Vec<String> = Vec::new();
+        {
+            let compiled = lock(&self.compiled);
+            for service in &snapshot.services {
+                for label in service.deployment.iter().flat_map(Deployment::labels) {
+                    if let Some(v) = service.version(label)
+                        && !compiled.contains_key(&v.digest)
+                        && !missing.contains(&v.digest)
+                    {
+                        missing.push(v.digest.clone());
+                    }
+                }
+            }
+        }
+        for digest in missing {
+            let host = Arc::clone(&self.host);
+            let blobs = self.blobs.clone();
+            let wanted = digest.clone();
+            let pre = tokio::task::spawn_blocking(move || {
+                let bytes = blobs.read(&wanted)?;
+                host.compile(&bytes)
+                    .map(|(_, pre)| pre)
+                    .map_err(|e| ControlError::Internal(format!("stored component {wanted}: {e}")))
+            })
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
+            match pre {
+                Ok(pre) => {
+                    lock(&self.compiled).insert(digest, pre);
+                }
+                // One broken blob must not keep every other service down.
+                Err(error) => tracing::error!(%digest, %error, "cannot load a deployed version"),
+            }
+        }
+        Ok(())
+    }
+
+    fn build_table(&self, snapshot: &Snapshot) -> crate::router::RoutingTable {
+        let compiled = lock(&self.compiled);
+        let mut builder = RoutingTableBuilder::new(&self.settings.base_domain, DEFAULT_TENANT);
+        let mut tenants: HashMap<&str, (TenantQuotas, Arc<TenantGate>)> = HashMap::new();
+        for tenant in &snapshot.tenants {
+            builder.tenant(&tenant.name, &tenant.domains);
+            let quotas = TenantQuotas::from_json(&tenant.limits).unwrap_or_else(|error| {
+                tracing::error!(tenant = %tenant.name, %error, "stored quotas are invalid; using defaults");
+                TenantQuotas::default()
+            });
+            let gate = self.gate(&tenant.name, &quotas);
+            tenants.insert(&tenant.name, (quotas, gate));
+        }
+        self.forget_gates(&tenants);
+        let default = tenants.get(DEFAULT_TENANT).cloned().unwrap_or_else(|| {
+            (
+                TenantQuotas::default(),
+                self.gate(DEFAULT_TENANT, &TenantQuotas::default()),
+            )
+        });
+        for route in &self.static_routes {
+            let backends = route.backends.map_versions(|v| {
+                let mut limited = v.with_gate(Arc::clone(&default.1));
+                limited.limits = v.limits.within(&default.0.instance);
+                limited.capabilities = Arc::new(ServiceCapabilities {
+                    kv_quota: default.0.kv,
+                    ..(*v.capabilities).clone()
+                });
+                limited
+            });
+            builder.route(
+                DEFAULT_TENANT,
+                Route {
+                    prefix: route.prefix.clone(),
+                    backends,
+                },
+            );
+        }
+        for service in &snapshot.services {
+            let (Some(route), Some(deployment)) = (&service.route, &service.deployment) else {
+                continue;
+            };
+            let Some((quotas, gate)) = tenants.get(service.tenant.as_str()) else {
+                continue;
+            };
+            let Ok((limits, outbound)) = resolve_settings(&service.settings, quotas) else {
+                tracing::error!(tenant = %service.tenant, service = %service.name, "stored settings are invalid; not serving");
+                continue;
+            };
+            let outbound = Arc::new(outbound);
+            let tenant: Arc<str> = Arc::from(service.tenant.as_str());
+            let name: Arc<str> = Arc::from(service.name.as_str());
+            let log = self.logbook.service(&service.tenant, &service.name);
+            let capabilities = Arc::new(ServiceCapabilities {
+                tenant: Arc::clone(&tenant),
+                service: Arc::clone(&name),
+                kv: Arc::clone(self.host.kv()),
+                buckets: ServiceCapabilities::buckets(&service.settings.buckets),
+                kv_quota: quotas.kv,
+                config: self.guest_config(service),
+            });
+            let requests = RequestCounters::new(&service.tenant, &service.name);
+            let mut versions = Vec::new();
+            for (label, weight) in &deployment.0 {
+                let Some(pre) = service
+                    .version(label)
+                    .and_then(|v| compiled.get(&v.digest).map(|pre| (v, pre)))
+                else {
+                    continue;
+                };
+                versions.push((
+                    *weight,
+                    Arc::new(ServiceVersion {
+                        tenant: Arc::clone(&tenant),
+                        service: Arc::clone(&name),
+                        version: Arc::from(label.as_str()),
+                        digest: pre.0.digest.clone(),
+                        limits,
+                        outbound: Arc::clone(&outbound),
+                        log: Some(Arc::clone(&log)),
+                        requests: requests.clone(),
+                        gate: Arc::clone(gate),
+                        capabilities: Arc::clone(&capabilities),
+                        pre: pre.1.clone(),
+                    }),
+                ));
+            }
+            if let Some(backends) = Backends::weighted(versions) {
+                builder.route(
+                    &service.tenant,
+                    Route {
+                        prefix: route.clone(),
+                        backends,
+                    },
+                );
+            }
+        }
+        builder.build()
+    }
+}
+
+impl ControlPlane {
+    /// What a service's guests read through `wasi:config`: its values and
+    /// its secrets, opened. A secret that cannot be opened is left out (and
+    /// logged without its value), so the guest sees it as unset.
+    fn guest_config(&self, service: &ServiceRecord) -> std::collections::BTreeMap<String, String> {
+        let mut config = service.settings.config.clone();
+        for (key, sealed) in &service.settings.secrets {
+            match sealed.open(self.settings.secrets_key.as_ref()) {
+                Ok(value) => {
+                    config.insert(key.clone(), value);
+                }
+                Err(error) => tracing::error!(
+                    tenant = %service.tenant, service = %service.name, key, %error,
+                    "secret left out of the service's configuration"
+                ),
+            }
+        }
+        config
+    }
+
+    /// The tenant's gate: the current one while it enforces these quotas, so
+    /// requests in flight stay counted, else a new one.
+    fn gate(&self, tenant: &str, quotas: &TenantQuotas) -> Arc<TenantGate> {
+        let slots = default_cpu_slots();
+        let mut gates = lock(&self.gates);
+        match gates.get(tenant) {
+            Some(gate) if gate.enforces(quotas, slots) => Arc::clone(gate),
+            _ => {
+                let gate = Arc::new(TenantGate::new(quotas, slots));
+                gates.insert(tenant.to_string(), Arc::clone(&gate));
+                gate
+            }
+        }
+    }
+
+    fn forget_gates<V>(&self, live: &HashMap<&str, V>) {
+        lock(&self.gates).retain(|tenant, _| live.contains_key(tenant.as_str()));
+    }
+}
