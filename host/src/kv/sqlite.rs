@@ -35,6 +35,19 @@ CREATE TABLE IF NOT EXISTS kv (
 const SELECT_VALUE: &str =
     "SELECT value FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?";
 
+/// A statement on one key of a namespace, its four `?` bound in order.
+fn keyed<'q>(
+    sql: &'static str,
+    ns: &'q Namespace,
+    key: &'q str,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(sql)
+        .bind(&*ns.tenant)
+        .bind(&*ns.service)
+        .bind(&*ns.bucket)
+        .bind(key)
+}
+
 /// What a tenant stores now.
 #[derive(Debug, Clone, Copy, Default)]
 struct Usage {
@@ -118,11 +131,7 @@ impl Writer {
     }
 
     async fn current(&mut self, ns: &Namespace, key: &str) -> KvResult<Option<Vec<u8>>> {
-        let row = sqlx::query(SELECT_VALUE)
-            .bind(&*ns.tenant)
-            .bind(&*ns.service)
-            .bind(&*ns.bucket)
-            .bind(key)
+        let row = keyed(SELECT_VALUE, ns, key)
             .fetch_optional(&mut self.conn)
             .await?;
         Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
@@ -157,14 +166,12 @@ impl Writer {
                 usage.bytes, quota.total_bytes
             )));
         }
-        sqlx::query(
+        keyed(
             "INSERT INTO kv (tenant, service, bucket, key, value) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (tenant, service, bucket, key) DO UPDATE SET value = excluded.value",
+            ns,
+            key,
         )
-        .bind(&*ns.tenant)
-        .bind(&*ns.service)
-        .bind(&*ns.bucket)
-        .bind(key)
         .bind(value)
         .execute(&mut self.conn)
         .await?;
@@ -177,11 +184,7 @@ impl Writer {
 impl KvBackend for SqliteKv {
     async fn get(&self, ns: &Namespace, key: &str) -> KvResult<Option<Vec<u8>>> {
         let open = self.open().await?;
-        let row = sqlx::query(SELECT_VALUE)
-            .bind(&*ns.tenant)
-            .bind(&*ns.service)
-            .bind(&*ns.bucket)
-            .bind(key)
+        let row = keyed(SELECT_VALUE, ns, key)
             .fetch_optional(&open.readers)
             .await?;
         Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
@@ -197,14 +200,12 @@ impl KvBackend for SqliteKv {
     async fn delete(&self, ns: &Namespace, key: &str) -> KvResult<()> {
         let mut writer = self.open().await?.writer.lock().await;
         let usage = writer.usage(&ns.tenant).await?;
-        let removed = sqlx::query(
+        let removed = keyed(
             "DELETE FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?
              RETURNING length(key) + length(value)",
+            ns,
+            key,
         )
-        .bind(&*ns.tenant)
-        .bind(&*ns.service)
-        .bind(&*ns.bucket)
-        .bind(key)
         .fetch_optional(&mut writer.conn)
         .await?;
         if let Some(row) = removed {
@@ -222,13 +223,11 @@ impl KvBackend for SqliteKv {
 
     async fn exists(&self, ns: &Namespace, key: &str) -> KvResult<bool> {
         let open = self.open().await?;
-        let row = sqlx::query(
+        let row = keyed(
             "SELECT 1 FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?",
+            ns,
+            key,
         )
-        .bind(&*ns.tenant)
-        .bind(&*ns.service)
-        .bind(&*ns.bucket)
-        .bind(key)
         .fetch_optional(&open.readers)
         .await?;
         Ok(row.is_some())
