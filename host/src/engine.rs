@@ -137,6 +137,7 @@ impl BerthEngine {
             match self.deserialize(&artifact) {
                 Ok(component) => {
                     tracing::info!(%digest, cache = "hit", "component loaded from compile cache");
+                    crate::telemetry::metrics::compile_cache_hit();
                     return Ok(LoadedComponent {
                         component,
                         digest,
@@ -150,8 +151,11 @@ impl BerthEngine {
         }
 
         let started = Instant::now();
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| {
+            crate::telemetry::metrics::compiled("error", started.elapsed());
+            EngineError::Compile(format!("{e:#}"))
+        })?;
+        crate::telemetry::metrics::compiled("ok", started.elapsed());
         let compiled = component
             .serialize()
             .map_err(|e| EngineError::Compile(format!("{e:#}")))?;

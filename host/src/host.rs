@@ -15,7 +15,8 @@ use crate::kv::{KvBackend, KvQuota};
 use crate::quotas::TenantQuotas;
 use crate::registry::Registry;
 use crate::router::{Backends, Route, RoutingTable};
-use crate::telemetry::RequestCounters;
+use crate::telemetry::metrics::{KvCounters, ServiceMetrics};
+use crate::telemetry::stats::StatsBook;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -84,6 +85,9 @@ pub struct Host {
     /// The host itself, for service-to-service calls made by its guests.
     me: Weak<Host>,
     max_call_depth: u32,
+    /// Every service's usage figures.
+    stats: StatsBook,
+    max_instances: usize,
 }
 
 impl Host {
@@ -108,7 +112,23 @@ impl Host {
             kv,
             me: me.clone(),
             max_call_depth: settings.max_call_depth,
+            max_instances: settings.max_instances as usize,
+            stats: StatsBook::default(),
         }))
+    }
+
+    /// Every service's usage figures.
+    pub fn stats(&self) -> &StatsBook {
+        &self.stats
+    }
+
+    /// Instance slots in use, and how many there are.
+    pub fn instance_pool(&self) -> (usize, usize) {
+        let available = self.slots.available_permits();
+        (
+            self.max_instances.saturating_sub(available),
+            self.max_instances,
+        )
     }
 
     /// Where guests' key-value data lives.
@@ -189,7 +209,12 @@ impl Host {
                 limits: spec.limits,
                 outbound: Arc::new(spec.outbound.clone()),
                 log: None,
-                requests: RequestCounters::new(DEFAULT_TENANT, &spec.name),
+                metrics: Arc::new(ServiceMetrics::new(
+                    DEFAULT_TENANT,
+                    &spec.name,
+                    short_digest(&digest).as_str(),
+                    self.stats.service(DEFAULT_TENANT, &spec.name),
+                )),
                 gate: Arc::clone(&self.default_gate),
                 capabilities: Arc::new(ServiceCapabilities {
                     tenant: Arc::from(DEFAULT_TENANT),
@@ -198,6 +223,7 @@ impl Host {
                     buckets: ServiceCapabilities::buckets(&spec.buckets),
                     kv_quota: KvQuota::default(),
                     config: spec.config.clone(),
+                    kv_ops: Arc::new(KvCounters::new(DEFAULT_TENANT, &spec.name)),
                 }),
                 pre,
             });

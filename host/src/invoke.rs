@@ -30,7 +30,8 @@ use crate::error::RequestError;
 use crate::host::Host;
 use crate::limits::{InstanceMemoryLimiter, Limits};
 use crate::logbook::ServiceLog;
-use crate::telemetry::RequestCounters;
+use crate::telemetry::guest_clock::GuestClock;
+use crate::telemetry::metrics::ServiceMetrics;
 
 /// Largest `wasi:random` buffer one call may ask for; the host allocates it
 /// outside the guest's memory limit, so a larger ask traps instead.
@@ -59,6 +60,7 @@ pub struct HostState {
     cpu_ticks: u64,
     cpu_budget_ticks: u64,
     cpu_share: CpuShare,
+    guest_clock: Arc<GuestClock>,
 }
 
 impl WasiView for HostState {
@@ -125,7 +127,7 @@ pub struct ServiceVersion {
     pub outbound: Arc<OutboundPolicy>,
     /// Where guest output is kept for the admin API, for deployed services.
     pub log: Option<Arc<ServiceLog>>,
-    pub requests: RequestCounters,
+    pub metrics: Arc<ServiceMetrics>,
     /// The tenant's admission queue and CPU slots.
     pub gate: Arc<TenantGate>,
     pub capabilities: Arc<ServiceCapabilities>,
@@ -143,7 +145,7 @@ impl ServiceVersion {
             limits: self.limits,
             outbound: Arc::clone(&self.outbound),
             log: self.log.clone(),
-            requests: self.requests.clone(),
+            metrics: Arc::clone(&self.metrics),
             gate,
             capabilities: Arc::clone(&self.capabilities),
             pre: self.pre.clone(),
@@ -161,6 +163,8 @@ struct CappedBody<B> {
     /// The error a body over its limit ends with.
     too_large: fn(Option<u64>) -> wasmtime_wasi_http::Error,
     exceeded: Option<Arc<AtomicBool>>,
+    /// Counts the bytes that pass, when they are metered.
+    counted: Option<metrics::Counter>,
 }
 
 impl<B> Body for CappedBody<B>
@@ -188,6 +192,9 @@ where
                         return Poll::Ready(Some(Err((self.too_large)(Some(self.limit)))));
                     }
                     self.remaining -= len;
+                    if let Some(counter) = &self.counted {
+                        counter.increment(len);
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -229,6 +236,7 @@ fn limit_response(
             limit,
             too_large: wasmtime_wasi_http::Error::HttpResponseBodySize,
             exceeded: None,
+            counted: None,
         })
     }))
 }
@@ -306,18 +314,24 @@ where
             Ok(Err(_)) | Err(_) => return Err(RequestError::PoolExhausted),
         };
     let mut store = new_store(cx, version, &request_id, chain);
+    let instantiating = Instant::now();
     let proxy = match version.pre.instantiate_async(&mut store).await {
-        Ok(proxy) => proxy,
+        Ok(proxy) => {
+            version.metrics.instantiated(instantiating.elapsed());
+            proxy
+        }
         Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
             return Err(RequestError::PoolExhausted);
         }
         Err(e) => {
             let error = classify_failure(&e, &store, &limits);
             tracing::warn!(error = %format!("{e:#}"), "instantiation failed");
-            return Err(match error {
+            let error = match error {
                 RequestError::GuestTrap => RequestError::Instantiate,
                 other => other,
-            });
+            };
+            version.metrics.guest_failed(error.kind());
+            return Err(error);
         }
     };
 
@@ -328,6 +342,7 @@ where
         limit: limits.request_body_bytes,
         too_large: wasmtime_wasi_http::Error::HttpRequestBodySize,
         exceeded: Some(Arc::clone(&exceeded)),
+        counted: Some(version.metrics.bytes_in.clone()),
     });
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let (guest_request, outparam) = {
@@ -342,6 +357,7 @@ where
     };
 
     let wall_left = limits.wall_time.saturating_sub(started.elapsed());
+    let metrics = Arc::clone(&version.metrics);
     let guest = tokio::spawn(
         async move {
             let call = proxy
@@ -361,6 +377,12 @@ where
                     })
                 }
             };
+            if let GuestOutcome::Failed(failure) = &outcome {
+                metrics.guest_failed(failure.kind());
+            }
+            let state = store.data();
+            state.guest_clock.stop();
+            metrics.guest_used(state.guest_clock.total(), state.limiter.peak());
             // Dropping the store releases the instance's pool slot.
             drop(store);
             drop(slot);
@@ -452,6 +474,7 @@ fn new_store(
         cpu_ticks: 0,
         cpu_budget_ticks: version.limits.cpu_ticks(),
         cpu_share: version.gate.cpu_share(),
+        guest_clock: GuestClock::new(),
     };
     let mut store = Store::new(cx.engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -464,12 +487,28 @@ fn new_store(
         if state.cpu_ticks > state.cpu_budget_ticks {
             return Err(wasmtime::Error::new(CpuBudgetExhausted));
         }
-        Ok(UpdateDeadline::YieldCustom(1, state.cpu_share.next_slice()))
+        // The wait for the next slice is not the guest's CPU time.
+        state.guest_clock.stop();
+        let clock = Arc::clone(&state.guest_clock);
+        let next = state.cpu_share.next_slice();
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                next.await;
+                clock.start();
+            }),
+        ))
     });
     store.set_epoch_deadline(1);
     store.call_hook(|mut ctx, hook| {
-        if matches!(hook, CallHook::CallingHost) {
-            ctx.data_mut().cpu_share.release();
+        let state = ctx.data_mut();
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => state.guest_clock.start(),
+            CallHook::CallingHost => {
+                state.guest_clock.stop();
+                state.cpu_share.release();
+            }
+            CallHook::ReturningFromWasm => state.guest_clock.stop(),
         }
         Ok(())
     });

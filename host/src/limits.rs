@@ -178,6 +178,8 @@ pub struct InstanceMemoryLimiter {
     /// Set when a growth was refused, so a trap that follows can be reported
     /// as the memory limit rather than as a generic guest failure.
     pub limit_hit: bool,
+    /// The most memory and table space held at once.
+    peak: u64,
 }
 
 /// Bytes a table element is counted as: a pointer-sized reference.
@@ -189,7 +191,13 @@ impl InstanceMemoryLimiter {
             limit,
             used: 0,
             limit_hit: false,
+            peak: 0,
         }
+    }
+
+    /// The most memory and table space the instance held at once.
+    pub fn peak(&self) -> u64 {
+        self.peak
     }
 
     fn grow(&mut self, current: u64, desired: u64) -> bool {
@@ -200,6 +208,7 @@ impl InstanceMemoryLimiter {
             return false;
         }
         self.used = next;
+        self.peak = self.peak.max(next);
         true
     }
 }

@@ -10,11 +10,27 @@ use commands::client::{Client, ClientFlags, DeployArgs, TenantCommand, TokenComm
 #[derive(Parser)]
 #[command(name = "berth", version, about)]
 struct Cli {
-    /// Log one JSON object per line instead of text.
-    #[arg(long, global = true)]
+    /// How the host writes its log to stderr: `text`, or `json` (one
+    /// object per line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "BERTH_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// The same as `--log-format json`.
+    #[arg(long, global = true, hide = true)]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +91,13 @@ enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
+    /// Show request rate, errors, latency, CPU time and memory over the
+    /// last 1, 5 and 15 minutes, for one service or all of them.
+    Stats {
+        name: Option<String>,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
     /// Print a service's recent guest output.
     Logs {
         name: String,
@@ -88,7 +111,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    berth::telemetry::init(cli.log_json);
+    berth::telemetry::init(cli.log_json || cli.log_format == LogFormat::Json);
     let result = match cli.command {
         Command::Serve(cmd) => cmd.execute(),
         Command::Up(cmd) => cmd.execute(),
@@ -120,6 +143,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
                 Client::new(client)?.rollback(&name, to).await
             }
             Command::Delete { name, client } => Client::new(client)?.delete(&name).await,
+            Command::Stats { name, client } => Client::new(client)?.stats(name.as_deref()).await,
             Command::Config { args, client } => Client::new(client)?.config(args).await,
             Command::Logs {
                 name,

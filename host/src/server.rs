@@ -21,7 +21,9 @@ use crate::error::RequestError;
 use crate::host::Host;
 use crate::invoke::{ResponseBody, invoke};
 use crate::router::{path_info, roll};
+use crate::telemetry::metered::RequestRecord;
 use crate::telemetry::next_request_id;
+use crate::telemetry::otlp::{SpanRecord, Value};
 
 /// Headers a client may not set: the host sets them for the guest.
 const HOST_SET_HEADERS: [&str; 4] = [
@@ -181,6 +183,7 @@ pub async fn handle(
     front: &FrontDoor,
     request: http::Request<Incoming>,
 ) -> http::Response<ResponseBody> {
+    let started = std::time::Instant::now();
     let request_id = next_request_id();
     let uri_length = request
         .uri()
@@ -208,19 +211,44 @@ pub async fn handle(
         return RequestError::NoRoute.to_response(&request_id);
     };
     let version = Arc::clone(route.backends.pick(roll()));
+    let chain = CallChain::root(TraceContext::continuing(
+        request.headers().get("traceparent"),
+    ));
     let span = tracing::info_span!(
         "request",
         tenant = %version.tenant,
         service = %version.service,
         version = %version.version,
         request_id = %request_id,
+        trace_id = %format_args!("{:032x}", chain.trace.trace_id),
         http.request.method = %request.method(),
         url.path = path,
     );
+    let exported = SpanRecord::start(chain.trace, request.method(), &route.prefix).map(|mut s| {
+        s.set("url.path", Value::Str(path.to_string()));
+        s.set("url.scheme", Value::Str("http".into()));
+        if let Some(host) = authority {
+            s.set("server.address", Value::Str(host.to_string()));
+        }
+        if let Some(agent) = request
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            s.set("user_agent.original", Value::Str(agent.to_string()));
+        }
+        s.set(
+            "network.protocol.version",
+            Value::Str(protocol_version(request.version()).into()),
+        );
+        s.set("berth.tenant", Value::Str(version.tenant.to_string()));
+        s.set("berth.service", Value::Str(version.service.to_string()));
+        s.set("berth.version", Value::Str(version.version.to_string()));
+        s.set("berth.request_id", Value::Str(request_id.to_string()));
+        s
+    });
+    let record = RequestRecord::start(&version.metrics, started, exported);
     let info = path_info(&route.prefix, path).to_string();
-    let chain = CallChain::root(TraceContext::continuing(
-        request.headers().get("traceparent"),
-    ));
     let prefix = route.prefix.clone();
     set_host_headers(request.headers_mut(), &request_id, &prefix, &info, &chain);
     // Request ids are hex and dashes, always a valid header value.
@@ -239,7 +267,12 @@ pub async fn handle(
     let mut response = match result {
         _ if too_slow.load(Ordering::Relaxed) => RequestError::BodyTooSlow.to_response(&request_id),
         Ok(response) => response,
-        Err(error) => error.to_response(&request_id),
+        Err(error) => {
+            if error.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+                version.metrics.rejected(error.kind());
+            }
+            error.to_response(&request_id)
+        }
     };
     let headers = response.headers_mut();
     if let Some(v) = id_header {
@@ -250,8 +283,17 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&version.version) {
         headers.insert("x-berth-version", v);
     }
-    version.requests.record(response.status());
-    response
+    record.wrap(response)
+}
+
+fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
 }
 
 /// Open connections per client address.

@@ -3,6 +3,7 @@
 //! `/v1/openapi.json` is generated from the handlers' annotations.
 
 pub mod auth;
+mod observe;
 pub mod problem;
 mod services;
 mod system;
@@ -47,6 +48,7 @@ pub struct AdminState {
     tags(
         (name = "tenants", description = "Tenants and their tokens (operator)"),
         (name = "services", description = "Services, versions and deployments"),
+        (name = "observability", description = "Usage stats, deploy history, tenant metrics"),
         (name = "system", description = "Health, readiness, metrics")
     )
 )]
@@ -84,6 +86,10 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
         .routes(routes!(services::upload_version, services::delete_version))
         .routes(routes!(services::rollback))
         .routes(routes!(services::logs))
+        .routes(routes!(observe::service_stats_route))
+        .routes(routes!(observe::tenant_stats))
+        .routes(routes!(observe::history))
+        .routes(routes!(observe::tenant_metrics))
         .routes(routes!(tenants::whoami))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))

@@ -33,13 +33,17 @@ pub async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "system", security(()),
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let (in_use, capacity) = state.control.host().instance_pool();
+    crate::telemetry::metrics::instance_pool(in_use, capacity);
     let body = state
         .metrics
         .as_ref()
         .map(metrics_exporter_prometheus::PrometheusHandle::render)
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response()
 }
+
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 
 pub async fn not_found() -> Response {
     let id = REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default();

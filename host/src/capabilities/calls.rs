@@ -18,6 +18,8 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 use crate::error::RequestError;
 use crate::host::Host;
 use crate::router::roll;
+use crate::telemetry::metered::RequestRecord;
+use crate::telemetry::otlp::{SpanRecord, Value};
 
 /// The suffix that names a service of the caller's tenant.
 pub const INTERNAL_SUFFIX: &str = ".internal";
@@ -31,6 +33,8 @@ pub const DEFAULT_MAX_CALL_DEPTH: u32 = 10;
 pub struct TraceContext {
     pub trace_id: u128,
     pub span_id: u64,
+    /// The span this one is a child of, when there is one.
+    pub parent_span_id: Option<u64>,
     pub sampled: bool,
 }
 
@@ -39,14 +43,16 @@ impl TraceContext {
     /// the header is absent or malformed.
     pub fn continuing(traceparent: Option<&HeaderValue>) -> Self {
         match traceparent.and_then(|v| v.to_str().ok()).and_then(parse) {
-            Some((trace_id, sampled)) => Self {
+            Some((trace_id, parent, sampled)) => Self {
                 trace_id,
                 span_id: new_span_id(),
+                parent_span_id: Some(parent),
                 sampled,
             },
             None => Self {
                 trace_id: (u128::from(roll()) << 64 | u128::from(roll())).max(1),
                 span_id: new_span_id(),
+                parent_span_id: None,
                 sampled: true,
             },
         }
@@ -56,6 +62,7 @@ impl TraceContext {
     pub fn child(&self) -> Self {
         Self {
             span_id: new_span_id(),
+            parent_span_id: Some(self.span_id),
             ..*self
         }
     }
@@ -75,7 +82,7 @@ fn new_span_id() -> u64 {
 }
 
 /// `00-{32 hex}-{16 hex}-{2 hex}`, all-zero ids refused (W3C Trace Context).
-fn parse(value: &str) -> Option<(u128, bool)> {
+fn parse(value: &str) -> Option<(u128, u64, bool)> {
     let mut parts = value.trim().split('-');
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -88,7 +95,7 @@ fn parse(value: &str) -> Option<(u128, bool)> {
     let trace_id = u128::from_str_radix(trace, 16).ok()?;
     let parent_id = u64::from_str_radix(parent, 16).ok()?;
     let flags = u8::from_str_radix(flags, 16).ok()?;
-    (trace_id != 0 && parent_id != 0).then_some((trace_id, flags & 1 == 1))
+    (trace_id != 0 && parent_id != 0).then_some((trace_id, parent_id, flags & 1 == 1))
 }
 
 /// Where a request sits in a chain of service calls.
@@ -215,6 +222,7 @@ impl ServiceCalls {
         // Taken first, so that a call refused here leaves the caller's body
         // writes unharmed too.
         let mut request = request.map(|body| DrainOnDrop { inner: Some(body) });
+        let started = std::time::Instant::now();
         let depth = self.chain.depth + 1;
         if depth > self.max_depth {
             return Err(RequestError::CallDepthExceeded {
@@ -249,19 +257,36 @@ impl ServiceCalls {
             request_id = %self.request_id,
             depth,
         );
+        let exported = SpanRecord::start(chain.trace, request.method(), &prefix).map(|mut s| {
+            s.set("url.path", Value::Str(path.clone()));
+            s.set("berth.tenant", Value::Str(version.tenant.to_string()));
+            s.set("berth.service", Value::Str(version.service.to_string()));
+            s.set("berth.version", Value::Str(version.version.to_string()));
+            s.set("berth.request_id", Value::Str(self.request_id.to_string()));
+            s.set("berth.call.depth", Value::Int(i64::from(depth)));
+            s
+        });
+        let record = RequestRecord::start(&version.metrics, started, exported);
         let cx = host.invoke_context();
         let response =
             crate::invoke::invoke(&cx, &version, request, Arc::clone(&self.request_id), chain);
-        let response = tracing::Instrument::instrument(response, span).await;
-        let status = response
-            .as_ref()
-            .map_or_else(|e| e.status(), |r| r.status());
-        version.requests.record(status);
-        let mut response = response?;
+        let mut response = match tracing::Instrument::instrument(response, span).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::info!(
+                    tenant = %self.tenant, callee = service, request_id = %self.request_id,
+                    kind = error.kind(), "service call failed"
+                );
+                if error.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+                    version.metrics.rejected(error.kind());
+                }
+                error.to_response(&self.request_id)
+            }
+        };
         if let Ok(v) = HeaderValue::from_str(&version.version) {
             response.headers_mut().insert("x-berth-version", v);
         }
-        Ok(response)
+        Ok(record.wrap(response))
     }
 }
 
@@ -276,8 +301,10 @@ mod tests {
         let trace = TraceContext::continuing(Some(&incoming));
         assert_eq!(trace.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
         assert_ne!(trace.span_id, 0x00f067aa0ba902b7);
+        assert_eq!(trace.parent_span_id, Some(0x00f067aa0ba902b7));
         let child = trace.child();
         assert_eq!(child.trace_id, trace.trace_id);
+        assert_eq!(child.parent_span_id, Some(trace.span_id));
         assert!(
             child
                 .header()

@@ -9,6 +9,7 @@ use super::bindings::kv_store::{Error, KeyResponse};
 use super::bindings::{atomics, batch, kv_store};
 use crate::invoke::HostState;
 use crate::kv::{KvError, LIST_PAGE, Namespace};
+use crate::telemetry::metrics::KvOp;
 
 /// Keys one batch call may name.
 const MAX_BATCH_KEYS: usize = 1000;
@@ -38,7 +39,9 @@ fn guest_error(error: KvError) -> Error {
 type KvCall<T> = wasmtime::Result<Result<T, Error>>;
 
 impl HostState {
-    fn bucket(&self, bucket: &Resource<BucketHandle>) -> wasmtime::Result<Namespace> {
+    /// The namespace of an open bucket, counting the operation on it.
+    fn bucket(&self, bucket: &Resource<BucketHandle>, op: KvOp) -> wasmtime::Result<Namespace> {
+        self.capabilities.kv_ops.count(op);
         Ok(self.table.get(bucket)?.namespace.clone())
     }
 }
@@ -66,7 +69,7 @@ impl kv_store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> KvCall<Option<Vec<u8>>> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::Get)?;
         Ok(self
             .capabilities
             .kv
@@ -81,7 +84,7 @@ impl kv_store::HostBucket for HostState {
         key: String,
         value: Vec<u8>,
     ) -> KvCall<()> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::Set)?;
         let caps = &self.capabilities;
         Ok(caps
             .kv
@@ -91,7 +94,7 @@ impl kv_store::HostBucket for HostState {
     }
 
     async fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> KvCall<()> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::Delete)?;
         Ok(self
             .capabilities
             .kv
@@ -101,7 +104,7 @@ impl kv_store::HostBucket for HostState {
     }
 
     async fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> KvCall<bool> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::Exists)?;
         Ok(self
             .capabilities
             .kv
@@ -115,7 +118,7 @@ impl kv_store::HostBucket for HostState {
         bucket: Resource<BucketHandle>,
         cursor: Option<String>,
     ) -> KvCall<KeyResponse> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::ListKeys)?;
         let keys = match self
             .capabilities
             .kv
@@ -144,7 +147,7 @@ impl atomics::Host for HostState {
         key: String,
         delta: i64,
     ) -> KvCall<i64> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::Increment)?;
         let caps = &self.capabilities;
         Ok(caps
             .kv
@@ -160,6 +163,7 @@ impl atomics::Host for HostState {
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let handle = self.table.delete(cas)?;
         let caps = &self.capabilities;
+        caps.kv_ops.count(KvOp::Swap);
         let outcome = caps
             .kv
             .swap(
@@ -190,7 +194,7 @@ impl atomics::HostCas for HostState {
         bucket: Resource<BucketHandle>,
         key: String,
     ) -> KvCall<Resource<CasHandle>> {
-        let namespace = self.bucket(&bucket)?;
+        let namespace = self.bucket(&bucket, KvOp::Get)?;
         let seen = match self.capabilities.kv.get(&namespace, &key).await {
             Ok(seen) => seen,
             Err(e) => return Ok(Err(guest_error(e))),
@@ -227,7 +231,7 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
     ) -> KvCall<Vec<Option<(String, Vec<u8>)>>> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::GetMany)?;
         if let Some(error) = too_many(keys.len()) {
             return Ok(Err(error));
         }
@@ -246,7 +250,7 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvCall<()> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::SetMany)?;
         if let Some(error) = too_many(key_values.len()) {
             return Ok(Err(error));
         }
@@ -264,7 +268,7 @@ impl batch::Host for HostState {
         bucket: Resource<BucketHandle>,
         keys: Vec<String>,
     ) -> KvCall<()> {
-        let ns = self.bucket(&bucket)?;
+        let ns = self.bucket(&bucket, KvOp::DeleteMany)?;
         if let Some(error) = too_many(keys.len()) {
             return Ok(Err(error));
         }

@@ -27,6 +27,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::invoke::HostState;
 use crate::kv::{KvBackend, KvQuota};
+use crate::telemetry::metrics::KvCounters;
 
 /// The bucket every service has.
 pub const DEFAULT_BUCKET: &str = "default";
@@ -43,6 +44,8 @@ pub struct ServiceCapabilities {
     pub kv_quota: KvQuota,
     /// Configuration values and (decrypted) secrets, by key.
     pub config: BTreeMap<String, String>,
+    /// Key-value calls, counted for `/metrics`.
+    pub kv_ops: Arc<KvCounters>,
 }
 
 impl ServiceCapabilities {

@@ -8,6 +8,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::addresses::AddressPolicy;
 use super::calls::{ServiceCalls, internal_target};
+use crate::telemetry::metrics;
 
 /// How long resolving a destination's name may take.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -246,19 +247,35 @@ impl WasiHttpHooks for OutboundHooks {
         } else {
             None
         };
+        let kind = if internal.is_some() {
+            "internal"
+        } else {
+            "external"
+        };
         if let Some(refusal) = refused {
+            metrics::outbound(&self.calls.tenant, &self.service, kind, "refused");
             return self.refuse(&request, refusal);
         }
         self.remaining -= 1;
         if let Some(service) = internal {
+            metrics::outbound(&self.calls.tenant, &self.service, kind, "sent");
             return self.call_service(service, request);
         }
+        // The upstream continues this request's trace, unless the guest
+        // already set a trace context of its own.
+        if !request.headers().contains_key("traceparent")
+            && let Ok(value) = http::HeaderValue::from_str(&self.calls.chain.trace.header())
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
         let addresses = self.addresses.clone();
+        let tenant = Arc::clone(&self.calls.tenant);
         let (service, request_id) = (Arc::clone(&self.service), Arc::clone(&self.request_id));
         tracing::debug!(%service, %request_id, uri = %request.uri(), "outbound request");
         Box::new(async move {
             if let Err(refusal) = resolve_checked(&mut request, &addresses).await {
                 tracing::warn!(%service, %request_id, uri = %request.uri(), reason = %refusal, "outbound request denied");
+                metrics::outbound(&tenant, &service, "external", "refused");
                 return Err(refusal.to_http());
             }
             let uri = request.uri().clone();
@@ -266,7 +283,9 @@ impl WasiHttpHooks for OutboundHooks {
                 .await
                 .inspect_err(|error| {
                     tracing::info!(%service, %request_id, %uri, %error, "outbound request failed");
+                    metrics::outbound(&tenant, &service, "external", "failed");
                 })?;
+            metrics::outbound(&tenant, &service, "external", "sent");
             let response = response.map(BodyExt::boxed_unsync);
             Ok((
                 response,

@@ -631,7 +631,7 @@ fn serving(svc: &Value) -> String {
 }
 
 /// A text table: a header and one row per item, columns aligned.
-fn rows(v: &Value, header: &[&str], row: impl Fn(&Value) -> Vec<String>) -> String {
+pub(super) fn rows(v: &Value, header: &[&str], row: impl Fn(&Value) -> Vec<String>) -> String {
     let items = v.as_array().cloned().unwrap_or_default();
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     table.extend(items.iter().map(&row));

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod config;
 pub mod serve;
+pub mod stats;
 pub mod up;
 
 use anyhow::Context;

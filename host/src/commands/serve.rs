@@ -51,6 +51,13 @@ pub struct ServeCommand {
     /// How long compiling one uploaded component may take.
     #[arg(long, value_name = "DURATION", default_value = "2m")]
     compile_timeout: DurationSpec,
+    /// Export a span per request over OTLP/HTTP to this collector
+    /// (e.g. `http://127.0.0.1:4318`); without it no spans are exported.
+    #[arg(long, value_name = "URL", env = "BERTH_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Record no Prometheus metrics (for measuring what they cost).
+    #[arg(long, hide = true)]
+    no_metrics: bool,
     #[command(flatten)]
     host: HostFlags,
 }
@@ -76,14 +83,36 @@ impl ServeCommand {
         let (operator, source) =
             load_operator_token(std::env::var("BERTH_OPERATOR_TOKEN").ok(), &data_dir)
                 .context("cannot read or create the operator token")?;
-        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .ok();
+        let otlp = self
+            .otlp_endpoint
+            .as_deref()
+            .map(berth::telemetry::otlp::traces_url)
+            .transpose()?;
+        let metrics = if self.no_metrics {
+            None
+        } else {
+            berth::telemetry::metrics::install()
+        };
 
         let runtime = super::runtime()?;
         let front = self.host.front_door();
         let drain = self.host.drain_timeout.0;
         runtime.block_on(async move {
+            if let Some(url) = otlp {
+                tracing::info!(%url, "exporting spans over OTLP");
+                berth::telemetry::otlp::start(url)?;
+            }
+            if let Some(handle) = metrics.clone() {
+                // Histograms buffer samples until drained; a host nobody
+                // scrapes must not grow.
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        every.tick().await;
+                        handle.run_upkeep();
+                    }
+                });
+            }
             let store: Arc<dyn Store> = Arc::new(
                 SqliteStore::open(&data_dir.join("berth.db"))
                     .await

@@ -20,8 +20,10 @@ use crate::router::Route;
 use crate::secrets::{SealedSecret, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{
-    PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError, TenantRecord, VersionRecord, now,
+    DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError,
+    TenantRecord, VersionRecord, now, now_millis,
 };
+use crate::telemetry::metrics;
 
 mod rules;
 mod table;
@@ -162,6 +164,10 @@ impl ControlPlane {
         &self.store
     }
 
+    pub fn host(&self) -> &Arc<Host> {
+        &self.host
+    }
+
     pub fn logbook(&self) -> &Arc<Logbook> {
         &self.logbook
     }
@@ -216,6 +222,7 @@ impl ControlPlane {
     /// Removes the key-value data of a deleted tenant or service. The
     /// deletion itself already happened, so a failure here is logged.
     async fn forget_data(&self, tenant: &str, service: Option<&str>) {
+        self.host.stats().forget(tenant, service);
         if let Err(error) = self.host.kv().delete_scope(tenant, service).await {
             tracing::warn!(tenant, service, %error, "cannot delete key-value data");
         }
@@ -230,6 +237,29 @@ impl ControlPlane {
     /// Streams, checks, compiles and stores one version. Nothing is stored
     /// unless every step succeeds.
     pub async fn upload_version<S, E>(
+        &self,
+        tenant: &str,
+        service: &str,
+        label: &str,
+        body: S,
+    ) -> Result<Uploaded, ControlError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let started = Instant::now();
+        let outcome = self.upload(tenant, service, label, body).await;
+        metrics::deploy_finished(tenant, "upload", outcome.is_ok(), started.elapsed());
+        if let Ok(uploaded) = &outcome
+            && uploaded.created
+        {
+            let detail = format!("{label} ({})", uploaded.version.digest);
+            self.remember(tenant, service, "upload", detail).await;
+        }
+        outcome
+    }
+
+    async fn upload<S, E>(
         &self,
         tenant: &str,
         service: &str,
@@ -330,8 +360,12 @@ impl ControlPlane {
             })
             .await
         };
+        let started = Instant::now();
         match tokio::time::timeout(limit, job).await {
-            Err(_) => Err(ControlError::CompileTimeout(limit)),
+            Err(_) => {
+                metrics::compiled("timeout", started.elapsed());
+                Err(ControlError::CompileTimeout(limit))
+            }
             Ok(Err(join)) => Err(ControlError::Internal(format!(
                 "compile task failed: {join}"
             ))),
@@ -342,6 +376,39 @@ impl ControlPlane {
 
     /// Sets a service's route, deployment and settings in one change.
     pub async fn configure(
+        &self,
+        tenant: &str,
+        service: &str,
+        update: ServiceUpdate,
+    ) -> Result<ServiceRecord, ControlError> {
+        let started = Instant::now();
+        let action = if update.deployment.is_some() {
+            "deploy"
+        } else {
+            "configure"
+        };
+        let mut changed = Vec::new();
+        if let Some(route) = &update.route {
+            changed.push(format!("route {route}"));
+        }
+        if update.settings.is_some() {
+            changed.push("settings".to_string());
+        }
+        let outcome = self.reconfigure(tenant, service, update).await;
+        metrics::deploy_finished(tenant, action, outcome.is_ok(), started.elapsed());
+        if let Ok(record) = &outcome {
+            if action == "deploy"
+                && let Some(deployment) = &record.deployment
+            {
+                changed.insert(0, deployment.describe());
+            }
+            self.remember(tenant, service, action, changed.join("; "))
+                .await;
+        }
+        outcome
+    }
+
+    async fn reconfigure(
         &self,
         tenant: &str,
         service: &str,
@@ -390,6 +457,26 @@ impl ControlPlane {
         service: &str,
         to: Option<&str>,
     ) -> Result<ServiceRecord, ControlError> {
+        let started = Instant::now();
+        let outcome = self.roll_back(tenant, service, to).await;
+        metrics::deploy_finished(tenant, "rollback", outcome.is_ok(), started.elapsed());
+        if let Ok(record) = &outcome {
+            let to = record
+                .deployment
+                .as_ref()
+                .map_or_else(|| "nothing".to_string(), Deployment::describe);
+            self.remember(tenant, service, "rollback", format!("to {to}"))
+                .await;
+        }
+        outcome
+    }
+
+    async fn roll_back(
+        &self,
+        tenant: &str,
+        service: &str,
+        to: Option<&str>,
+    ) -> Result<ServiceRecord, ControlError> {
         let current = self.store.service(tenant, service).await?;
         let route = current.route.unwrap_or_else(|| format!("/{service}"));
         self.check_static_route(tenant, &route)?;
@@ -399,9 +486,41 @@ impl ControlPlane {
     }
 
     pub async fn delete_service(&self, tenant: &str, service: &str) -> Result<(), ControlError> {
-        self.store.delete_service(tenant, service).await?;
-        self.forget_data(tenant, Some(service)).await;
-        self.apply().await
+        let started = Instant::now();
+        let outcome = async {
+            self.store.delete_service(tenant, service).await?;
+            self.forget_data(tenant, Some(service)).await;
+            self.apply().await
+        }
+        .await;
+        metrics::deploy_finished(tenant, "delete", outcome.is_ok(), started.elapsed());
+        outcome
+    }
+
+    /// A service's deploy history, oldest first.
+    pub async fn history(
+        &self,
+        tenant: &str,
+        service: &str,
+        limit: u32,
+    ) -> Result<Vec<DeployEvent>, ControlError> {
+        self.store.service(tenant, service).await?;
+        Ok(self.store.history(tenant, service, limit).await?)
+    }
+
+    /// Appends to a service's deploy history. The change it records is
+    /// already made; a failure here loses only the history line.
+    async fn remember(&self, tenant: &str, service: &str, action: &str, detail: String) {
+        let event = DeployEvent {
+            tenant: tenant.to_string(),
+            service: service.to_string(),
+            at: now_millis(),
+            action: action.to_string(),
+            detail,
+        };
+        if let Err(error) = self.store.record_event(&event).await {
+            tracing::warn!(tenant, service, %error, "cannot record a deploy event");
+        }
     }
 
     pub async fn delete_version(

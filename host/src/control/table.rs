@@ -13,7 +13,7 @@ use crate::invoke::ServiceVersion;
 use crate::quotas::TenantQuotas;
 use crate::router::{Backends, Route, RoutingTableBuilder};
 use crate::store::{Deployment, ServiceRecord, Snapshot};
-use crate::telemetry::RequestCounters;
+use crate::telemetry::metrics::{KvCounters, ServiceMetrics};
 
 impl ControlPlane {
     /// Rebuilds the routing table from the store and swaps it in. Versions
@@ -130,8 +130,9 @@ impl ControlPlane {
                 buckets: ServiceCapabilities::buckets(&service.settings.buckets),
                 kv_quota: quotas.kv,
                 config: self.guest_config(service),
+                kv_ops: Arc::new(KvCounters::new(&service.tenant, &service.name)),
             });
-            let requests = RequestCounters::new(&service.tenant, &service.name);
+            let stats = self.host.stats().service(&service.tenant, &service.name);
             let mut versions = Vec::new();
             for (label, weight) in &deployment.0 {
                 let Some(pre) = service
@@ -150,7 +151,12 @@ impl ControlPlane {
                         limits,
                         outbound: Arc::clone(&outbound),
                         log: Some(Arc::clone(&log)),
-                        requests: requests.clone(),
+                        metrics: Arc::new(ServiceMetrics::new(
+                            &service.tenant,
+                            &service.name,
+                            label,
+                            Arc::clone(&stats),
+                        )),
                         gate: Arc::clone(gate),
                         capabilities: Arc::clone(&capabilities),
                         pre: pre.1.clone(),

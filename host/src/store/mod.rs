@@ -138,6 +138,43 @@ pub enum PutVersion {
     Unchanged,
 }
 
+/// One change to a service, for its deploy history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DeployEvent {
+    #[serde(skip)]
+    pub tenant: String,
+    #[serde(skip)]
+    pub service: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    /// `upload`, `deploy`, `configure` or `rollback`.
+    pub action: String,
+    /// What changed: the version uploaded, or the split now serving.
+    pub detail: String,
+}
+
+impl Deployment {
+    /// `v2` for a single version, `v1=90, v2=10` for a split.
+    pub fn describe(&self) -> String {
+        match self.active() {
+            Some(label) => label.to_string(),
+            None => self
+                .0
+                .iter()
+                .map(|(label, weight)| format!("{label}={weight}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Everything needed to rebuild the routing table.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -195,6 +232,16 @@ pub trait Store: Send + Sync {
         to: Option<&str>,
     ) -> StoreResult<ServiceRecord>;
     async fn delete_service(&self, tenant: &str, service: &str) -> StoreResult<()>;
+
+    /// Appends to a service's deploy history.
+    async fn record_event(&self, event: &DeployEvent) -> StoreResult<()>;
+    /// A service's latest `limit` events, oldest first.
+    async fn history(
+        &self,
+        tenant: &str,
+        service: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeployEvent>>;
 
     async fn snapshot(&self) -> StoreResult<Snapshot>;
     /// Every digest any version refers to, so unreferenced blobs can go.

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{
-    Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot, Store,
-    StoreError, StoreResult, TenantRecord, TokenRecord, VersionRecord, now,
+    DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot,
+    Store, StoreError, StoreResult, TenantRecord, TokenRecord, VersionRecord, now,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -314,6 +314,10 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("tenant `{name}`")));
         }
+        sqlx::query("DELETE FROM deploy_events WHERE tenant = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -546,9 +550,59 @@ impl Store for SqliteStore {
                 "service `{service}` of tenant `{tenant}`"
             )));
         }
+        sqlx::query("DELETE FROM deploy_events WHERE tenant = ? AND service = ?")
+            .bind(tenant)
+            .bind(service)
+            .execute(&mut *tx)
+            .await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn record_event(&self, event: &DeployEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO deploy_events (tenant, service, at, action, detail) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&event.tenant)
+        .bind(&event.service)
+        .bind(event.at)
+        .bind(&event.action)
+        .bind(&event.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        tenant: &str,
+        service: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeployEvent>> {
+        let rows = sqlx::query(
+            "SELECT at, action, detail FROM deploy_events WHERE tenant = ? AND service = ? \
+             ORDER BY at DESC LIMIT ?",
+        )
+        .bind(tenant)
+        .bind(service)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = rows
+            .iter()
+            .map(|row| {
+                Ok(DeployEvent {
+                    tenant: tenant.to_string(),
+                    service: service.to_string(),
+                    at: row.try_get("at")?,
+                    action: row.try_get("action")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        events.reverse();
+        Ok(events)
     }
 
     async fn snapshot(&self) -> StoreResult<Snapshot> {

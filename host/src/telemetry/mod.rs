@@ -1,4 +1,10 @@
-//! Logging set-up and request ids.
+//! Logging set-up, request ids, metrics and usage stats.
+
+pub mod guest_clock;
+pub mod metered;
+pub mod metrics;
+pub mod otlp;
+pub mod stats;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,28 +45,4 @@ pub fn next_request_id() -> Arc<str> {
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     Arc::from(format!("{prefix:08x}-{n:08x}"))
-}
-
-/// Requests answered by one service, by status class. The counters are
-/// registered once, when a version is loaded, so the request path only
-/// increments one.
-#[derive(Clone)]
-pub struct RequestCounters([metrics::Counter; 5]);
-
-impl RequestCounters {
-    pub fn new(tenant: &str, service: &str) -> Self {
-        Self(["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
-            metrics::counter!(
-                "berth_requests_total",
-                "tenant" => tenant.to_string(),
-                "service" => service.to_string(),
-                "status" => class,
-            )
-        }))
-    }
-
-    pub fn record(&self, status: http::StatusCode) {
-        let class = usize::from((status.as_u16() / 100).clamp(1, 5)) - 1;
-        self.0[class].increment(1);
-    }
 }

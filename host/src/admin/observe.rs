@@ -1,0 +1,133 @@
+//! What a tenant's services are doing: usage stats computed by the host,
+//! the deploy history, and the tenant's slice of `/metrics`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::header;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+use super::AdminState;
+use super::auth::Caller;
+use super::problem::{ApiError, Problem};
+use crate::store::DeployEvent;
+use crate::telemetry::metrics::tenant_view;
+use crate::telemetry::stats::StatsSummary;
+
+/// One service's figures.
+#[derive(Serialize, ToSchema)]
+pub struct ServiceStatsView {
+    pub service: String,
+    #[serde(flatten)]
+    pub stats: StatsSummary,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TenantStatsView {
+    pub services: Vec<ServiceStatsView>,
+}
+
+fn service_stats(state: &AdminState, tenant: &str, service: &str) -> ServiceStatsView {
+    let stats = state
+        .control
+        .host()
+        .stats()
+        .get(tenant, service)
+        .unwrap_or_default();
+    ServiceStatsView {
+        service: service.to_string(),
+        stats: stats.summary(),
+    }
+}
+
+/// Request rate, error rate, latency percentiles, guest CPU time and memory
+/// of one service over the last 1, 5 and 15 minutes, with a 5-second series.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/services/{service}/stats", tag = "observability",
+    params(("tenant" = String, Path), ("service" = String, Path)),
+    responses((status = 200, body = ServiceStatsView), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn service_stats_route(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service)): Path<(String, String)>,
+) -> Result<Json<ServiceStatsView>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    state.control.store().service(&tenant, &service).await?;
+    Ok(Json(service_stats(&state, &tenant, &service)))
+}
+
+/// The same figures for every service of the tenant.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/stats", tag = "observability",
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = TenantStatsView), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn tenant_stats(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<TenantStatsView>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    state.control.store().tenant(&tenant).await?;
+    let services = state.control.store().list_services(&tenant).await?;
+    Ok(Json(TenantStatsView {
+        services: services
+            .iter()
+            .map(|s| service_stats(&state, &tenant, &s.name))
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct HistoryQuery {
+    /// Most events returned, newest kept (default 50, at most 1000).
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryView {
+    pub events: Vec<DeployEvent>,
+}
+
+/// The service's deploy history, oldest first: uploads, activations,
+/// splits, rollbacks and configuration changes.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/services/{service}/history", tag = "observability",
+    params(("tenant" = String, Path), ("service" = String, Path), HistoryQuery),
+    responses((status = 200, body = HistoryView), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn history(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path((tenant, service)): Path<(String, String)>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<HistoryView>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let events = state.control.history(&tenant, &service, limit).await?;
+    Ok(Json(HistoryView { events }))
+}
+
+/// The tenant's series of `/metrics`, in the same Prometheus text format.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/metrics", tag = "observability",
+    params(("tenant" = String, Path)),
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn tenant_metrics(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_tenant(&tenant)?;
+    state.control.store().tenant(&tenant).await?;
+    let text = state
+        .metrics
+        .as_ref()
+        .map(|handle| tenant_view(&handle.render(), &tenant))
+        .unwrap_or_default();
+    Ok((
+        [(header::CONTENT_TYPE, super::system::PROMETHEUS_TEXT)],
+        text,
+    )
+        .into_response())
+}
