@@ -14,7 +14,7 @@ COMPONENTIZE_PY_VERSION := 0.25.1
 COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
 PYTHON_OUT   := components/target/python
 
-.PHONY: all setup components python-components build run test fmt-check lint unit e2e bench clean
+.PHONY: all setup browser components python-components build run test fmt-check lint unit e2e bench clean
 
 all: build components
 
@@ -61,7 +61,14 @@ lint: fmt-check
 LINTING := RUSTC_WORKSPACE_WRAPPER=clippy-driver \
 	CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 
-test: components fmt-check
+# The dashboard test drives a real headless browser: Debian's chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium; }
+
+test: components browser fmt-check
 	$(LINTING) $(CARGO) build --workspace --all-targets
 	$(LINTING) $(CARGO) test --workspace -- --test-threads=1
 

@@ -190,6 +190,7 @@ pub async fn handle(
         .path_and_query()
         .map_or(0, |p| p.as_str().len());
     if uri_length > front.max_uri_bytes {
+        crate::telemetry::metrics::unrouted("uri-too-long");
         return RequestError::UriTooLong {
             length: uri_length,
             limit: front.max_uri_bytes,
@@ -208,6 +209,7 @@ pub async fn handle(
         .or_else(|| request.uri().authority().map(|a| a.as_str()));
     let Some(route) = table.route(authority, path) else {
         tracing::debug!(request_id = %request_id, path, "no route");
+        crate::telemetry::metrics::unrouted("no-route");
         return RequestError::NoRoute.to_response(&request_id);
     };
     let version = Arc::clone(route.backends.pick(roll()));

@@ -13,6 +13,7 @@ mod durability;
 mod faults;
 mod hostile;
 mod limits;
+mod observability;
 mod outbound;
 mod quotas;
 mod routing;

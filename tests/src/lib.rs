@@ -1,6 +1,8 @@
 //! Test harness: start the real `berth` binary on `127.0.0.1:0`, find the
 //! components `make components` built, read the host's log and memory use.
 
+pub mod browser;
+pub mod collector;
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

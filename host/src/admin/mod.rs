@@ -8,6 +8,7 @@ pub mod problem;
 mod services;
 mod system;
 mod tenants;
+mod ui;
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -104,6 +105,10 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
                 async move { axum::Json(doc) }
             }),
         )
+        .route("/ui", axum::routing::get(ui::redirect))
+        .route("/ui/", axum::routing::get(ui::index))
+        .route("/ui/app.js", axum::routing::get(ui::script))
+        .route("/ui/app.css", axum::routing::get(ui::style))
         .fallback(system::not_found)
         .layer(axum::middleware::from_fn(with_request_id))
         .with_state(state)

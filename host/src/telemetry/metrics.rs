@@ -90,6 +90,10 @@ fn describe() {
         "Requests refused with 503 before a guest ran, by cause."
     );
     describe_gauge!("berth_requests_in_flight", "Requests being handled now.");
+    describe_counter!(
+        "berth_unrouted_requests_total",
+        "Requests refused before any service was chosen, by kind."
+    );
     describe_gauge!(
         "berth_instance_pool_in_use",
         "Instance slots in use, host-wide."
@@ -269,6 +273,12 @@ pub fn outbound(tenant: &str, service: &str, kind: &'static str, result: &'stati
         "result" => result,
     )
     .increment(1);
+}
+
+/// A request refused before it reached any service (no route, URI too
+/// long); it belongs to no tenant.
+pub fn unrouted(kind: &'static str) {
+    metrics::counter!("berth_unrouted_requests_total", "kind" => kind).increment(1);
 }
 
 /// The host's instance slots, set just before each scrape.

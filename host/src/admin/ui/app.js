@@ -1,0 +1,252 @@
+// Berth's dashboard: plain JavaScript over the admin API, no build step and
+// no request leaving this host. The token lives in sessionStorage only.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { token: null, tenant: null, service: null, poll: null, logs: null };
+
+class ApiError extends Error {}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {
+    ...options,
+    headers: { authorization: `Bearer ${state.token}`, ...(options.headers || {}) },
+  });
+  if (!response.ok) {
+    let detail = `${response.status} ${response.statusText}`;
+    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+    throw new ApiError(detail);
+  }
+  return response;
+}
+const json = async (path) => (await api(path)).json();
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text ?? "-";
+  row.appendChild(td);
+  return td;
+}
+
+function fill(table, items, cells, onClick) {
+  const body = $(table).querySelector("tbody");
+  body.replaceChildren();
+  for (const item of items) {
+    const row = document.createElement("tr");
+    for (const text of cells(item)) cell(row, text);
+    if (onClick) {
+      row.className = "link";
+      row.addEventListener("click", () => onClick(item, row));
+    }
+    body.appendChild(row);
+  }
+  return body;
+}
+
+const serving = (s) => s.active ?? (s.split
+  ? Object.entries(s.split).map(([l, w]) => `${l}=${w}`).join(", ") : "nothing");
+const ms = (x) => (x == null ? "-" : `${x.toFixed(x < 10 ? 2 : 0)} ms`);
+const when = (millis) => new Date(millis).toLocaleString();
+
+async function signIn(token) {
+  state.token = token;
+  const who = await json("/v1/whoami");
+  sessionStorage.setItem("berth-token", token);
+  $("sign-in-panel").hidden = true;
+  $("sign-out").hidden = false;
+  if (who.role === "operator") {
+    $("who").textContent = "operator";
+    $("tenants-panel").hidden = false;
+    const tenants = await json("/v1/tenants");
+    fill("tenants", tenants, (t) => [t.name, t.host], (t, row) => {
+      document.querySelectorAll("#tenants tr").forEach((r) => r.classList.remove("selected"));
+      row.classList.add("selected");
+      showTenant(t.name);
+    });
+  } else {
+    $("who").textContent = `tenant ${who.tenant}`;
+    await showTenant(who.tenant);
+  }
+}
+
+async function showTenant(tenant) {
+  state.tenant = tenant;
+  closeService();
+  $("tenant-name").textContent = tenant;
+  $("services-panel").hidden = false;
+  await refreshServices();
+  restartPolling();
+}
+
+async function refreshServices() {
+  const tenant = state.tenant;
+  const [services, stats] = await Promise.all([
+    json(`/v1/tenants/${tenant}/services`),
+    json(`/v1/tenants/${tenant}/stats`),
+  ]);
+  if (tenant !== state.tenant) return;
+  const byName = Object.fromEntries(stats.services.map((s) => [s.service, s.windows]));
+  $("no-services").hidden = services.length > 0;
+  const body = fill("services", services, (s) => {
+    const w = byName[s.name] || {};
+    return [s.name, s.route, serving(s), String(w["15m"]?.requests ?? 0),
+      String(w["15m"]?.errors ?? 0), ms(w["1m"]?.p99_ms)];
+  }, (s) => showService(s.name));
+  [...body.rows].forEach((row, i) => {
+    row.dataset.service = services[i].name;
+    row.classList.toggle("selected", services[i].name === state.service);
+  });
+}
+
+async function showService(name) {
+  state.service = name;
+  $("detail").hidden = false;
+  $("service-name").textContent = name;
+  $("follow").checked = false;
+  stopLogs();
+  await Promise.all([refreshService(), refreshLogs()]);
+  restartPolling();
+}
+
+function closeService() {
+  state.service = null;
+  stopLogs();
+  $("detail").hidden = true;
+}
+
+async function refreshService() {
+  const { tenant, service } = state;
+  const base = `/v1/tenants/${tenant}/services/${service}`;
+  const [info, stats, history] = await Promise.all([
+    json(base), json(`${base}/stats`), json(`${base}/history`),
+  ]);
+  if (service !== state.service) return;
+  $("service-route").textContent = info.route ?? "-";
+  $("service-serving").textContent = serving(info);
+  $("service-url").textContent = info.url ?? "";
+  $("service-url").href = info.url ?? "#";
+  const weight = (label) => (info.active === label ? "100%"
+    : info.split && info.split[label] ? `${info.split[label]}%` : "");
+  fill("versions", info.versions, (v) => [v.label, weight(v.label), v.digest, `${v.size} B`,
+    when(v.created_at * 1000)]);
+  fill("history", history.events.slice().reverse(), (e) => [when(e.at), e.action, e.detail]);
+  showStats(stats);
+}
+
+function showStats(stats) {
+  const w = stats.windows;
+  $("requests-15m").textContent = String(w["15m"].requests);
+  $("rate-1m").textContent = `${w["1m"].requests_per_second.toFixed(2)}/s`;
+  $("errors-15m").textContent = String(w["15m"].errors);
+  $("latency-1m").textContent = `${ms(w["1m"].p50_ms)} / ${ms(w["1m"].p99_ms)}`;
+  $("cpu-1m").textContent = ms(w["1m"].cpu_ms_per_request);
+  const peak = w["15m"].memory_peak_bytes;
+  $("memory-15m").textContent = peak ? `${(peak / 1048576).toFixed(1)} MiB` : "-";
+  const slot = stats.slot_seconds;
+  const now = Math.floor(Date.now() / 1000 / slot) * slot;
+  // 15 minutes of slots, empty ones as zero, so the time axis is even.
+  const points = new Map(stats.series.map((p) => [p.at, p]));
+  const slots = [];
+  for (let at = now - 179 * slot; at <= now; at += slot) slots.push(points.get(at) || { at });
+  draw("chart-rate", [slots.map((p) => (p.requests || 0) / slot)], ["#2f6db5"]);
+  draw("chart-errors", [slots.map((p) => (p.errors || 0) / slot)], ["#b3261e"]);
+  draw("chart-latency", [slots.map((p) => p.p50_ms || 0), slots.map((p) => p.p99_ms || 0)],
+    ["#2f6db5", "#d98a1c"]);
+}
+
+function draw(id, lines, colours) {
+  const svg = $(id);
+  svg.replaceChildren();
+  const top = Math.max(1e-9, ...lines.flat());
+  lines.forEach((values, i) => {
+    const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+    const step = 300 / Math.max(1, values.length - 1);
+    line.setAttribute("points", values.map((v, x) => `${x * step},${78 - (v / top) * 74}`).join(" "));
+    line.setAttribute("stroke", colours[i]);
+    svg.appendChild(line);
+  });
+  const label = document.createElementNS("http://www.w3.org/2000/svg", "title");
+  label.textContent = `max ${top.toFixed(2)}`;
+  svg.appendChild(label);
+}
+
+function showLog(line) {
+  const logs = $("logs");
+  const text = `${new Date(line.time_ms).toISOString()} ${line.level.padEnd(5)} ${line.version} ${line.request_id} ${line.message}\n`;
+  logs.append(text);
+  logs.scrollTop = logs.scrollHeight;
+}
+
+async function refreshLogs() {
+  const { tenant, service } = state;
+  const text = await (await api(`/v1/tenants/${tenant}/services/${service}/logs?limit=200`)).text();
+  if (service !== state.service) return;
+  $("logs").replaceChildren();
+  text.split("\n").filter(Boolean).forEach((l) => showLog(JSON.parse(l)));
+}
+
+function stopLogs() {
+  if (state.logs) state.logs.abort();
+  state.logs = null;
+}
+
+async function followLogs() {
+  stopLogs();
+  const controller = new AbortController();
+  state.logs = controller;
+  const { tenant, service } = state;
+  $("logs").replaceChildren();
+  try {
+    const response = await api(`/v1/tenants/${tenant}/services/${service}/logs?limit=200&follow=true`,
+      { signal: controller.signal });
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let pending = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      pending += decoder.decode(value, { stream: true });
+      const lines = pending.split("\n");
+      pending = lines.pop();
+      lines.filter(Boolean).forEach((l) => showLog(JSON.parse(l)));
+    }
+  } catch (e) {
+    if (e.name !== "AbortError") $("logs").append(`(log stream ended: ${e.message})\n`);
+  }
+}
+
+function restartPolling() {
+  clearInterval(state.poll);
+  state.poll = setInterval(async () => {
+    try {
+      if (state.tenant) await refreshServices();
+      if (state.service) await refreshService();
+      if (state.service && !state.logs) await refreshLogs();
+    } catch (e) {
+      $("who").textContent = `error: ${e.message}`;
+    }
+  }, 2000);
+}
+
+$("sign-in-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("sign-in-error").textContent = "";
+  try {
+    await signIn($("token").value.trim());
+  } catch (e) {
+    state.token = null;
+    $("sign-in-error").textContent = e instanceof ApiError ? `Sign-in failed: ${e.message}` : String(e);
+  }
+});
+
+$("follow").addEventListener("change", () => {
+  if ($("follow").checked) followLogs(); else { stopLogs(); refreshLogs(); }
+});
+
+$("sign-out").addEventListener("click", () => {
+  sessionStorage.removeItem("berth-token");
+  location.reload();
+});
+
+const saved = sessionStorage.getItem("berth-token");
+if (saved) signIn(saved).catch(() => sessionStorage.removeItem("berth-token"));
