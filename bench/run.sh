@@ -78,6 +78,42 @@ read -r W_RPS W_P50 W_P99 < <(run_contestant wasmtime 18082 "$WASMTIME" serve -S
 echo "berth..."
 read -r B_RPS B_P50 B_P99 < <(run_contestant berth 18083 target/release/berth up "$HELLO" --listen 127.0.0.1:18083 --data-dir "$WORK/berth-data")
 
+# What metrics and tracing cost: the same component under `berth serve`, once
+# with everything on (Prometheus metrics, info-level request spans, spans
+# exported over OTLP to a sink on CPU 1) and once with metrics off and the log
+# at warn, which skips the request spans.
+cat >"$WORK/bench.toml" <<TOML
+[[service]]
+name = "hello"
+component = "$PWD/$HELLO"
+route = "/"
+TOML
+python3 - >"$WORK/sink.log" 2>&1 <<'PY' &
+import http.server
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", 18090), Sink).serve_forever()
+PY
+SINK=$!
+PIDS+=("$SINK")
+taskset -cp 1 "$SINK" >/dev/null
+echo "berth serve, metrics and tracing on..."
+read -r O_RPS O_P50 O_P99 < <(run_contestant observed 18085 env BERTH_LOG=info \
+  target/release/berth serve --config "$WORK/bench.toml" --listen 127.0.0.1:18085 \
+  --admin-listen 127.0.0.1:0 --data-dir "$WORK/observed" --otlp-endpoint http://127.0.0.1:18090)
+echo "berth serve, metrics and tracing off..."
+read -r Q_RPS Q_P50 Q_P99 < <(run_contestant quiet 18086 env BERTH_LOG=warn \
+  target/release/berth serve --config "$WORK/bench.toml" --listen 127.0.0.1:18086 \
+  --admin-listen 127.0.0.1:0 --data-dir "$WORK/quiet" --no-metrics)
+kill "$SINK" 2>/dev/null || true
+
 echo "second start with a warm compile cache..."
 START_MS=$(python3 - "$HELLO" "$WORK/berth-data" <<'PY'
 import socket, subprocess, sys, time
@@ -119,6 +155,8 @@ cap() { echo "$CAPS" | grep "$1"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 R_WASMTIME=$(ratio "$B_RPS" "$W_RPS")
 R_NATIVE=$(ratio "$B_RPS" "$N_RPS")
+R_OBSERVED=$(ratio "$O_RPS" "$Q_RPS")
+COST=$(python3 -c "print(f'{(1 - $O_RPS/$Q_RPS) * 100:.1f}')")
 CPU=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs)
 
 cat >"$OUT" <<MD
@@ -140,6 +178,20 @@ All three serve the same answer; Berth and \`wasmtime serve -Scli\` (48.0.8) run
 - Berth / native hyper: **${R_NATIVE}×** throughput
 - $INVOKE (in process, no network: \`cargo bench -p berth --bench invoke\`)
 - Second start with a warm compile cache, process spawn to first 200 response: **${START_MS} ms** (median of 5)
+
+## What metrics and tracing cost
+
+The same \`hello\` under \`berth serve\` (one service from a config file at \`/\`), same pinning and
+load. "On" is the default (Prometheus metrics, usage stats, info-level request spans) plus
+\`--otlp-endpoint\`, exporting every request's span to a sink on CPU 1; "off" is \`--no-metrics\`
+with \`BERTH_LOG=warn\`, which skips the request spans (the usage stats stay on in both).
+
+| berth serve | requests/s | p50 | p99 |
+|---|---:|---:|---:|
+| metrics and tracing on, spans exported | $O_RPS | ${O_P50} ms | ${O_P99} ms |
+| metrics and tracing off | $Q_RPS | ${Q_P50} ms | ${Q_P99} ms |
+
+- on / off: **${R_OBSERVED}×** throughput (${COST}% lower)
 
 ## Deploys
 

@@ -15,8 +15,7 @@ use crate::kv::{KvBackend, KvQuota};
 use crate::quotas::TenantQuotas;
 use crate::registry::Registry;
 use crate::router::{Backends, Route, RoutingTable};
-use crate::telemetry::metrics::{KvCounters, ServiceMetrics};
-use crate::telemetry::stats::StatsBook;
+use crate::telemetry::book::TelemetryBook;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -86,7 +85,7 @@ pub struct Host {
     me: Weak<Host>,
     max_call_depth: u32,
     /// Every service's usage figures.
-    stats: StatsBook,
+    telemetry: TelemetryBook,
     max_instances: usize,
 }
 
@@ -113,13 +112,13 @@ impl Host {
             me: me.clone(),
             max_call_depth: settings.max_call_depth,
             max_instances: settings.max_instances as usize,
-            stats: StatsBook::default(),
+            telemetry: TelemetryBook::default(),
         }))
     }
 
     /// Every service's usage figures.
-    pub fn stats(&self) -> &StatsBook {
-        &self.stats
+    pub fn telemetry(&self) -> &TelemetryBook {
+        &self.telemetry
     }
 
     /// Instance slots in use, and how many there are.
@@ -209,12 +208,9 @@ impl Host {
                 limits: spec.limits,
                 outbound: Arc::new(spec.outbound.clone()),
                 log: None,
-                metrics: Arc::new(ServiceMetrics::new(
-                    DEFAULT_TENANT,
-                    &spec.name,
-                    short_digest(&digest).as_str(),
-                    self.stats.service(DEFAULT_TENANT, &spec.name),
-                )),
+                metrics: self
+                    .telemetry
+                    .version(DEFAULT_TENANT, &spec.name, &short_digest(&digest)),
                 gate: Arc::clone(&self.default_gate),
                 capabilities: Arc::new(ServiceCapabilities {
                     tenant: Arc::from(DEFAULT_TENANT),
@@ -223,7 +219,7 @@ impl Host {
                     buckets: ServiceCapabilities::buckets(&spec.buckets),
                     kv_quota: KvQuota::default(),
                     config: spec.config.clone(),
-                    kv_ops: Arc::new(KvCounters::new(DEFAULT_TENANT, &spec.name)),
+                    kv_ops: self.telemetry.kv(DEFAULT_TENANT, &spec.name),
                 }),
                 pre,
             });

@@ -26,7 +26,8 @@
 //! - [`kv`]: key-value storage behind a backend trait (SQLite by default).
 //! - [`secrets`]: secret config values, sealed at rest.
 //! - [`error`]: request failures and the one mapping to HTTP status.
-//! - [`telemetry`]: logging set-up and request ids.
+//! - [`telemetry`]: logging set-up, request ids, Prometheus metrics, the
+//!   usage stats behind `berth stats`, and OTLP span export.
 //! - [`units`]: sizes and durations as people write them.
 
 pub mod admin;

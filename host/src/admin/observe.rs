@@ -33,8 +33,8 @@ fn service_stats(state: &AdminState, tenant: &str, service: &str) -> ServiceStat
     let stats = state
         .control
         .host()
-        .stats()
-        .get(tenant, service)
+        .telemetry()
+        .stats(tenant, service)
         .unwrap_or_default();
     ServiceStatsView {
         service: service.to_string(),

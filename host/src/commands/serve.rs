@@ -170,6 +170,7 @@ impl ServeCommand {
                 println!("operator token written to {}", path.display());
             }
             println!("berth admin API listening on http://{admin_addr}");
+            println!("berth dashboard at http://{admin_addr}/ui/ (sign in with a token)");
             super::print_addresses(data_addr, control.static_services());
 
             let signal_state = Arc::clone(&state);

@@ -20,7 +20,7 @@ use crate::router::Route;
 use crate::secrets::{SealedSecret, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{
-    DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError,
+    DeployEvent, Usage, Deployment, PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError,
     TenantRecord, VersionRecord, now, now_millis,
 };
 use crate::telemetry::metrics;
@@ -119,14 +119,6 @@ pub struct ControlPlane {
     quota_check: tokio::sync::Mutex<()>,
 }
 
-/// What a tenant holds now, for its quotas.
-#[derive(Debug, Clone, Copy, Default)]
-struct Usage {
-    services: u32,
-    versions: u32,
-    bytes: u64,
-}
-
 impl ControlPlane {
     /// Opens the control plane over `store`, restores every deployment from
     /// it (from the compile cache where possible) and makes it live.
@@ -222,7 +214,7 @@ impl ControlPlane {
     /// Removes the key-value data of a deleted tenant or service. The
     /// deletion itself already happened, so a failure here is logged.
     async fn forget_data(&self, tenant: &str, service: Option<&str>) {
-        self.host.stats().forget(tenant, service);
+        self.host.telemetry().forget(tenant, service);
         if let Err(error) = self.host.kv().delete_scope(tenant, service).await {
             tracing::warn!(tenant, service, %error, "cannot delete key-value data");
         }
@@ -540,21 +532,7 @@ impl ControlPlane {
     }
 
     async fn usage(&self, tenant: &str) -> Result<Usage, ControlError> {
-        let services = self.store.list_services(tenant).await?;
-        let mut usage = Usage {
-            services: u32::try_from(services.len()).unwrap_or(u32::MAX),
-            ..Usage::default()
-        };
-        for service in &services {
-            usage.versions = usage
-                .versions
-                .saturating_add(u32::try_from(service.versions.len()).unwrap_or(u32::MAX));
-            usage.bytes = service
-                .versions
-                .iter()
-                .fold(usage.bytes, |sum, v| sum.saturating_add(v.size));
-        }
-        Ok(usage)
+        Ok(self.store.usage(tenant).await?)
     }
 
     /// The tenant's usage, once it is clear that one more version of

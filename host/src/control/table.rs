@@ -13,7 +13,6 @@ use crate::invoke::ServiceVersion;
 use crate::quotas::TenantQuotas;
 use crate::router::{Backends, Route, RoutingTableBuilder};
 use crate::store::{Deployment, ServiceRecord, Snapshot};
-use crate::telemetry::metrics::{KvCounters, ServiceMetrics};
 
 impl ControlPlane {
     /// Rebuilds the routing table from the store and swaps it in. Versions
@@ -130,9 +129,8 @@ impl ControlPlane {
                 buckets: ServiceCapabilities::buckets(&service.settings.buckets),
                 kv_quota: quotas.kv,
                 config: self.guest_config(service),
-                kv_ops: Arc::new(KvCounters::new(&service.tenant, &service.name)),
+                kv_ops: self.host.telemetry().kv(&service.tenant, &service.name),
             });
-            let stats = self.host.stats().service(&service.tenant, &service.name);
             let mut versions = Vec::new();
             for (label, weight) in &deployment.0 {
                 let Some(pre) = service
@@ -151,12 +149,11 @@ impl ControlPlane {
                         limits,
                         outbound: Arc::clone(&outbound),
                         log: Some(Arc::clone(&log)),
-                        metrics: Arc::new(ServiceMetrics::new(
+                        metrics: self.host.telemetry().version(
                             &service.tenant,
                             &service.name,
                             label,
-                            Arc::clone(&stats),
-                        )),
+                        ),
                         gate: Arc::clone(gate),
                         capabilities: Arc::clone(&capabilities),
                         pre: pre.1.clone(),

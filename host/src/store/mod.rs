@@ -138,6 +138,15 @@ pub enum PutVersion {
     Unchanged,
 }
 
+/// What a tenant's services and versions take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub services: u32,
+    pub versions: u32,
+    /// Component bytes over all versions.
+    pub bytes: u64,
+}
+
 /// One change to a service, for its deploy history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeployEvent {
@@ -242,6 +251,10 @@ pub trait Store: Send + Sync {
         service: &str,
         limit: u32,
     ) -> StoreResult<Vec<DeployEvent>>;
+
+    /// What the tenant's services and versions take, for its quotas; one
+    /// counting query, so checking a quota does not grow with the tenant.
+    async fn usage(&self, tenant: &str) -> StoreResult<Usage>;
 
     async fn snapshot(&self) -> StoreResult<Snapshot>;
     /// Every digest any version refers to, so unreferenced blobs can go.

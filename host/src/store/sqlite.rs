@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{
-    DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot,
+    DeployEvent, Deployment, Usage, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot,
     Store, StoreError, StoreResult, TenantRecord, TokenRecord, VersionRecord, now,
 };
 
@@ -558,6 +558,24 @@ impl Store for SqliteStore {
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn usage(&self, tenant: &str) -> StoreResult<Usage> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM services WHERE tenant = ?) AS services, \
+             COUNT(*) AS versions, COALESCE(SUM(size), 0) AS bytes \
+             FROM versions WHERE tenant = ?",
+        )
+        .bind(tenant)
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |name: &str| -> StoreResult<i64> { Ok(row.try_get::<i64, _>(name)?) };
+        Ok(Usage {
+            services: u32::try_from(count("services")?).unwrap_or(u32::MAX),
+            versions: u32::try_from(count("versions")?).unwrap_or(u32::MAX),
+            bytes: u64::try_from(count("bytes")?).unwrap_or(0),
+        })
     }
 
     async fn record_event(&self, event: &DeployEvent) -> StoreResult<()> {

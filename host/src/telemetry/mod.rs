@@ -1,5 +1,6 @@
 //! Logging set-up, request ids, metrics and usage stats.
 
+pub mod book;
 pub mod guest_clock;
 pub mod metered;
 pub mod metrics;

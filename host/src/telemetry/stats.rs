@@ -8,8 +8,7 @@
 //! service's first request: idle services cost a few words.
 
 use serde::Serialize;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds one slot covers.
@@ -235,38 +234,6 @@ pub struct SeriesPoint {
     pub errors: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
-}
-
-/// Every service's stats, kept across routing-table rebuilds so a deploy
-/// does not reset them.
-#[derive(Default)]
-pub struct StatsBook {
-    services: Mutex<HashMap<(String, String), Arc<ServiceStats>>>,
-}
-
-impl StatsBook {
-    pub fn service(&self, tenant: &str, service: &str) -> Arc<ServiceStats> {
-        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(
-            services
-                .entry((tenant.to_string(), service.to_string()))
-                .or_default(),
-        )
-    }
-
-    /// A service's stats, if it has any.
-    pub fn get(&self, tenant: &str, service: &str) -> Option<Arc<ServiceStats>> {
-        let services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services
-            .get(&(tenant.to_string(), service.to_string()))
-            .cloned()
-    }
-
-    /// Drops the stats of a deleted service (or, with `None`, tenant).
-    pub fn forget(&self, tenant: &str, service: Option<&str>) {
-        let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        services.retain(|(t, s), _| t != tenant || service.is_some_and(|name| name != s));
-    }
 }
 
 #[cfg(test)]
