@@ -137,7 +137,7 @@ impl BerthEngine {
             match self.deserialize(&artifact) {
                 Ok(component) => {
                     tracing::info!(%digest, cache = "hit", "component loaded from compile cache");
-                    crate::telemetry::metrics::compile_cache_hit();
+                    crate::telemetry::metrics::compile_cache_hit("disk");
                     return Ok(LoadedComponent {
                         component,
                         digest,

@@ -227,26 +227,26 @@ pub async fn handle(
         url.path = path,
     );
     let exported = SpanRecord::start(chain.trace, request.method(), &route.prefix).map(|mut s| {
-        s.set("url.path", Value::Str(path.to_string()));
-        s.set("url.scheme", Value::Str("http".into()));
+        s.set("url.path", Value::Str(path));
+        s.set("url.scheme", Value::Str("http"));
         if let Some(host) = authority {
-            s.set("server.address", Value::Str(host.to_string()));
+            s.set("server.address", Value::Str(host));
         }
         if let Some(agent) = request
             .headers()
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
         {
-            s.set("user_agent.original", Value::Str(agent.to_string()));
+            s.set("user_agent.original", Value::Str(agent));
         }
         s.set(
             "network.protocol.version",
-            Value::Str(protocol_version(request.version()).into()),
+            Value::Str(protocol_version(request.version())),
         );
-        s.set("berth.tenant", Value::Str(version.tenant.to_string()));
-        s.set("berth.service", Value::Str(version.service.to_string()));
-        s.set("berth.version", Value::Str(version.version.to_string()));
-        s.set("berth.request_id", Value::Str(request_id.to_string()));
+        s.set("berth.tenant", Value::Str(&version.tenant));
+        s.set("berth.service", Value::Str(&version.service));
+        s.set("berth.version", Value::Str(&version.version));
+        s.set("berth.request_id", Value::Str(&request_id));
         s
     });
     let record = RequestRecord::start(&version.metrics, started, exported);

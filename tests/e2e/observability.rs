@@ -209,8 +209,8 @@ async fn metrics_count_each_request_by_status_failure_and_operation() -> Result<
         2.0
     );
 
-    // Control-plane figures: three uploads and three activations, one compile
-    // per distinct component (the third deploy reuses the first's).
+    // Control-plane figures: acme uploaded two versions; each distinct
+    // component compiled once, and globex's copy of the probe reused it.
     assert_eq!(
         value(
             &all,

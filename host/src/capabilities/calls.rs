@@ -258,11 +258,11 @@ impl ServiceCalls {
             depth,
         );
         let exported = SpanRecord::start(chain.trace, request.method(), &prefix).map(|mut s| {
-            s.set("url.path", Value::Str(path.clone()));
-            s.set("berth.tenant", Value::Str(version.tenant.to_string()));
-            s.set("berth.service", Value::Str(version.service.to_string()));
-            s.set("berth.version", Value::Str(version.version.to_string()));
-            s.set("berth.request_id", Value::Str(self.request_id.to_string()));
+            s.set("url.path", Value::Str(&path));
+            s.set("berth.tenant", Value::Str(&version.tenant));
+            s.set("berth.service", Value::Str(&version.service));
+            s.set("berth.version", Value::Str(&version.version));
+            s.set("berth.request_id", Value::Str(&self.request_id));
             s.set("berth.call.depth", Value::Int(i64::from(depth)));
             s
         });

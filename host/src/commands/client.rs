@@ -633,8 +633,13 @@ fn serving(svc: &Value) -> String {
 /// A text table: a header and one row per item, columns aligned.
 pub(super) fn rows(v: &Value, header: &[&str], row: impl Fn(&Value) -> Vec<String>) -> String {
     let items = v.as_array().cloned().unwrap_or_default();
+    table(header, items.iter().map(row).collect())
+}
+
+/// Left-aligned columns, two spaces apart, under a header.
+pub(super) fn table(header: &[&str], body: Vec<Vec<String>>) -> String {
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    table.extend(items.iter().map(&row));
+    table.extend(body);
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             table

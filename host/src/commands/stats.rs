@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::client::{Client, rows, s};
+use super::client::{Client, s, table};
 
 const WINDOWS: [&str; 3] = ["1m", "5m", "15m"];
 
@@ -49,26 +49,11 @@ impl Client {
                 Some(all) => all.clone(),
                 None => vec![v.clone()],
             };
-            let table: Vec<Value> = services
-                .iter()
-                .flat_map(window_rows)
-                .map(|cells| Value::Array(cells.into_iter().map(Value::String).collect()))
-                .collect();
-            rows(
-                &Value::Array(table),
+            table(
                 &[
                     "SERVICE", "WINDOW", "RATE", "ERRORS", "P50", "P99", "CPU/REQ", "MEMORY",
                 ],
-                |row| {
-                    row.as_array()
-                        .map(|cells| {
-                            cells
-                                .iter()
-                                .map(|c| c.as_str().unwrap_or("-").to_string())
-                                .collect()
-                        })
-                        .unwrap_or_default()
-                },
+                services.iter().flat_map(window_rows).collect(),
             )
         });
         Ok(())

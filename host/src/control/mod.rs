@@ -20,8 +20,8 @@ use crate::router::Route;
 use crate::secrets::{SealedSecret, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{
-    DeployEvent, Usage, Deployment, PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError,
-    TenantRecord, VersionRecord, now, now_millis,
+    DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError,
+    TenantRecord, Usage, VersionRecord, now, now_millis,
 };
 use crate::telemetry::metrics;
 
@@ -294,7 +294,10 @@ impl ControlPlane {
         let linked = lock(&self.compiled).get(&received.digest).cloned();
         let pre = match linked {
             // The same bytes are already checked, compiled and linked here.
-            Some(pre) => pre,
+            Some(pre) => {
+                metrics::compile_cache_hit("memory");
+                pre
+            }
             None => {
                 let bytes = tokio::fs::read(received.path()).await.map_err(|e| {
                     ControlError::Internal(format!("cannot read the upload back: {e}"))

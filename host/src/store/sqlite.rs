@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{
-    DeployEvent, Deployment, Usage, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot,
-    Store, StoreError, StoreResult, TenantRecord, TokenRecord, VersionRecord, now,
+    DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot,
+    Store, StoreError, StoreResult, TenantRecord, TokenRecord, Usage, VersionRecord, now,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
