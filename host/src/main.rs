@@ -4,6 +4,12 @@ use clap::{Parser, Subcommand};
 
 mod commands;
 
+/// glibc's malloc showed as about a tenth of the host's CPU time under load
+/// (`perf`, `make bench`), and its heap consolidations slow every
+/// allocation after a large one (a span batch, a drained histogram).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use commands::client::{Client, ClientFlags, DeployArgs, TenantCommand, TokenCommand};
 
 /// Berth: a multi-tenant WebAssembly microservice host.
