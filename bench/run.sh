@@ -2,8 +2,8 @@
 # `make bench`: serve the same `hello` component with Berth and with
 # `wasmtime serve`, plus a native hyper server as the ceiling; drive each with
 # wrk on loopback, the server pinned to CPU 0 and wrk to CPU 1; then measure
-# in-process instantiate-and-handle and a warm second start. Writes
-# docs/benchmarks.md.
+# in-process instantiate-and-handle and a warm second start; compare `berth
+# serve` with metrics and span export on and off. Writes docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,12 +87,16 @@ name = "hello"
 component = "$PWD/$HELLO"
 route = "/"
 TOML
-python3 - >"$WORK/sink.log" 2>&1 <<'PY' &
-import http.server
+python3 - "$WORK/sink.bytes" >"$WORK/sink.log" 2>&1 <<'PY' &
+import http.server, sys
+received = 0
 class Sink(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        global received
+        received += len(self.rfile.read(int(self.headers.get("content-length", 0))))
+        with open(sys.argv[1], "w") as out:
+            out.write(str(received))
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
@@ -122,6 +126,8 @@ median_round() { sort -n "$1" | sed -n 2p; }
 read -r O_RPS O_P50 O_P99 < <(median_round "$WORK/observed.rounds")
 read -r Q_RPS Q_P50 Q_P99 < <(median_round "$WORK/quiet.rounds")
 kill "$SINK" 2>/dev/null || true
+SPAN_MIB=$(python3 -c "print(f'{int(open(\"$WORK/sink.bytes\").read()) / 1048576:.1f}')" 2>/dev/null || echo 0)
+[ "$SPAN_MIB" != "0" ] && [ "$SPAN_MIB" != "0.0" ] || { echo "the OTLP sink received no spans"; exit 1; }
 
 echo "second start with a warm compile cache..."
 START_MS=$(python3 - "$HELLO" "$WORK/berth-data" <<'PY'
@@ -202,7 +208,8 @@ span that tags log lines with tenant, service and request id) and keep the usage
 | metrics and tracing on, spans exported | $O_RPS | ${O_P50} ms | ${O_P99} ms |
 | metrics and tracing off | $Q_RPS | ${Q_P50} ms | ${Q_P99} ms |
 
-- on / off: **${R_OBSERVED}×** throughput (${COST}% lower)
+- on / off: **${R_OBSERVED}×** throughput (${COST}% lower); the sink received ${SPAN_MIB} MiB of spans
+  over the three "on" rounds
 
 ## Deploys
 
