@@ -107,8 +107,10 @@ PY
 SINK=$!
 PIDS+=("$SINK")
 taskset -cp 1 "$SINK" >/dev/null
-# Alternating rounds, each figure the median round by throughput: one round
-# of each says little on a noisy machine.
+# Five rounds, each "on" then "off" back to back: the machine's noise drifts
+# over minutes, so the ratio within a round is steadier than either figure
+# across rounds. Reported: the median of the five ratios, and each side's
+# median round.
 serve_hello() { # PORT DATA-DIR EXTRA...
   local port=$1 data=$2; shift 2
   run_contestant "$(basename "$data")" "$port" env BERTH_LOG=info target/release/berth serve \
@@ -116,15 +118,23 @@ serve_hello() { # PORT DATA-DIR EXTRA...
     --data-dir "$data" "$@"
 }
 : >"$WORK/observed.rounds"; : >"$WORK/quiet.rounds"
-for round in 1 2 3; do
-  echo "berth serve, metrics and tracing on (round $round of 3)..."
-  serve_hello 18085 "$WORK/observed$round" --otlp-endpoint http://127.0.0.1:18090 >>"$WORK/observed.rounds"
-  echo "berth serve, metrics and tracing off (round $round of 3)..."
-  serve_hello 18086 "$WORK/quiet$round" --no-metrics >>"$WORK/quiet.rounds"
+for round in 1 2 3 4 5; do
+  echo "berth serve, metrics and tracing on, then off (round $round of 5)..."
+  DURATION=6 serve_hello 18085 "$WORK/observed$round" --otlp-endpoint http://127.0.0.1:18090 >>"$WORK/observed.rounds"
+  DURATION=6 serve_hello 18086 "$WORK/quiet$round" --no-metrics >>"$WORK/quiet.rounds"
 done
-median_round() { sort -n "$1" | sed -n 2p; }
+median_round() { sort -n "$1" | sed -n 3p; }
 read -r O_RPS O_P50 O_P99 < <(median_round "$WORK/observed.rounds")
 read -r Q_RPS Q_P50 Q_P99 < <(median_round "$WORK/quiet.rounds")
+read -r R_OBSERVED COST PAIRS < <(python3 - "$WORK/observed.rounds" "$WORK/quiet.rounds" <<'PY'
+import statistics, sys
+on = [float(l.split()[0]) for l in open(sys.argv[1])]
+off = [float(l.split()[0]) for l in open(sys.argv[2])]
+ratios = [a / b for a, b in zip(on, off)]
+r = statistics.median(ratios)
+print(f"{r:.2f} {(1 - r) * 100:.1f} {','.join(f'{x:.2f}' for x in ratios)}")
+PY
+)
 kill "$SINK" 2>/dev/null || true
 SPAN_MIB=$(python3 -c "print(f'{int(open(\"$WORK/sink.bytes\").read()) / 1048576:.1f}')" 2>/dev/null || echo 0)
 [ "$SPAN_MIB" != "0" ] && [ "$SPAN_MIB" != "0.0" ] || { echo "the OTLP sink received no spans"; exit 1; }
@@ -170,8 +180,6 @@ cap() { echo "$CAPS" | grep "$1"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 R_WASMTIME=$(ratio "$B_RPS" "$W_RPS")
 R_NATIVE=$(ratio "$B_RPS" "$N_RPS")
-R_OBSERVED=$(ratio "$O_RPS" "$Q_RPS")
-COST=$(python3 -c "print(f'{(1 - $O_RPS/$Q_RPS) * 100:.1f}')")
 CPU=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs)
 
 cat >"$OUT" <<MD
@@ -197,7 +205,8 @@ All three serve the same answer; Berth and \`wasmtime serve -Scli\` (48.0.8) run
 ## What metrics and tracing cost
 
 The same \`hello\` under \`berth serve\` (one service from a config file at \`/\`), same pinning and
-load, three alternating rounds of each; the table shows each one's median round. "On" is the
+load, five rounds of 6 s, each "on" then "off" back to back; the table shows each side's median
+round, and the ratio is the median of the five rounds' ratios. "On" is the
 default (Prometheus metrics) plus \`--otlp-endpoint\`, exporting every request's span to a sink
 on CPU 1; "off" is \`--no-metrics\` without an OTLP endpoint. Both log at \`info\` (the request
 span that tags log lines with tenant, service and request id) and keep the usage stats that
@@ -208,8 +217,8 @@ span that tags log lines with tenant, service and request id) and keep the usage
 | metrics and tracing on, spans exported | $O_RPS | ${O_P50} ms | ${O_P99} ms |
 | metrics and tracing off | $Q_RPS | ${Q_P50} ms | ${Q_P99} ms |
 
-- on / off: **${R_OBSERVED}×** throughput (${COST}% lower); the sink received ${SPAN_MIB} MiB of spans
-  over the three "on" rounds
+- on / off: **${R_OBSERVED}×** throughput (${COST}% lower; the rounds' ratios: ${PAIRS}); the sink
+  received ${SPAN_MIB} MiB of spans over the "on" rounds
 
 ## Deploys
 

@@ -82,6 +82,18 @@ async fn hit(
     Ok(status)
 }
 
+/// Has the probe at `/p` of acme write `line` to its log.
+async fn log_line(host: &BerthProcess, line: &str) -> Result<()> {
+    let response = client()
+        .post(host.url("/p/log"))
+        .header("host", "acme.localhost")
+        .body(line.to_string())
+        .send()
+        .await?;
+    ensure!(response.status() == 204, "logging: {}", response.status());
+    Ok(())
+}
+
 async fn deploy(admin: &Admin, tenant: &str, service: &str, crate_name: &str) -> Result<()> {
     admin
         .deploy(
@@ -532,13 +544,7 @@ async fn json_logs_carry_the_request_span() -> Result<()> {
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     deploy(&acme, "acme", "p", "testing-capabilities").await?;
-    let response = client()
-        .post(host.url("/p/log"))
-        .header("host", "acme.localhost")
-        .body("a line for the json log")
-        .send()
-        .await?;
-    assert_eq!(response.status(), 204);
+    log_line(&host, "a line for the json log").await?;
     let line = host
         .wait_for_line(&["a line for the json log"], Duration::from_secs(5))
         .context("guest line not in the host log")?;
@@ -639,13 +645,7 @@ async fn the_dashboard_signs_in_and_shows_a_service_live_in_a_real_browser() -> 
         .await?;
 
     // Logs: recent lines, then followed live.
-    let logged = client()
-        .post(host.url("/p/log"))
-        .header("host", "acme.localhost")
-        .body("first line from the browser test")
-        .send()
-        .await?;
-    assert_eq!(logged.status(), 204);
+    log_line(&host, "first line from the browser test").await?;
     let logs = "document.getElementById('logs').textContent";
     browser
         .wait_for(
@@ -657,13 +657,7 @@ async fn the_dashboard_signs_in_and_shows_a_service_live_in_a_real_browser() -> 
         .eval("document.getElementById('follow').click(); true")
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let logged = client()
-        .post(host.url("/p/log"))
-        .header("host", "acme.localhost")
-        .body("followed line")
-        .send()
-        .await?;
-    assert_eq!(logged.status(), 204);
+    log_line(&host, "followed line").await?;
     browser
         .wait_for(
             &format!("{logs}.includes('followed line')"),
@@ -678,5 +672,58 @@ async fn the_dashboard_signs_in_and_shows_a_service_live_in_a_real_browser() -> 
     let origins: Vec<String> = serde_json::from_str(origins.as_str().unwrap_or("[]"))?;
     assert!(origins.len() > 1);
     assert!(origins.iter().all(|o| *o == admin_url), "{origins:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn outgoing_requests_carry_the_trace_to_the_upstream() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that keeps the head of the one request it gets.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let (head_tx, head_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        if let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            let _ = head_tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi")
+                .await;
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let config = berth_e2e::service(
+        "fetch",
+        "testing-fetch",
+        "/fetch",
+        &format!("allowed_outbound_hosts = [\"127.0.0.1:{port}\"]\nprivate_outbound = true"),
+    )?;
+    let host = BerthProcess::serve(&config, dir.path())?;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let response = client()
+        .get(host.url("/fetch"))
+        .header("x-fetch-url", format!("http://127.0.0.1:{port}/"))
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let head = tokio::time::timeout(Duration::from_secs(5), head_rx).await??;
+    let traceparent = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("traceparent:")
+                .map(|v| v.trim().to_string())
+        })
+        .with_context(|| format!("no traceparent upstream:\n{head}"))?;
+    // The same trace; the parent is the host's span for the request, not
+    // the client's.
+    assert!(
+        traceparent.starts_with(&format!("00-{trace}-")),
+        "{traceparent}"
+    );
+    assert!(!traceparent.contains("b7ad6b7169203331"), "{traceparent}");
+    assert!(traceparent.ends_with("-01"), "{traceparent}");
     Ok(())
 }
