@@ -307,11 +307,17 @@ where
     }
 
     let started = Instant::now();
-    let admission = version.gate.admit().await?;
+    // Refusals before any guest runs are counted here, where both the
+    // front door's requests and service calls pass.
+    let refused = |error: RequestError| {
+        version.metrics.rejected(error.kind());
+        error
+    };
+    let admission = version.gate.admit().await.map_err(refused)?;
     let slot =
         match tokio::time::timeout(cx.queue_timeout, Arc::clone(cx.slots).acquire_owned()).await {
             Ok(Ok(slot)) => slot,
-            Ok(Err(_)) | Err(_) => return Err(RequestError::PoolExhausted),
+            Ok(Err(_)) | Err(_) => return Err(refused(RequestError::PoolExhausted)),
         };
     let mut store = new_store(cx, version, &request_id, chain);
     let instantiating = Instant::now();
@@ -321,7 +327,7 @@ where
             proxy
         }
         Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
-            return Err(RequestError::PoolExhausted);
+            return Err(refused(RequestError::PoolExhausted));
         }
         Err(e) => {
             let error = classify_failure(&e, &store, &limits);

@@ -243,10 +243,12 @@ pub async fn handle(
             "network.protocol.version",
             Value::Str(protocol_version(request.version())),
         );
-        s.set("berth.tenant", Value::Str(&version.tenant));
-        s.set("berth.service", Value::Str(&version.service));
-        s.set("berth.version", Value::Str(&version.version));
-        s.set("berth.request_id", Value::Str(&request_id));
+        s.set_service(
+            &version.tenant,
+            &version.service,
+            &version.version,
+            &request_id,
+        );
         s
     });
     let record = RequestRecord::start(&version.metrics, started, exported);
@@ -269,12 +271,7 @@ pub async fn handle(
     let mut response = match result {
         _ if too_slow.load(Ordering::Relaxed) => RequestError::BodyTooSlow.to_response(&request_id),
         Ok(response) => response,
-        Err(error) => {
-            if error.status() == http::StatusCode::SERVICE_UNAVAILABLE {
-                version.metrics.rejected(error.kind());
-            }
-            error.to_response(&request_id)
-        }
+        Err(error) => error.to_response(&request_id),
     };
     let headers = response.headers_mut();
     if let Some(v) = id_header {

@@ -220,5 +220,26 @@ async fn a_tenant_past_its_concurrency_and_queue_gets_503_while_others_are_serve
     // Two ran; two waited 300 ms in the queue and gave up; six were turned
     // away at once.
     assert_eq!((served, refused), (2, 8));
+    // Each refusal is counted by its cause, for the refused tenant only.
+    let metrics = berth_e2e::client()
+        .get(format!(
+            "{}/metrics",
+            host.admin.clone().unwrap_or_default()
+        ))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let rejected: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("berth_rejected_requests_total{"))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(rejected[0].contains("tenant=\"busy\""), "{rejected:?}");
+    assert!(
+        rejected[0].contains("cause=\"tenant-busy\""),
+        "{rejected:?}"
+    );
+    assert!(rejected[0].ends_with(" 8"), "{rejected:?}");
     Ok(())
 }

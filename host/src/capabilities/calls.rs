@@ -259,10 +259,12 @@ impl ServiceCalls {
         );
         let exported = SpanRecord::start(chain.trace, request.method(), &prefix).map(|mut s| {
             s.set("url.path", Value::Str(&path));
-            s.set("berth.tenant", Value::Str(&version.tenant));
-            s.set("berth.service", Value::Str(&version.service));
-            s.set("berth.version", Value::Str(&version.version));
-            s.set("berth.request_id", Value::Str(&self.request_id));
+            s.set_service(
+                &version.tenant,
+                &version.service,
+                &version.version,
+                &self.request_id,
+            );
             s.set("berth.call.depth", Value::Int(i64::from(depth)));
             s
         });
@@ -277,9 +279,6 @@ impl ServiceCalls {
                     tenant = %self.tenant, callee = service, request_id = %self.request_id,
                     kind = error.kind(), "service call failed"
                 );
-                if error.status() == http::StatusCode::SERVICE_UNAVAILABLE {
-                    version.metrics.rejected(error.kind());
-                }
                 error.to_response(&self.request_id)
             }
         };

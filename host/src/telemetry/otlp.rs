@@ -265,6 +265,14 @@ impl SpanRecord {
         attribute(key, value, &mut self.attributes);
     }
 
+    /// Who handled the request: Berth's own attributes.
+    pub fn set_service(&mut self, tenant: &str, service: &str, version: &str, request_id: &str) {
+        self.set("berth.tenant", Value::Str(tenant));
+        self.set("berth.service", Value::Str(service));
+        self.set("berth.version", Value::Str(version));
+        self.set("berth.request_id", Value::Str(request_id));
+    }
+
     /// Ends the span and queues it for export.
     pub fn finish(self, status: http::StatusCode, body_bytes: u64) {
         let span = self.encode(status, body_bytes);
