@@ -14,7 +14,7 @@ COMPONENTIZE_PY_VERSION := 0.25.1
 COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
 PYTHON_OUT   := components/target/python
 
-.PHONY: all setup browser components python-components build run test fmt-check lint unit e2e bench clean
+.PHONY: postgres all setup browser components python-components build run test fmt-check lint unit e2e bench clean
 
 all: build components
 
@@ -70,7 +70,14 @@ browser:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium; }
 
-test: components browser fmt-check
+# The fleet tests start their own PostgreSQL servers: Debian's postgresql.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends postgresql; }
+
+test: components browser postgres fmt-check
 	$(LINTING) $(CARGO) build --workspace --all-targets
 	$(LINTING) $(CARGO) test --workspace -- --test-threads=1
 

@@ -94,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         data_dir: data.path().to_path_buf(),
         max_instances: 100,
         max_call_depth: 10,
+        kv: Default::default(),
     })?;
     host.load_services(&[spec("a", &component), spec("b", &component)])?;
     let version = host

@@ -10,6 +10,7 @@ use crate::capabilities::ServiceCapabilities;
 use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
 use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
+use crate::kv::postgres::PostgresKv;
 use crate::kv::sqlite::SqliteKv;
 use crate::kv::{KvBackend, KvQuota};
 use crate::quotas::TenantQuotas;
@@ -55,6 +56,18 @@ pub struct HostSettings {
     pub max_instances: u32,
     /// How deep a chain of service-to-service calls may go.
     pub max_call_depth: u32,
+    /// Where guests' key-value data lives.
+    pub kv: KvLocation,
+}
+
+/// Where guests' key-value data lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KvLocation {
+    /// `kv.db` in the data directory: one host's own.
+    #[default]
+    DataDir,
+    /// A Postgres database every host of a fleet shares.
+    Postgres(String),
 }
 
 /// What loading one service did.
@@ -96,7 +109,10 @@ impl Host {
             max_instances: settings.max_instances,
         })?;
         let linker = WorldLinker::new(engine.engine())?;
-        let kv: Arc<dyn KvBackend> = Arc::new(SqliteKv::new(&settings.data_dir.join("kv.db")));
+        let kv: Arc<dyn KvBackend> = match &settings.kv {
+            KvLocation::DataDir => Arc::new(SqliteKv::new(&settings.data_dir.join("kv.db"))),
+            KvLocation::Postgres(url) => Arc::new(PostgresKv::new(url)),
+        };
         Ok(Arc::new_cyclic(|me| Self {
             own_listeners: OnceLock::new(),
             no_listeners: Arc::from(Vec::new()),

@@ -684,12 +684,21 @@ async fn outgoing_requests_carry_the_trace_to_the_upstream() -> Result<()> {
     let (head_tx, head_rx) = tokio::sync::oneshot::channel::<String>();
     tokio::spawn(async move {
         if let Ok((mut stream, _)) = listener.accept().await {
+            // The whole head, however many reads it takes, before answering:
+            // an upstream that answers and closes early resets the client.
+            let mut head = Vec::new();
             let mut buf = vec![0u8; 8192];
-            let n = stream.read(&mut buf).await.unwrap_or(0);
-            let _ = head_tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = head_tx.send(String::from_utf8_lossy(&head).into_owned());
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nhi")
                 .await;
+            let _ = stream.shutdown().await;
         }
     });
     let dir = tempfile::tempdir()?;

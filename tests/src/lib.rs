@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod collector;
+pub mod postgres;
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

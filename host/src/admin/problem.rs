@@ -65,6 +65,9 @@ impl ApiError {
                 C::Store(S::NotFound(_)) => (StatusCode::NOT_FOUND, "not-found"),
                 C::Store(S::Conflict(_)) | C::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
                 C::Store(S::Invalid(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-reference"),
+                C::Store(s) if s.is_unavailable() => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "state-store-unavailable")
+                }
                 C::Store(_) | C::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 C::Upload(BlobError::TooLarge { .. }) => {
                     (StatusCode::PAYLOAD_TOO_LARGE, "upload-too-large")
@@ -91,7 +94,12 @@ impl IntoResponse for ApiError {
         let (status, kind) = self.classify();
         let request_id = REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default();
         // Internal failures are logged whole and answered without detail.
-        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        let detail = if kind == "state-store-unavailable" {
+            tracing::warn!(request_id = %request_id, error = %self, "state store unreachable");
+            "the host cannot reach its state store; it serves on from what it last synced, \
+             but changes are refused until the store is back"
+                .to_string()
+        } else if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(request_id = %request_id, error = %self, "admin request failed");
             "the host could not complete the request; see its log".to_string()
         } else {

@@ -16,16 +16,25 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The host has restored its state and accepts traffic.
+/// The host has restored its state and accepts traffic. A host whose shared
+/// state store is unreachable stays ready, since it serves on from the state
+/// it last synced, and says that changes are refused until the store is
+/// back.
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
     responses(
-        (status = 200, description = "Ready", body = String),
+        (status = 200, description = "Ready; the body says whether changes are accepted", body = String),
         (status = 503, description = "Starting or draining", body = String)))]
 pub async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
+    if !state.ready.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    } else if state.control.store_reachable() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        (
+            StatusCode::OK,
+            "ready; state store unreachable: serving the last synced state, changes refused\n",
+        )
+            .into_response()
     }
 }
 

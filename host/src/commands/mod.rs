@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth::body_rate::MinBodyRate;
-use berth::host::{Host, HostSettings, LoadedService};
+use berth::host::{Host, HostSettings, KvLocation, LoadedService};
 use berth::server::FrontDoor;
 use berth::units::{ByteSize, DurationSpec};
 
@@ -57,12 +57,17 @@ pub struct HostFlags {
 
 impl HostFlags {
     pub fn host(&self) -> anyhow::Result<Arc<Host>> {
+        self.host_with_kv(KvLocation::DataDir)
+    }
+
+    pub fn host_with_kv(&self, kv: KvLocation) -> anyhow::Result<Arc<Host>> {
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
         Ok(Host::new(&HostSettings {
             data_dir: self.data_dir.clone(),
             max_instances: self.max_instances,
             max_call_depth: self.max_call_depth,
+            kv,
         })?)
     }
 

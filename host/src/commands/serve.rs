@@ -11,10 +11,11 @@ use std::time::Duration;
 use berth::admin::AdminState;
 use berth::admin::auth::{OperatorTokenSource, load_operator_token};
 use berth::control::{ControlPlane, ControlSettings};
+use berth::host::KvLocation;
 use berth::logbook::Logbook;
 use berth::store::Store;
 use berth::store::blobs::BlobStore;
-use berth::store::sqlite::SqliteStore;
+use berth::store::sql::SqlStore;
 use berth::units::{ByteSize, DurationSpec};
 
 use super::HostFlags;
@@ -55,11 +56,36 @@ pub struct ServeCommand {
     /// (e.g. `http://127.0.0.1:4318`); without it no spans are exported.
     #[arg(long, value_name = "URL", env = "BERTH_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Where the host's state lives: `sqlite` (the default: a database in
+    /// the data directory) or a `postgres://` URL that a fleet of hosts
+    /// shares, with their components and key-value data.
+    #[arg(long, value_name = "URL", default_value = "sqlite", env = "BERTH_STORE", value_parser = parse_store)]
+    store: StoreLocation,
+    /// How often the host checks the shared store for changes other hosts
+    /// made (Postgres also wakes it at once).
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    sync_interval: DurationSpec,
     /// Record no Prometheus metrics (for measuring what they cost).
     #[arg(long, hide = true)]
     no_metrics: bool,
     #[command(flatten)]
     host: HostFlags,
+}
+
+#[derive(Debug, Clone)]
+enum StoreLocation {
+    Sqlite,
+    Postgres(String),
+}
+
+fn parse_store(text: &str) -> Result<StoreLocation, String> {
+    if text == "sqlite" {
+        Ok(StoreLocation::Sqlite)
+    } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        Ok(StoreLocation::Postgres(text.to_string()))
+    } else {
+        Err("expected `sqlite` or a `postgres://user:password@host/database` URL".into())
+    }
 }
 
 impl ServeCommand {
@@ -78,7 +104,10 @@ impl ServeCommand {
             Ok(text) => Some(berth::secrets::SecretsKey::from_hex(&text)?),
             Err(_) => None,
         };
-        let host = self.host.host()?;
+        let host = self.host.host_with_kv(match &self.store {
+            StoreLocation::Sqlite => KvLocation::DataDir,
+            StoreLocation::Postgres(url) => KvLocation::Postgres(url.clone()),
+        })?;
         let data_dir = self.host.data_dir.clone();
         let (operator, source) =
             load_operator_token(std::env::var("BERTH_OPERATOR_TOKEN").ok(), &data_dir)
@@ -113,11 +142,19 @@ impl ServeCommand {
                     }
                 });
             }
-            let store: Arc<dyn Store> = Arc::new(
-                SqliteStore::open(&data_dir.join("berth.db"))
-                    .await
-                    .context("cannot open the state database")?,
-            );
+            let store: Arc<dyn Store> = match &self.store {
+                StoreLocation::Sqlite => Arc::new(
+                    SqlStore::open_sqlite(&data_dir.join("berth.db"))
+                        .await
+                        .context("cannot open the state database")?,
+                ),
+                StoreLocation::Postgres(url) => Arc::new(
+                    SqlStore::open_postgres(url)
+                        .await
+                        .context("cannot connect to the Postgres state store")?,
+                ),
+            };
+            let shared = matches!(self.store, StoreLocation::Postgres(_));
             let blobs = BlobStore::open(data_dir.join("blobs"))
                 .context("cannot open the component store")?;
             let control = ControlPlane::open(
@@ -134,6 +171,10 @@ impl ServeCommand {
                 &specs,
             )
             .await?;
+            if shared {
+                // Other hosts change the state too; this host follows.
+                control.spawn_sync(self.sync_interval.0);
+            }
 
             let data = tokio::net::TcpListener::bind(self.listen)
                 .await

@@ -26,6 +26,7 @@ use crate::store::{
 use crate::telemetry::metrics;
 
 mod rules;
+mod sync;
 mod table;
 
 pub use rules::validate_label;
@@ -117,6 +118,8 @@ pub struct ControlPlane {
     /// Makes "check the quota, then store the version" one step, so two
     /// uploads cannot both take the last place.
     quota_check: tokio::sync::Mutex<()>,
+    /// Whether the last contact with the store worked; see `sync`.
+    store_reachable: std::sync::atomic::AtomicBool,
 }
 
 impl ControlPlane {
@@ -147,6 +150,7 @@ impl ControlPlane {
             gates: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
             compiling: Arc::new(tokio::sync::Semaphore::new(1)),
+            store_reachable: true.into(),
         });
         control.apply().await?;
         Ok(control)
@@ -309,9 +313,15 @@ impl ControlPlane {
         let digest = received.digest.clone();
         let size = received.size;
         let blobs = self.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.persist(received))
+        let path = tokio::task::spawn_blocking(move || blobs.persist(received))
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))??;
+        if self.store.holds_blobs() {
+            // Before any version names the digest, so every host that sees
+            // the version can fetch its bytes.
+            let bytes = tokio::fs::read(&path).await.map_err(BlobError::Io)?;
+            self.store.put_blob(&digest, &bytes).await?;
+        }
         lock(&self.compiled).insert(digest.clone(), pre);
 
         let version = VersionRecord {

@@ -47,11 +47,19 @@ impl ControlPlane {
             }
         }
         for digest in missing {
+            let bytes = match self.component_bytes(&digest).await {
+                Ok(bytes) => bytes,
+                Err(ControlError::Store(error)) if error.is_unavailable() => {
+                    return Err(error.into());
+                }
+                Err(error) => {
+                    tracing::error!(%digest, %error, "cannot load a deployed version");
+                    continue;
+                }
+            };
             let host = Arc::clone(&self.host);
-            let blobs = self.blobs.clone();
             let wanted = digest.clone();
             let pre = tokio::task::spawn_blocking(move || {
-                let bytes = blobs.read(&wanted)?;
                 host.compile(&bytes)
                     .map(|(_, pre)| pre)
                     .map_err(|e| ControlError::Internal(format!("stored component {wanted}: {e}")))

@@ -6,6 +6,7 @@
 //! directory; a backend for a fleet (Postgres, Redis) implements
 //! [`KvBackend`] the same way.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -120,10 +121,58 @@ pub fn check_entry(key: &str, value: Option<&[u8]>, quota: &KvQuota) -> KvResult
     Ok(())
 }
 
+/// What the counter stored as `old` (absent counts as 0) becomes after
+/// adding `delta`.
+pub fn incremented(old: Option<&[u8]>, delta: i64) -> KvResult<i64> {
+    let base = old.map(parse_counter).transpose()?.unwrap_or(0);
+    base.checked_add(delta)
+        .ok_or_else(|| KvError::Invalid("the counter would overflow".into()))
+}
+
 /// The counter a value holds: decimal text, which also reads as a JSON number.
 pub fn parse_counter(value: &[u8]) -> KvResult<i64> {
     std::str::from_utf8(value)
         .ok()
         .and_then(|s| s.trim().parse::<i64>().ok())
         .ok_or_else(|| KvError::Invalid("the value is not a decimal integer".into()))
+}
+
+/// What a tenant stores now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub keys: u64,
+    /// Keys and values together.
+    pub bytes: u64,
+}
+
+/// What the tenant stores once `value` replaces `old` at `key`, if its
+/// quota allows that.
+pub fn usage_after_write(
+    usage: Usage,
+    key: &str,
+    old: Option<&[u8]>,
+    value: &[u8],
+    quota: &KvQuota,
+) -> KvResult<Usage> {
+    check_entry(key, Some(value), quota)?;
+    let entry = |value: &[u8]| (key.len() + value.len()) as u64;
+    let new_bytes = entry(value);
+    let old_bytes = old.map_or(0, entry);
+    let next = Usage {
+        keys: usage.keys + u64::from(old.is_none()),
+        bytes: (usage.bytes + new_bytes).saturating_sub(old_bytes),
+    };
+    if old.is_none() && next.keys > quota.keys {
+        return Err(KvError::QuotaExceeded(format!(
+            "the tenant stores {} keys, its limit",
+            usage.keys
+        )));
+    }
+    if new_bytes > old_bytes && next.bytes > quota.total_bytes {
+        return Err(KvError::QuotaExceeded(format!(
+            "the tenant stores {} of its {} bytes of key-value data; this write does not fit",
+            usage.bytes, quota.total_bytes
+        )));
+    }
+    Ok(next)
 }

@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::{Mutex, OnceCell};
 
-use super::{KvBackend, KvError, KvQuota, KvResult, Namespace, check_entry, parse_counter};
+use super::{
+    KvBackend, KvError, KvQuota, KvResult, Namespace, Usage, check_entry, incremented,
+    usage_after_write,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kv (
@@ -46,13 +49,6 @@ fn keyed<'q>(
         .bind(&*ns.service)
         .bind(&*ns.bucket)
         .bind(key)
-}
-
-/// What a tenant stores now.
-#[derive(Debug, Clone, Copy, Default)]
-struct Usage {
-    keys: u64,
-    bytes: u64,
 }
 
 struct Writer {
@@ -107,10 +103,6 @@ impl SqliteKv {
     }
 }
 
-fn entry_bytes(key: &str, value: &[u8]) -> u64 {
-    (key.len() + value.len()) as u64
-}
-
 impl Writer {
     async fn usage(&mut self, tenant: &str) -> KvResult<Usage> {
         if let Some(usage) = self.usage.get(tenant) {
@@ -146,26 +138,8 @@ impl Writer {
         value: &[u8],
         quota: &KvQuota,
     ) -> KvResult<()> {
-        check_entry(key, Some(value), quota)?;
         let usage = self.usage(&ns.tenant).await?;
-        let new_bytes = entry_bytes(key, value);
-        let old_bytes = old.map_or(0, |old| entry_bytes(key, old));
-        let next = Usage {
-            keys: usage.keys + u64::from(old.is_none()),
-            bytes: (usage.bytes + new_bytes).saturating_sub(old_bytes),
-        };
-        if old.is_none() && next.keys > quota.keys {
-            return Err(KvError::QuotaExceeded(format!(
-                "the tenant stores {} keys, its limit",
-                usage.keys
-            )));
-        }
-        if new_bytes > old_bytes && next.bytes > quota.total_bytes {
-            return Err(KvError::QuotaExceeded(format!(
-                "the tenant stores {} of its {} bytes of key-value data; this write does not fit",
-                usage.bytes, quota.total_bytes
-            )));
-        }
+        let next = usage_after_write(usage, key, old, value, quota)?;
         keyed(
             "INSERT INTO kv (tenant, service, bucket, key, value) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (tenant, service, bucket, key) DO UPDATE SET value = excluded.value",
@@ -264,10 +238,7 @@ impl KvBackend for SqliteKv {
         check_entry(key, None, quota)?;
         let mut writer = self.open().await?.writer.lock().await;
         let old = writer.current(ns, key).await?;
-        let base = old.as_deref().map(parse_counter).transpose()?.unwrap_or(0);
-        let sum = base
-            .checked_add(delta)
-            .ok_or_else(|| KvError::Invalid("the counter would overflow".into()))?;
+        let sum = incremented(old.as_deref(), delta)?;
         writer
             .put(ns, key, old.as_deref(), sum.to_string().as_bytes(), quota)
             .await?;

@@ -113,6 +113,22 @@ impl BlobStore {
         Ok(path)
     }
 
+    /// Stores bytes fetched from elsewhere, already checked against
+    /// `digest`, as an upload is stored: a temporary file, fsynced, renamed.
+    pub fn keep(&self, digest: &str, bytes: &[u8]) -> Result<PathBuf, BlobError> {
+        use std::io::Write;
+        let mut temp = tempfile::Builder::new()
+            .prefix("fetched-")
+            .tempfile_in(self.root.join("tmp"))?;
+        temp.write_all(bytes)?;
+        temp.as_file().sync_all()?;
+        self.persist(Received {
+            temp: temp.into_temp_path(),
+            digest: digest.to_string(),
+            size: bytes.len() as u64,
+        })
+    }
+
     pub fn read(&self, digest: &str) -> Result<Vec<u8>, BlobError> {
         match std::fs::read(self.path_of(digest)) {
             Ok(bytes) => Ok(bytes),

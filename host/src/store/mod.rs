@@ -3,11 +3,12 @@
 //!
 //! Every change that must be seen whole happens in one transaction inside the
 //! store, so a host killed at any moment restarts with the state before or
-//! after a change, never half of it. SQLite backs a single host; the trait is
-//! what a Postgres backend for a fleet implements.
+//! after a change, never half of it. [`sql::SqlStore`] keeps it in SQLite
+//! for a single host or in Postgres for a fleet.
 
 pub mod blobs;
-pub mod sqlite;
+mod listen;
+pub mod sql;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,6 +28,26 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored state is corrupt: {0}")]
     Corrupt(String),
+    /// The record changed since it was read; the store reads it again.
+    #[error("changed concurrently")]
+    Stale,
+}
+
+impl StoreError {
+    /// The state database cannot be reached now: the host serves on from
+    /// what it last synced, but cannot change anything.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+            )
+        )
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -114,6 +135,9 @@ pub struct ServiceRecord {
     pub settings: ServiceSettings,
     pub versions: Vec<VersionRecord>,
     pub updated_at: i64,
+    /// Bumped by every write of the service, which is made only over the
+    /// revision it was read at.
+    pub revision: i64,
 }
 
 impl ServiceRecord {
@@ -259,6 +283,26 @@ pub trait Store: Send + Sync {
     async fn snapshot(&self) -> StoreResult<Snapshot>;
     /// Every digest any version refers to, so unreferenced blobs can go.
     async fn digests(&self) -> StoreResult<Vec<String>>;
+
+    /// Bumped by every change: a host whose view is of this generation is
+    /// current.
+    async fn generation(&self) -> StoreResult<i64>;
+
+    /// Whether component bytes are kept here too, for other hosts to fetch;
+    /// a single host keeps them only in its data directory.
+    fn holds_blobs(&self) -> bool {
+        false
+    }
+    /// Keeps a component's bytes under their digest; called before any
+    /// version names the digest, so a host that sees the version can fetch
+    /// them.
+    async fn put_blob(&self, digest: &str, bytes: &[u8]) -> StoreResult<()>;
+    /// The bytes stored under `digest`, unverified: the caller checks them.
+    async fn blob(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Returns when another host may have changed something, or after
+    /// `at_most`; a store no other host writes to just waits.
+    async fn wait_for_change(&self, at_most: std::time::Duration);
 }
 
 /// Seconds since the Unix epoch.

@@ -1,13 +1,24 @@
-//! [`Store`] on an embedded SQLite database in the data directory.
+//! [`Store`] on SQL: an embedded SQLite database in the data directory for
+//! one host, or Postgres shared by a fleet. One schema and one set of
+//! statements serve both, through sqlx's `Any` driver: the migrations and
+//! queries keep to the SQL the two share, with `$n` parameters.
 //!
-//! WAL mode with `synchronous = FULL`: a committed change survives a crash of
-//! the process or the machine. Foreign keys cascade deletes from tenants to
-//! their tokens, services and versions.
+//! SQLite runs in WAL mode with `synchronous = FULL`, so a committed change
+//! survives a crash of the process or the machine. Foreign keys cascade
+//! deletes from tenants to their tokens, services and versions.
+//!
+//! On Postgres, a fleet shares this state. Every change bumps the one-row
+//! generation and sends `NOTIFY berth_generation` on commit, which wakes every
+//! host's sync early (see [`SqlStore::wait_for_change`]). A service row carries
+//! a revision: a change read from one revision and written over another is
+//! retried, so two hosts taking admin writes at once never lose one.
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 use super::{
     DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot,
@@ -16,26 +27,73 @@ use super::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// The channel every change notifies on commit (Postgres only).
+pub const CHANGES_CHANNEL: &str = "berth_generation";
+
+/// How often a read-modify-write of one service is tried before giving up.
+const ATTEMPTS: usize = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) `path` and brings its schema up to date.
-    pub async fn open(path: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// Woken by `NOTIFY` from any host (Postgres only).
+    changed: Arc<Notify>,
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database at `path` and brings
+    /// its schema up to date.
+    pub async fn open_sqlite(path: &Path) -> StoreResult<Self> {
+        install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            backend: Backend::Sqlite,
+            changed: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Connects to the Postgres database at `url` (`postgres://...`), brings
+    /// its schema up to date (hosts starting together take turns, under
+    /// sqlx's migration lock) and starts listening for other hosts' changes.
+    pub async fn open_postgres(url: &str) -> StoreResult<Self> {
+        install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            // An unreachable database fails an admin write within seconds,
+            // rather than holding the caller for sqlx's default 30.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let changed = Arc::new(Notify::new());
+        super::listen::spawn(url.to_string(), CHANGES_CHANNEL, Arc::clone(&changed));
+        Ok(Self {
+            pool,
+            backend: Backend::Postgres,
+            changed,
+        })
     }
 }
 
@@ -61,15 +119,22 @@ fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-async fn bump_generation(tx: &mut Transaction<'_, Sqlite>) -> StoreResult<()> {
+async fn bump_generation(tx: &mut Transaction<'_, Any>) -> StoreResult<()> {
     sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;
+    if tx.backend_name() == "PostgreSQL" {
+        // Delivered when the transaction commits, and not at all if it
+        // does not.
+        sqlx::raw_sql("NOTIFY berth_generation")
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
-async fn require_tenant(tx: &mut Transaction<'_, Sqlite>, tenant: &str) -> StoreResult<()> {
-    let found = sqlx::query("SELECT 1 FROM tenants WHERE name = ?")
+async fn require_tenant(tx: &mut Transaction<'_, Any>, tenant: &str) -> StoreResult<()> {
+    let found = sqlx::query("SELECT 1 FROM tenants WHERE name = $1")
         .bind(tenant)
         .fetch_optional(&mut **tx)
         .await?;
@@ -79,7 +144,7 @@ async fn require_tenant(tx: &mut Transaction<'_, Sqlite>, tenant: &str) -> Store
     }
 }
 
-fn service_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ServiceRecord> {
+fn service_from_row(row: &sqlx::any::AnyRow) -> StoreResult<ServiceRecord> {
     let deployment: Option<String> = row.try_get("deployment")?;
     let previous: Option<String> = row.try_get("previous")?;
     let settings: String = row.try_get("settings")?;
@@ -96,10 +161,11 @@ fn service_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<ServiceRecord>
         settings: parse_json::<ServiceSettings>("service settings", &settings)?,
         versions: Vec::new(),
         updated_at: row.try_get("updated_at")?,
+        revision: row.try_get("revision")?,
     })
 }
 
-fn version_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<VersionRecord> {
+fn version_from_row(row: &sqlx::any::AnyRow) -> StoreResult<VersionRecord> {
     let size: i64 = row.try_get("size")?;
     Ok(VersionRecord {
         label: row.try_get("label")?,
@@ -110,11 +176,11 @@ fn version_from_row(row: &sqlx::sqlite::SqliteRow) -> StoreResult<VersionRecord>
 }
 
 async fn load_service(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     tenant: &str,
     service: &str,
 ) -> StoreResult<ServiceRecord> {
-    let row = sqlx::query("SELECT * FROM services WHERE tenant = ? AND name = ?")
+    let row = sqlx::query("SELECT * FROM services WHERE tenant = $1 AND name = $2")
         .bind(tenant)
         .bind(service)
         .fetch_optional(&mut *conn)
@@ -122,7 +188,7 @@ async fn load_service(
         .ok_or_else(|| StoreError::NotFound(format!("service `{service}` of tenant `{tenant}`")))?;
     let mut record = service_from_row(&row)?;
     let rows = sqlx::query(
-        "SELECT * FROM versions WHERE tenant = ? AND service = ? ORDER BY created_at, label",
+        "SELECT * FROM versions WHERE tenant = $1 AND service = $2 ORDER BY created_at, label",
     )
     .bind(tenant)
     .bind(service)
@@ -162,10 +228,32 @@ fn activate(record: &mut ServiceRecord, deployment: Deployment) -> StoreResult<(
     Ok(())
 }
 
-impl SqliteStore {
+impl SqlStore {
+    /// Loads a service, changes it with `change` and saves it, again from a
+    /// fresh read whenever another host changed it in between.
+    async fn modify_service(
+        &self,
+        tenant: &str,
+        service: &str,
+        change: impl Fn(&mut ServiceRecord) -> StoreResult<()>,
+    ) -> StoreResult<ServiceRecord> {
+        for _ in 0..ATTEMPTS {
+            let mut tx = self.pool.begin().await?;
+            let mut record = load_service(&mut tx, tenant, service).await?;
+            change(&mut record)?;
+            match Self::save_service(tx, record).await {
+                Err(StoreError::Stale) => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "service `{service}` kept changing under this change; try again"
+        )))
+    }
+
     /// Writes a changed service and commits the change as a new generation.
     async fn save_service(
-        mut tx: Transaction<'_, Sqlite>,
+        mut tx: Transaction<'_, Any>,
         mut record: ServiceRecord,
     ) -> StoreResult<ServiceRecord> {
         record.updated_at = now();
@@ -176,12 +264,12 @@ impl SqliteStore {
     }
 
     async fn write_service(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         record: &ServiceRecord,
     ) -> StoreResult<()> {
         let result = sqlx::query(
-            "UPDATE services SET route = ?, deployment = ?, previous = ?, settings = ?, updated_at = ? \
-             WHERE tenant = ? AND name = ?",
+            "UPDATE services SET route = $1, deployment = $2, previous = $3, settings = $4, updated_at = $5, \
+             revision = revision + 1 WHERE tenant = $6 AND name = $7 AND revision = $8",
         )
         .bind(&record.route)
         .bind(record.deployment.as_ref().map(to_json).transpose()?)
@@ -190,21 +278,25 @@ impl SqliteStore {
         .bind(record.updated_at)
         .bind(&record.tenant)
         .bind(&record.name)
+        .bind(record.revision)
         .execute(&mut **tx)
         .await;
-        conflict_on_unique(result, || {
+        let done = conflict_on_unique(result, || {
             format!(
                 "route `{}` is already taken by another service of tenant `{}`",
                 record.route.as_deref().unwrap_or(""),
                 record.tenant
             )
         })?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Stale);
+        }
         Ok(())
     }
 
     async fn tenant_domains(&self, tenant: &str) -> StoreResult<Vec<String>> {
         let rows =
-            sqlx::query("SELECT domain FROM tenant_domains WHERE tenant = ? ORDER BY domain")
+            sqlx::query("SELECT domain FROM tenant_domains WHERE tenant = $1 ORDER BY domain")
                 .bind(tenant)
                 .fetch_all(&self.pool)
                 .await?;
@@ -216,10 +308,10 @@ impl SqliteStore {
 }
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn create_tenant(&self, name: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let result = sqlx::query("INSERT INTO tenants (name, created_at) VALUES (?, ?)")
+        let result = sqlx::query("INSERT INTO tenants (name, created_at) VALUES ($1, $2)")
             .bind(name)
             .bind(now())
             .execute(&mut *tx)
@@ -231,16 +323,18 @@ impl Store for SqliteStore {
     }
 
     async fn ensure_tenant(&self, name: &str) -> StoreResult<()> {
-        sqlx::query("INSERT INTO tenants (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(name)
-            .bind(now())
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn tenant(&self, name: &str) -> StoreResult<TenantRecord> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE name = ?")
+        let row = sqlx::query("SELECT * FROM tenants WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
@@ -277,20 +371,20 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         require_tenant(&mut tx, name).await?;
         if let Some(limits) = limits {
-            sqlx::query("UPDATE tenants SET limits = ? WHERE name = ?")
+            sqlx::query("UPDATE tenants SET limits = $1 WHERE name = $2")
                 .bind(to_json(&limits)?)
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
         }
         if let Some(domains) = domains {
-            sqlx::query("DELETE FROM tenant_domains WHERE tenant = ?")
+            sqlx::query("DELETE FROM tenant_domains WHERE tenant = $1")
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
             for domain in domains {
                 let result =
-                    sqlx::query("INSERT INTO tenant_domains (domain, tenant) VALUES (?, ?)")
+                    sqlx::query("INSERT INTO tenant_domains (domain, tenant) VALUES ($1, $2)")
                         .bind(&domain)
                         .bind(name)
                         .execute(&mut *tx)
@@ -307,14 +401,14 @@ impl Store for SqliteStore {
 
     async fn delete_tenant(&self, name: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM tenants WHERE name = ?")
+        let done = sqlx::query("DELETE FROM tenants WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("tenant `{name}`")));
         }
-        sqlx::query("DELETE FROM deploy_events WHERE tenant = ?")
+        sqlx::query("DELETE FROM deploy_events WHERE tenant = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?;
@@ -327,7 +421,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         require_tenant(&mut tx, &token.tenant).await?;
         sqlx::query(
-            "INSERT INTO tokens (id, tenant, description, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO tokens (id, tenant, description, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&token.id)
         .bind(&token.tenant)
@@ -341,7 +435,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<TokenRecord>> {
-        let rows = sqlx::query("SELECT * FROM tokens WHERE tenant = ? ORDER BY created_at, id")
+        let rows = sqlx::query("SELECT * FROM tokens WHERE tenant = $1 ORDER BY created_at, id")
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
@@ -358,7 +452,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, tenant: &str, id: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM tokens WHERE tenant = ? AND id = ?")
+        let done = sqlx::query("DELETE FROM tokens WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
             .execute(&self.pool)
@@ -372,7 +466,7 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<(TokenRecord, String)>> {
-        let row = sqlx::query("SELECT * FROM tokens WHERE hash = ?")
+        let row = sqlx::query("SELECT * FROM tokens WHERE hash = $1")
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -399,7 +493,7 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         require_tenant(&mut tx, tenant).await?;
         let existing = sqlx::query(
-            "SELECT digest FROM versions WHERE tenant = ? AND service = ? AND label = ?",
+            "SELECT digest FROM versions WHERE tenant = $1 AND service = $2 AND label = $3",
         )
         .bind(tenant)
         .bind(service)
@@ -418,7 +512,7 @@ impl Store for SqliteStore {
             };
         }
         sqlx::query(
-            "INSERT INTO services (tenant, name, updated_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO services (tenant, name, updated_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(tenant)
         .bind(service)
@@ -426,7 +520,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO versions (tenant, service, label, digest, size, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO versions (tenant, service, label, digest, size, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(tenant)
         .bind(service)
@@ -442,38 +536,42 @@ impl Store for SqliteStore {
     }
 
     async fn delete_version(&self, tenant: &str, service: &str, label: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
-        let record = load_service(&mut tx, tenant, service).await?;
-        if record.version(label).is_none() {
-            return Err(StoreError::NotFound(format!(
-                "version `{label}` of service `{service}`"
-            )));
-        }
-        if record.deployment.as_ref().is_some_and(|d| d.uses(label)) {
-            return Err(StoreError::Conflict(format!(
-                "version `{label}` is serving; activate another version first"
-            )));
-        }
-        sqlx::query("DELETE FROM versions WHERE tenant = ? AND service = ? AND label = ?")
-            .bind(tenant)
-            .bind(service)
-            .bind(label)
-            .execute(&mut *tx)
-            .await?;
-        if record
-            .previous
-            .as_ref()
-            .is_some_and(|d| d.0.contains_key(label))
-        {
-            sqlx::query("UPDATE services SET previous = NULL WHERE tenant = ? AND name = ?")
+        for _ in 0..ATTEMPTS {
+            let mut tx = self.pool.begin().await?;
+            let mut record = load_service(&mut tx, tenant, service).await?;
+            if record.version(label).is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "version `{label}` of service `{service}`"
+                )));
+            }
+            if record.deployment.as_ref().is_some_and(|d| d.uses(label)) {
+                return Err(StoreError::Conflict(format!(
+                    "version `{label}` is serving; activate another version first"
+                )));
+            }
+            sqlx::query("DELETE FROM versions WHERE tenant = $1 AND service = $2 AND label = $3")
                 .bind(tenant)
                 .bind(service)
+                .bind(label)
                 .execute(&mut *tx)
                 .await?;
+            if record
+                .previous
+                .as_ref()
+                .is_some_and(|d| d.0.contains_key(label))
+            {
+                record.previous = None;
+            }
+            // Saved under the revision it was read at, so an activation of
+            // this version by another host in between sends this round back.
+            match Self::save_service(tx, record).await {
+                Err(StoreError::Stale) => continue,
+                other => return other.map(|_| ()),
+            }
         }
-        bump_generation(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
+        Err(StoreError::Conflict(format!(
+            "service `{service}` kept changing under this change; try again"
+        )))
     }
 
     async fn service(&self, tenant: &str, service: &str) -> StoreResult<ServiceRecord> {
@@ -484,7 +582,7 @@ impl Store for SqliteStore {
     async fn list_services(&self, tenant: &str) -> StoreResult<Vec<ServiceRecord>> {
         let mut conn = self.pool.acquire().await?;
         let names: Vec<String> =
-            sqlx::query("SELECT name FROM services WHERE tenant = ? ORDER BY name")
+            sqlx::query("SELECT name FROM services WHERE tenant = $1 ORDER BY name")
                 .bind(tenant)
                 .fetch_all(&mut *conn)
                 .await?
@@ -504,18 +602,19 @@ impl Store for SqliteStore {
         service: &str,
         update: ServiceUpdate,
     ) -> StoreResult<ServiceRecord> {
-        let mut tx = self.pool.begin().await?;
-        let mut record = load_service(&mut tx, tenant, service).await?;
-        if let Some(route) = update.route {
-            record.route = Some(route);
-        }
-        if let Some(settings) = update.settings {
-            record.settings = settings;
-        }
-        if let Some(deployment) = update.deployment {
-            activate(&mut record, deployment)?;
-        }
-        Self::save_service(tx, record).await
+        self.modify_service(tenant, service, |record| {
+            if let Some(route) = &update.route {
+                record.route = Some(route.clone());
+            }
+            if let Some(settings) = &update.settings {
+                record.settings = settings.clone();
+            }
+            if let Some(deployment) = &update.deployment {
+                activate(record, deployment.clone())?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn rollback(
@@ -524,23 +623,23 @@ impl Store for SqliteStore {
         service: &str,
         to: Option<&str>,
     ) -> StoreResult<ServiceRecord> {
-        let mut tx = self.pool.begin().await?;
-        let mut record = load_service(&mut tx, tenant, service).await?;
-        let target = match to {
-            Some(label) => Deployment::single(label),
-            None => record.previous.clone().ok_or_else(|| {
-                StoreError::Conflict(format!(
-                    "service `{service}` has no previous deployment to roll back to; name one with `to`"
-                ))
-            })?,
-        };
-        activate(&mut record, target)?;
-        Self::save_service(tx, record).await
+        self.modify_service(tenant, service, |record| {
+            let target = match to {
+                Some(label) => Deployment::single(label),
+                None => record.previous.clone().ok_or_else(|| {
+                    StoreError::Conflict(format!(
+                        "service `{service}` has no previous deployment to roll back to; name one with `to`"
+                    ))
+                })?,
+            };
+            activate(record, target)
+        })
+        .await
     }
 
     async fn delete_service(&self, tenant: &str, service: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM services WHERE tenant = ? AND name = ?")
+        let done = sqlx::query("DELETE FROM services WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(service)
             .execute(&mut *tx)
@@ -550,7 +649,7 @@ impl Store for SqliteStore {
                 "service `{service}` of tenant `{tenant}`"
             )));
         }
-        sqlx::query("DELETE FROM deploy_events WHERE tenant = ? AND service = ?")
+        sqlx::query("DELETE FROM deploy_events WHERE tenant = $1 AND service = $2")
             .bind(tenant)
             .bind(service)
             .execute(&mut *tx)
@@ -562,9 +661,9 @@ impl Store for SqliteStore {
 
     async fn usage(&self, tenant: &str) -> StoreResult<Usage> {
         let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM services WHERE tenant = ?) AS services, \
-             COUNT(*) AS versions, COALESCE(SUM(size), 0) AS bytes \
-             FROM versions WHERE tenant = ?",
+            "SELECT (SELECT COUNT(*) FROM services WHERE tenant = $1) AS services, \
+             COUNT(*) AS versions, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes \
+             FROM versions WHERE tenant = $2",
         )
         .bind(tenant)
         .bind(tenant)
@@ -580,7 +679,7 @@ impl Store for SqliteStore {
 
     async fn record_event(&self, event: &DeployEvent) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO deploy_events (tenant, service, at, action, detail) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO deploy_events (tenant, service, at, action, detail) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&event.tenant)
         .bind(&event.service)
@@ -599,8 +698,8 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<DeployEvent>> {
         let rows = sqlx::query(
-            "SELECT at, action, detail FROM deploy_events WHERE tenant = ? AND service = ? \
-             ORDER BY at DESC LIMIT ?",
+            "SELECT at, action, detail FROM deploy_events WHERE tenant = $1 AND service = $2 \
+             ORDER BY at DESC LIMIT $3",
         )
         .bind(tenant)
         .bind(service)
@@ -690,5 +789,38 @@ impl Store for SqliteStore {
             .iter()
             .map(|r| r.try_get::<String, _>("digest"))
             .collect::<Result<_, _>>()?)
+    }
+
+    async fn generation(&self) -> StoreResult<i64> {
+        Ok(sqlx::query("SELECT value FROM generation WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("value")?)
+    }
+
+    fn holds_blobs(&self) -> bool {
+        // A single host keeps component bytes in its data directory only.
+        self.backend == Backend::Postgres
+    }
+
+    async fn put_blob(&self, digest: &str, bytes: &[u8]) -> StoreResult<()> {
+        sqlx::query("INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(digest)
+            .bind(bytes)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn blob(&self, digest: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT bytes FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Vec<u8>, _>("bytes")).transpose()?)
+    }
+
+    async fn wait_for_change(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.changed.notified()).await;
     }
 }
