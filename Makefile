@@ -84,7 +84,7 @@ test: components browser postgres fmt-check
 $(WASMTIME):
 	$(CARGO) install --locked --root $(TOOLS) wasmtime-cli@$(WASMTIME_VERSION)
 
-bench: components $(WASMTIME)
+bench: components postgres $(WASMTIME)
 	./bench/run.sh
 
 clean:

@@ -169,6 +169,10 @@ echo "deploys: cold, already compiled, 1,000 services..."
 DEPLOY=$(python3 bench/deploy.py target/release/berth "$HELLO" "$WORK")
 fig() { echo "$DEPLOY" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
+echo "fleet: three hosts sharing Postgres..."
+FLEET=$(python3 bench/fleet.py target/release/berth "$HELLO" "$WORK" "$DURATION" "$CONNECTIONS")
+flt() { echo "$FLEET" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
 echo "in-process instantiate-and-handle..."
 INVOKE=$(taskset -c 0 cargo bench -q -p berth --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
 
@@ -234,6 +238,24 @@ new label answers.
 | 1,000 services deployed one after another (upload + activate each) | $(fig deploy_1000_s) s |
 | idle host RSS before / after the 1,000 services | $(fig rss_before_mib) MiB / $(fig rss_after_mib) MiB |
 | idle memory per deployed service | **$(fig per_service_kib) KiB** |
+
+## Fleet
+
+Measured by \`bench/fleet.py\`: three \`berth serve --store postgres://...\` hosts sharing one
+PostgreSQL server (Debian's, \`fsync=off\`), all on loopback, the hosts pinned to CPU 0 and
+the client and \`wrk\` to CPU 1.
+
+| figure | value |
+|---|---:|
+| convergence: activation sent to host A until hosts B and C both serve the new version | **$(flt converge_ms) ms** median of 10 (slowest $(flt converge_max_ms) ms) |
+| \`hello\` through one host | $(flt one_rps) requests/s |
+| \`hello\` through three hosts (one \`wrk\` each, the $CONNECTIONS connections split) | $(flt three_rps) requests/s |
+| three hosts / one host | $(flt fleet_ratio)× |
+
+On this 2-core machine the three hosts share the one core the single host had, so the
+throughput ratio shows what running as a fleet costs (three sync loops, three \`LISTEN\`
+connections, three copies of each compiled component, more context switches), not what more
+machines would gain: each host's capacity is that of a single host.
 
 ## Capabilities
 

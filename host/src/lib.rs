@@ -7,8 +7,10 @@
 //!
 //! - [`admin`]: the admin API (axum): routes, auth, problem+json errors, OpenAPI.
 //! - [`control`]: the control plane's core API: upload, activate, split, roll back, delete;
-//!   its `table` module makes stored state live, its `rules` module checks changes.
-//! - [`store`]: durable state (SQLite via sqlx) and content-addressed component blobs.
+//!   its `table` module makes stored state live, its `rules` module checks changes,
+//!   its `sync` module follows a store other hosts write to.
+//! - [`store`]: durable state (SQLite or Postgres via sqlx) and content-addressed
+//!   component blobs.
 //! - [`logbook`]: each service's recent guest output, for the logs route.
 //! - [`config`]: `berth.toml`, checked with file and line before anything starts.
 //! - [`host`]: the core API (load services, route to them) that the CLI and tests call.
@@ -23,7 +25,8 @@
 //! - [`admission`]: per-tenant admission queue and CPU slots (fairness).
 //! - [`capabilities`]: what guests may reach: outbound HTTP, service calls,
 //!   key-value, config, logging, stdout/stderr capture.
-//! - [`kv`]: key-value storage behind a backend trait (SQLite by default).
+//! - [`kv`]: key-value storage behind a backend trait (SQLite by default, Postgres
+//!   for a fleet).
 //! - [`secrets`]: secret config values, sealed at rest.
 //! - [`error`]: request failures and the one mapping to HTTP status.
 //! - [`telemetry`]: logging set-up, request ids, Prometheus metrics, the
