@@ -1,6 +1,8 @@
-//! The one wasmtime [`Engine`] of a host: its configuration (pooling
-//! allocator, copy-on-write memory images, epoch interruption), the ticker
-//! thread that drives epochs, and the on-disk compile cache.
+//! The wasmtime engines of a host: the serving engine (Cranelift, pooling
+//! allocator, copy-on-write memory images, epoch interruption) with its
+//! on-disk compile cache, a quick engine (Winch) for serving a fresh upload
+//! while Cranelift compiles it, and the ticker thread that drives both
+//! engines' epochs.
 
 use sha2::{Digest as _, Sha256};
 use std::hash::{Hash, Hasher};
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
 use crate::limits::EPOCH_TICK;
 
@@ -78,6 +80,10 @@ pub struct LoadedComponent {
 /// The host's engine, with its epoch ticker and compile cache.
 pub struct BerthEngine {
     engine: Engine,
+    /// Winch compiles several times faster than Cranelift and its code runs
+    /// slower: it serves a new upload until the Cranelift build is ready.
+    /// None where Winch cannot run (not x86-64).
+    quick: Option<Engine>,
     cache_dir: PathBuf,
     /// Changes whenever compiled code would not be loadable by this engine
     /// (another wasmtime version or other settings), so old artifacts are
@@ -107,14 +113,19 @@ impl BerthEngine {
         }
         let engine = Engine::new(&config).map_err(|e| EngineError::Config(e.to_string()))?;
         let compat_key = compatibility_key(&engine);
+        let quick = quick_engine();
         tracing::info!(
             pooling,
             max_instances = settings.max_instances,
             "engine ready"
         );
+        let ticked = std::iter::once(engine.clone())
+            .chain(quick.clone())
+            .collect();
         Ok(Self {
-            _ticker: EpochTicker::spawn(engine.clone()),
+            _ticker: EpochTicker::spawn(ticked),
             engine,
+            quick,
             cache_dir: settings.cache_dir.clone(),
             compat_key,
         })
@@ -122,6 +133,19 @@ impl BerthEngine {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn quick_engine(&self) -> Option<&Engine> {
+        self.quick.as_ref()
+    }
+
+    /// Compiles a component with the quick engine, for the moments until
+    /// [`load`](Self::load) has it from Cranelift; nothing is cached.
+    pub fn compile_quick(&self, bytes: &[u8]) -> Option<Result<Component, EngineError>> {
+        let quick = self.quick.as_ref()?;
+        Some(check_component_header(bytes).and_then(|()| {
+            Component::new(quick, bytes).map_err(|e| EngineError::Compile(format!("{e:#}")))
+        }))
     }
 
     /// Compiles a component, or loads it from the compile cache when this
@@ -201,6 +225,23 @@ fn base_config() -> Config {
     config.shared_memory(false);
     config.wasm_gc(false);
     config
+}
+
+/// The Winch engine, allocating on demand: it serves each new version only
+/// until its Cranelift build replaces it, so it reserves nothing up front.
+fn quick_engine() -> Option<Engine> {
+    let mut config = base_config();
+    config.strategy(Strategy::Winch);
+    // Winch compiles each function quickly on its own; threads would only
+    // contend with the Cranelift compile that follows.
+    config.parallel_compilation(false);
+    match Engine::new(&config) {
+        Ok(engine) => Some(engine),
+        Err(error) => {
+            tracing::info!(%error, "no quick (Winch) compiles: every upload waits for Cranelift");
+            None
+        }
+    }
 }
 
 fn pooling_config(max_instances: u32) -> PoolingAllocationConfig {
@@ -302,7 +343,7 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn spawn(engine: Engine) -> Self {
+    fn spawn(engines: Vec<Engine>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -310,7 +351,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .ok();

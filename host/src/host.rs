@@ -91,6 +91,8 @@ pub struct Host {
     /// One permit per instance the pooling allocator can hold.
     slots: Arc<Semaphore>,
     linker: WorldLinker,
+    /// Berth's world on the quick engine, when there is one.
+    quick_linker: Option<WorldLinker>,
     registry: Registry,
     /// Guests' key-value data.
     kv: Arc<dyn KvBackend>,
@@ -109,6 +111,7 @@ impl Host {
             max_instances: settings.max_instances,
         })?;
         let linker = WorldLinker::new(engine.engine())?;
+        let quick_linker = engine.quick_engine().map(WorldLinker::new).transpose()?;
         let kv: Arc<dyn KvBackend> = match &settings.kv {
             KvLocation::DataDir => Arc::new(SqliteKv::new(&settings.data_dir.join("kv.db"))),
             KvLocation::Postgres(url) => Arc::new(PostgresKv::new(url)),
@@ -123,6 +126,7 @@ impl Host {
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             engine,
             linker,
+            quick_linker,
             registry: Registry::default(),
             kv,
             me: me.clone(),
@@ -154,7 +158,6 @@ impl Host {
     /// What [`invoke`](crate::invoke::invoke) needs for one request.
     pub fn invoke_context(&self) -> InvokeContext<'_> {
         InvokeContext {
-            engine: self.engine.engine(),
             slots: &self.slots,
             queue_timeout: QUEUE_TIMEOUT,
             own_listeners: self.own_listeners.get().unwrap_or(&self.no_listeners),
@@ -178,6 +181,19 @@ impl Host {
         let (routes, loaded) = self.prepare_services(specs)?;
         self.registry.replace(RoutingTable::new(routes));
         Ok(loaded)
+    }
+
+    /// Compiles a component with the quick engine and links it: code that
+    /// serves at once, slower than [`compile`](Self::compile)'s. None when
+    /// the host has no quick engine.
+    pub fn compile_quick(&self, bytes: &[u8]) -> Option<Result<ProxyPre<HostState>, HostError>> {
+        let linker = self.quick_linker.as_ref()?;
+        let component = self.engine.compile_quick(bytes)?;
+        Some(
+            component
+                .map_err(HostError::from)
+                .and_then(|c| linker.prepare(&c).map_err(HostError::from)),
+        )
     }
 
     /// Compiles (or loads from the cache) and links a component.

@@ -271,10 +271,9 @@ pub fn check_headers(headers: &http::HeaderMap, limits: &Limits) -> Result<(), R
     Ok(())
 }
 
-/// What every request shares: the engine, and the slots that bound how many
-/// instances exist at once.
+/// What every request shares: the slots that bound how many instances exist
+/// at once.
 pub struct InvokeContext<'a> {
-    pub engine: &'a Engine,
     pub slots: &'a Arc<Semaphore>,
     /// How long a request may wait for a free slot before it is refused with
     /// 503; short bursts queue instead of failing.
@@ -482,7 +481,9 @@ fn new_store(
         cpu_share: version.gate.cpu_share(),
         guest_clock: GuestClock::new(),
     };
-    let mut store = Store::new(cx.engine, state);
+    // The engine that compiled this version: Cranelift's, or the quick
+    // engine's until the Cranelift build replaces it.
+    let mut store = Store::new(version.pre.engine(), state);
     store.limiter(|state| &mut state.limiter);
     // Each tick the guest runs through counts against its CPU budget and
     // yields its worker, so a spinning guest never holds one for longer than

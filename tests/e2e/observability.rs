@@ -144,7 +144,19 @@ async fn metrics_count_each_request_by_status_failure_and_operation() -> Result<
     assert_eq!(hit(&host, "nobody", Method::GET, "/p/whoami").await?, 404);
 
     let admin_url = host.admin.clone().context("no admin")?;
-    let all = scrape(&format!("{admin_url}/metrics")).await?;
+    // Uploads are served from Winch's build while Cranelift compiles them
+    // in the background; both components' optimised builds are counted
+    // once they are done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let all = loop {
+        let all = scrape(&format!("{admin_url}/metrics")).await?;
+        if value(&all, "berth_compiles_total", &[("result", "ok")]) >= 2.0
+            || std::time::Instant::now() > deadline
+        {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let p = [("tenant", "acme"), ("service", "p"), ("version", "1")];
     let with = |extra: (&'static str, &'static str)| {
         let mut labels = p.to_vec();

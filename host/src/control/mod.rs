@@ -25,14 +25,17 @@ use crate::store::{
 };
 use crate::telemetry::metrics;
 
+mod compile;
 mod rules;
 mod sync;
 mod table;
 
+use compile::Tier;
+
 pub use rules::validate_label;
 use rules::{
-    check_capabilities, check_counts, compile_error, limits_spec, name, resolve_settings,
-    storage_exceeded, validate_domain,
+    check_capabilities, check_counts, limits_spec, name, resolve_settings, storage_exceeded,
+    validate_domain,
 };
 
 /// Why a control-plane operation was refused or failed.
@@ -97,6 +100,8 @@ pub struct Uploaded {
 }
 
 pub struct ControlPlane {
+    /// Itself, for work that outlives the call that started it.
+    me: std::sync::Weak<ControlPlane>,
     host: Arc<Host>,
     store: Arc<dyn Store>,
     blobs: BlobStore,
@@ -115,6 +120,8 @@ pub struct ControlPlane {
     /// One compile at a time: compiling a component takes every core it can
     /// get and memory outside any guest's limit.
     compiling: Arc<tokio::sync::Semaphore>,
+    /// One quick (Winch) compile at a time, apart from `compiling`.
+    quick_compiling: Arc<tokio::sync::Semaphore>,
     /// Makes "check the quota, then store the version" one step, so two
     /// uploads cannot both take the last place.
     quota_check: tokio::sync::Mutex<()>,
@@ -137,7 +144,8 @@ impl ControlPlane {
             .prepare_services(config)
             .map_err(|e| ControlError::InvalidInput(e.to_string()))?;
         store.ensure_tenant(DEFAULT_TENANT).await?;
-        let control = Arc::new(Self {
+        let control = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             host,
             store,
             blobs,
@@ -150,6 +158,7 @@ impl ControlPlane {
             gates: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
             compiling: Arc::new(tokio::sync::Semaphore::new(1)),
+            quick_compiling: Arc::new(tokio::sync::Semaphore::new(1)),
             store_reachable: true.into(),
         });
         control.apply().await?;
@@ -295,6 +304,7 @@ impl ControlPlane {
         }
 
         let started = Instant::now();
+        let mut optimise_later = None;
         let linked = lock(&self.compiled).get(&received.digest).cloned();
         let pre = match linked {
             // The same bytes are already checked, compiled and linked here.
@@ -306,7 +316,13 @@ impl ControlPlane {
                 let bytes = tokio::fs::read(received.path()).await.map_err(|e| {
                     ControlError::Internal(format!("cannot read the upload back: {e}"))
                 })?;
-                self.compile_off_request_path(bytes).await?
+                match self.compile_upload(bytes).await? {
+                    Tier::Full(pre) => pre,
+                    Tier::Quick(pre, bytes) => {
+                        optimise_later = Some(bytes);
+                        pre
+                    }
+                }
             }
         };
         let compile_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -339,44 +355,14 @@ impl ControlPlane {
             self.store.put_version(tenant, service, &version).await?
         };
         tracing::info!(tenant, service, version = label, digest = %version.digest, compile_ms, "version stored");
+        if let Some(bytes) = optimise_later {
+            self.optimise_in_background(version.digest.clone(), bytes);
+        }
         Ok(Uploaded {
             version,
             created: outcome == PutVersion::Created,
             compile_ms,
         })
-    }
-
-    async fn compile_off_request_path(
-        &self,
-        bytes: Vec<u8>,
-    ) -> Result<ProxyPre<HostState>, ControlError> {
-        let host = Arc::clone(&self.host);
-        let slot = Arc::clone(&self.compiling);
-        let limit = self.settings.compile_timeout;
-        let job = async move {
-            let permit = slot.acquire_owned().await;
-            // The permit goes with the thread: a compile that outlives its
-            // deadline still holds it until it ends, so timed-out compiles
-            // cannot pile up behind the serving path.
-            tokio::task::spawn_blocking(move || {
-                let outcome = host.compile(&bytes);
-                drop(permit);
-                outcome
-            })
-            .await
-        };
-        let started = Instant::now();
-        match tokio::time::timeout(limit, job).await {
-            Err(_) => {
-                metrics::compiled("timeout", started.elapsed());
-                Err(ControlError::CompileTimeout(limit))
-            }
-            Ok(Err(join)) => Err(ControlError::Internal(format!(
-                "compile task failed: {join}"
-            ))),
-            Ok(Ok(Err(error))) => Err(compile_error(error)),
-            Ok(Ok(Ok((_, pre)))) => Ok(pre),
-        }
     }
 
     /// Sets a service's route, deployment and settings in one change.

@@ -19,9 +19,19 @@ impl ControlPlane {
     /// not yet linked in this process are loaded from their blobs (and the
     /// compile cache).
     pub async fn apply(&self) -> Result<(), ControlError> {
+        self.make_live(false).await
+    }
+
+    /// Rebuilds the routing table even if the stored state is unchanged:
+    /// for when the code of a version changed (an optimised build).
+    pub(super) async fn rebuild(&self) -> Result<(), ControlError> {
+        self.make_live(true).await
+    }
+
+    async fn make_live(&self, always: bool) -> Result<(), ControlError> {
         let mut applied = self.applied.lock().await;
         let snapshot = self.store.snapshot().await?;
-        if snapshot.generation <= *applied && *applied >= 0 {
+        if !always && snapshot.generation <= *applied && *applied >= 0 {
             return Ok(());
         }
         self.link_missing(&snapshot).await?;

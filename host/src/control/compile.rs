@@ -1,0 +1,121 @@
+//! Compiling uploads off the request path, in two tiers. Winch (the quick
+//! engine) compiles a new component several times faster than Cranelift,
+//! so an upload is checked, linked and ready to serve sooner; Cranelift then
+//! compiles it in the background, into the compile cache, and its faster
+//! code replaces Winch's in the routing table. Requests in flight finish on
+//! the code they started with.
+
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use super::rules::compile_error;
+use super::{ControlError, ControlPlane, lock};
+use crate::host::Host;
+use crate::invoke::HostState;
+use crate::telemetry::metrics;
+
+/// What an upload was compiled to.
+pub(super) enum Tier {
+    /// Cranelift's code, in the compile cache.
+    Full(ProxyPre<HostState>),
+    /// Winch's code, and the bytes for Cranelift to compile next.
+    Quick(ProxyPre<HostState>, Vec<u8>),
+}
+
+impl ControlPlane {
+    /// Checks, compiles and links an upload: with Winch where it can, else
+    /// with Cranelift. A component Winch refuses (a proposal it lacks) goes
+    /// to Cranelift, which has the last word on whether it is valid.
+    pub(super) async fn compile_upload(&self, bytes: Vec<u8>) -> Result<Tier, ControlError> {
+        let shared = Arc::new(bytes);
+        let input = Arc::clone(&shared);
+        match self
+            .off_request_path(&self.quick_compiling, move |host| {
+                host.compile_quick(&input)
+            })
+            .await?
+        {
+            Some(Ok(pre)) => {
+                let bytes = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
+                return Ok(Tier::Quick(pre, bytes));
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "Winch refused the component; compiling with Cranelift");
+            }
+            None => {}
+        }
+        let (_, pre) = self
+            .off_request_path(&self.compiling, move |host| host.compile(&shared))
+            .await?
+            .map_err(compile_error)?;
+        Ok(Tier::Full(pre))
+    }
+
+    /// Compiles `bytes` with Cranelift after the upload has answered, and
+    /// serves that code from then on. A failure leaves Winch's code serving.
+    pub(super) fn optimise_in_background(&self, digest: String, bytes: Vec<u8>) {
+        let Some(control) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let compiled = control
+                .off_request_path(&control.compiling, move |host| host.compile(&bytes))
+                .await;
+            match compiled {
+                Ok(Ok((_, pre))) => {
+                    lock(&control.compiled).insert(digest.clone(), pre);
+                    match control.rebuild().await {
+                        Ok(()) => tracing::info!(%digest, "serving the optimised build"),
+                        Err(error) => {
+                            tracing::warn!(%digest, %error, "cannot swap in the optimised build")
+                        }
+                    }
+                }
+                Ok(Err(error)) => {
+                    tracing::error!(%digest, %error, "Cranelift refused a component Winch compiled; Winch's code keeps serving")
+                }
+                Err(error) => {
+                    tracing::warn!(%digest, %error, "optimising compile failed; Winch's code keeps serving")
+                }
+            }
+        });
+    }
+
+    /// Runs a compile on a blocking thread within the compile deadline, one
+    /// at a time per `slot`: Winch's and Cranelift's compiles have a slot
+    /// each, so a new upload never waits behind the last one's optimising.
+    async fn off_request_path<T: Send + 'static>(
+        &self,
+        slot: &Arc<Semaphore>,
+        job: impl FnOnce(&Host) -> T + Send + 'static,
+    ) -> Result<T, ControlError> {
+        let host = Arc::clone(&self.host);
+        let slot = Arc::clone(slot);
+        let limit = self.settings.compile_timeout;
+        let work = async move {
+            let permit = slot.acquire_owned().await;
+            // The permit goes with the thread: a compile that outlives its
+            // deadline still holds it until it ends, so timed-out compiles
+            // cannot pile up behind the serving path.
+            tokio::task::spawn_blocking(move || {
+                let outcome = job(&host);
+                drop(permit);
+                outcome
+            })
+            .await
+        };
+        let started = Instant::now();
+        match tokio::time::timeout(limit, work).await {
+            Err(_) => {
+                metrics::compiled("timeout", started.elapsed());
+                Err(ControlError::CompileTimeout(limit))
+            }
+            Ok(Err(join)) => Err(ControlError::Internal(format!(
+                "compile task failed: {join}"
+            ))),
+            Ok(Ok(outcome)) => Ok(outcome),
+        }
+    }
+}
