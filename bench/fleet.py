@@ -60,7 +60,7 @@ class Host:
              "--admin-listen", f"127.0.0.1:{self.admin}", "--store", store,
              "--data-dir", os.path.join(work, f"fleet-{name}")],
             env={**os.environ, "BERTH_OPERATOR_TOKEN": TOKEN, "BERTH_LOG": "warn"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"fleet-{name}.log"), "w"))
         procs.append(self.proc)
         for _ in range(1200):
             try:
@@ -68,7 +68,8 @@ class Host:
                 return
             except OSError:
                 time.sleep(0.05)
-        sys.exit(f"fleet host {name} did not come up")
+        sys.exit(f"fleet host {name} did not come up: "
+                 + open(os.path.join(work, f"fleet-{name}.log")).read()[-2000:])
 
     def call(self, method, path, body=None, content_type="application/json"):
         data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()

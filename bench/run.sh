@@ -32,7 +32,7 @@ fi
 CPUS=$(nproc)
 if [ "$CPUS" -lt 2 ]; then echo "need 2 CPUs to pin server and load apart"; exit 1; fi
 
-cargo build --release -q -p berth --example native_hello
+cargo build --release -q -p berth --bins --example native_hello
 
 wait_for() { # url
   for _ in $(seq 1 600); do

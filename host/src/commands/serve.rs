@@ -209,6 +209,12 @@ impl ServeCommand {
             tracing::info!(addr = %data_addr, "data plane listening");
             if let OperatorTokenSource::Generated(path) = &source {
                 println!("operator token written to {}", path.display());
+                if shared {
+                    tracing::warn!(
+                        "each host of a fleet generated its own operator token; \
+                         set the same BERTH_OPERATOR_TOKEN on every host"
+                    );
+                }
             }
             println!("berth admin API listening on http://{admin_addr}");
             println!("berth dashboard at http://{admin_addr}/ui/ (sign in with a token)");

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""What metrics and span export cost per request, in instructions.
+
+Throughput on a shared 2-core machine drifts by more than the effect, so
+this counts instead: `berth serve` runs under valgrind's callgrind, which
+counts every instruction the process executes, whatever else the machine is
+doing. Each configuration is run twice, with a small and a large number of
+sequential requests; the difference, divided by the difference in requests,
+is the cost of one request, with start-up and shutdown cancelled out.
+
+- on: Prometheus metrics (the default) and every request's span exported
+  over OTLP to a sink in this process;
+- off: `--no-metrics` and no OTLP endpoint.
+
+Both log at info, as a host does by default.
+
+Usage: bench/telemetry_cost.py BERTH HELLO_WASM WORKDIR
+Prints one line of key=value figures.
+"""
+import http.server, os, re, socket, subprocess, sys, threading, time
+import urllib.request
+
+berth, hello, work = sys.argv[1:4]
+FEW, MANY = 200, 1200
+
+
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+threading.Thread(target=sink.serve_forever, daemon=True).start()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def instructions(mode, requests):
+    port = free_port()
+    out = os.path.join(work, f"callgrind.{mode}.{requests}")
+    config = os.path.join(work, "cost.toml")
+    with open(config, "w") as f:
+        f.write(f'[[service]]\nname = "hello"\ncomponent = "{hello}"\nroute = "/"\n')
+    extra = (["--otlp-endpoint", f"http://127.0.0.1:{sink.server_address[1]}"]
+             if mode == "on" else ["--no-metrics"])
+    data = os.path.join(work, f"cost-data-{mode}")
+    host = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--trace-children=no",
+         berth, "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
+         "--admin-listen", "127.0.0.1:0", "--data-dir", data] + extra,
+        env={**os.environ, "BERTH_LOG": "info", "BERTH_OPERATOR_TOKEN": "cost"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 600
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=30).read()
+            break
+        except OSError:
+            if time.time() > deadline or host.poll() is not None:
+                sys.exit(f"berth under valgrind did not start: {host.stderr.read()[-2000:]}")
+            time.sleep(0.5)
+    for _ in range(requests - 1):
+        with urllib.request.urlopen(url, timeout=30) as r:
+            if r.status != 200:
+                sys.exit(f"status {r.status}")
+    # Let the last spans go out in a batch, as they would under load.
+    time.sleep(1.5)
+    host.terminate()
+    stderr = host.communicate(timeout=300)[1]
+    match = re.search(r"Collected : (\d+)", stderr)
+    if not match:
+        sys.exit(f"no instruction count from callgrind:\n{stderr[-2000:]}")
+    return int(match.group(1))
+
+
+per_request = {}
+for mode in ("off", "on"):
+    few, many = instructions(mode, FEW), instructions(mode, MANY)
+    per_request[mode] = (many - few) / (MANY - FEW)
+ratio = per_request["on"] / per_request["off"]
+print(f"off_instr={per_request['off']:.0f} on_instr={per_request['on']:.0f} "
+      f"instr_ratio={ratio:.3f} instr_cost_pct={(ratio - 1) * 100:.1f}")
