@@ -47,21 +47,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+CONFIG = os.path.join(work, "cost.toml")
+with open(CONFIG, "w") as f:
+    f.write(f'[[service]]\nname = "hello"\ncomponent = "{hello}"\nroute = "/"\n')
+DATA = os.path.join(work, "cost-data")
+
+
+def serve(mode, port, wrapper):
+    extra = (["--otlp-endpoint", f"http://127.0.0.1:{sink.server_address[1]}"]
+             if mode == "on" else ["--no-metrics"])
+    return subprocess.Popen(
+        wrapper + [berth, "serve", "--config", CONFIG, "--listen", f"127.0.0.1:{port}",
+                   "--admin-listen", "127.0.0.1:0", "--data-dir", DATA] + extra,
+        env={**os.environ, "BERTH_LOG": "info", "BERTH_OPERATOR_TOKEN": "cost"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def instructions(mode, requests):
     port = free_port()
     out = os.path.join(work, f"callgrind.{mode}.{requests}")
-    config = os.path.join(work, "cost.toml")
-    with open(config, "w") as f:
-        f.write(f'[[service]]\nname = "hello"\ncomponent = "{hello}"\nroute = "/"\n')
-    extra = (["--otlp-endpoint", f"http://127.0.0.1:{sink.server_address[1]}"]
-             if mode == "on" else ["--no-metrics"])
-    data = os.path.join(work, f"cost-data-{mode}")
-    host = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--trace-children=no",
-         berth, "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
-         "--admin-listen", "127.0.0.1:0", "--data-dir", data] + extra,
-        env={**os.environ, "BERTH_LOG": "info", "BERTH_OPERATOR_TOKEN": "cost"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    host = serve(mode, port, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 600
     while True:
@@ -85,6 +90,18 @@ def instructions(mode, requests):
         sys.exit(f"no instruction count from callgrind:\n{stderr[-2000:]}")
     return int(match.group(1))
 
+
+# Compile once, natively, so every counted run loads from the compile cache.
+warm_port = free_port()
+warm = serve("off", warm_port, [])
+for _ in range(600):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{warm_port}/", timeout=5).read()
+        break
+    except OSError:
+        time.sleep(0.1)
+warm.terminate()
+warm.wait()
 
 per_request = {}
 for mode in ("off", "on"):
