@@ -139,6 +139,11 @@ kill "$SINK" 2>/dev/null || true
 SPAN_MIB=$(python3 -c "print(f'{int(open(\"$WORK/sink.bytes\").read()) / 1048576:.1f}')" 2>/dev/null || echo 0)
 [ "$SPAN_MIB" != "0" ] && [ "$SPAN_MIB" != "0.0" ] || { echo "the OTLP sink received no spans"; exit 1; }
 
+echo "metrics and tracing, counted in instructions (callgrind; takes minutes)..."
+command -v valgrind >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo; $SUDO apt-get install -y -qq valgrind; }
+COST=$(python3 bench/telemetry_cost.py target/release/berth "$HELLO" "$WORK")
+cst() { echo "$COST" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
 echo "second start with a warm compile cache..."
 START_MS=$(python3 - "$HELLO" "$WORK/berth-data" <<'PY'
 import socket, subprocess, sys, time
@@ -223,6 +228,15 @@ span that tags log lines with tenant, service and request id) and keep the usage
 
 - on / off: **${R_OBSERVED}×** throughput (${COST}% lower; the rounds' ratios: ${PAIRS}); the sink
   received ${SPAN_MIB} MiB of spans over the "on" rounds
+
+Counted instead of timed (\`bench/telemetry_cost.py\`): the same two configurations under
+valgrind's callgrind, which counts every instruction the process runs whatever else the
+machine does; per request is the difference between runs of 200 and 1,200
+sequential requests, divided by 1,000. Under valgrind the host cannot reserve the pooling
+allocator's address space and allocates instances on demand, so the baseline is that path's.
+
+- instructions per request: $(cst off_instr) off, $(cst on_instr) on: **$(cst instr_ratio)×**
+  ($(cst instr_cost_pct)% more)
 
 ## Deploys
 

@@ -21,6 +21,7 @@ import http.server, os, re, socket, subprocess, sys, threading, time
 import urllib.request
 
 berth, hello, work = sys.argv[1:4]
+hello = os.path.abspath(hello)
 FEW, MANY = 200, 1200
 
 
