@@ -21,8 +21,15 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{
-    DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceSettings, ServiceUpdate, Snapshot,
-    Store, StoreError, StoreResult, TenantRecord, TokenRecord, Usage, VersionRecord, now,
+    DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceUpdate, Snapshot, Store, StoreError,
+    StoreResult, TenantRecord, TokenRecord, Usage, VersionRecord, now,
+};
+
+mod records;
+
+use records::{
+    activate, bump_generation, conflict_on_unique, load_service, parse_json, require_tenant,
+    service_from_row, to_json, version_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -97,135 +104,11 @@ impl SqlStore {
     }
 }
 
-/// A write whose unique-constraint failure means a conflict the caller
-/// names.
-fn conflict_on_unique<T>(
-    result: Result<T, sqlx::Error>,
-    conflict: impl FnOnce() -> String,
-) -> StoreResult<T> {
-    match result {
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            Err(StoreError::Conflict(conflict()))
-        }
-        other => Ok(other?),
-    }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-async fn bump_generation(tx: &mut Transaction<'_, Any>) -> StoreResult<()> {
-    sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    if tx.backend_name() == "PostgreSQL" {
-        // Delivered when the transaction commits, and not at all if it
-        // does not.
-        sqlx::raw_sql("NOTIFY berth_generation")
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn require_tenant(tx: &mut Transaction<'_, Any>, tenant: &str) -> StoreResult<()> {
-    let found = sqlx::query("SELECT 1 FROM tenants WHERE name = $1")
-        .bind(tenant)
-        .fetch_optional(&mut **tx)
-        .await?;
-    match found {
-        Some(_) => Ok(()),
-        None => Err(StoreError::NotFound(format!("tenant `{tenant}`"))),
-    }
-}
-
-fn service_from_row(row: &sqlx::any::AnyRow) -> StoreResult<ServiceRecord> {
-    let deployment: Option<String> = row.try_get("deployment")?;
-    let previous: Option<String> = row.try_get("previous")?;
-    let settings: String = row.try_get("settings")?;
-    Ok(ServiceRecord {
-        tenant: row.try_get("tenant")?,
-        name: row.try_get("name")?,
-        route: row.try_get("route")?,
-        deployment: deployment
-            .map(|d| parse_json::<Deployment>("deployment", &d))
-            .transpose()?,
-        previous: previous
-            .map(|d| parse_json::<Deployment>("previous deployment", &d))
-            .transpose()?,
-        settings: parse_json::<ServiceSettings>("service settings", &settings)?,
-        versions: Vec::new(),
-        updated_at: row.try_get("updated_at")?,
-        revision: row.try_get("revision")?,
-    })
-}
-
-fn version_from_row(row: &sqlx::any::AnyRow) -> StoreResult<VersionRecord> {
-    let size: i64 = row.try_get("size")?;
-    Ok(VersionRecord {
-        label: row.try_get("label")?,
-        digest: row.try_get("digest")?,
-        size: u64::try_from(size).unwrap_or(0),
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-async fn load_service(
-    conn: &mut sqlx::AnyConnection,
-    tenant: &str,
-    service: &str,
-) -> StoreResult<ServiceRecord> {
-    let row = sqlx::query("SELECT * FROM services WHERE tenant = $1 AND name = $2")
-        .bind(tenant)
-        .bind(service)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("service `{service}` of tenant `{tenant}`")))?;
-    let mut record = service_from_row(&row)?;
-    let rows = sqlx::query(
-        "SELECT * FROM versions WHERE tenant = $1 AND service = $2 ORDER BY created_at, label",
-    )
-    .bind(tenant)
-    .bind(service)
-    .fetch_all(&mut *conn)
-    .await?;
-    record.versions = rows
-        .iter()
-        .map(version_from_row)
-        .collect::<StoreResult<_>>()?;
-    Ok(record)
-}
-
-/// Every label a deployment names must be a stored version of the service.
-fn check_labels(record: &ServiceRecord, deployment: &Deployment) -> StoreResult<()> {
-    for label in deployment.labels() {
-        if record.version(label).is_none() {
-            return Err(StoreError::Invalid(format!(
-                "service `{}` has no version `{label}`; upload it first",
-                record.name
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Makes `deployment` serve, keeping what served before as the rollback
-/// target; a service that serves gets its default route if it has none.
-fn activate(record: &mut ServiceRecord, deployment: Deployment) -> StoreResult<()> {
-    check_labels(record, &deployment)?;
-    if record.deployment.as_ref() != Some(&deployment) {
-        record.previous = record.deployment.take();
-        record.deployment = Some(deployment);
-    }
-    if record.route.is_none() {
-        record.route = Some(format!("/{}", record.name));
-    }
-    Ok(())
+/// A change that found its service changed under it on every attempt.
+fn kept_changing(service: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "service `{service}` kept changing under this change; try again"
+    ))
 }
 
 impl SqlStore {
@@ -246,9 +129,7 @@ impl SqlStore {
                 other => return other,
             }
         }
-        Err(StoreError::Conflict(format!(
-            "service `{service}` kept changing under this change; try again"
-        )))
+        Err(kept_changing(service))
     }
 
     /// Writes a changed service and commits the change as a new generation.
@@ -569,9 +450,7 @@ impl Store for SqlStore {
                 other => return other.map(|_| ()),
             }
         }
-        Err(StoreError::Conflict(format!(
-            "service `{service}` kept changing under this change; try again"
-        )))
+        Err(kept_changing(service))
     }
 
     async fn service(&self, tenant: &str, service: &str) -> StoreResult<ServiceRecord> {
