@@ -151,29 +151,11 @@ impl BerthEngine {
     /// Compiles a component, or loads it from the compile cache when this
     /// engine compiled the same bytes before.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, EngineError> {
-        check_component_header(bytes)?;
-        let digest = ContentDigest::of(bytes);
-        let artifact = self
-            .cache_dir
-            .join(format!("{}-{}.cwasm", digest.hex(), self.compat_key));
-
-        if artifact.is_file() {
-            match self.deserialize(&artifact) {
-                Ok(component) => {
-                    tracing::info!(%digest, cache = "hit", "component loaded from compile cache");
-                    crate::telemetry::metrics::compile_cache_hit("disk");
-                    return Ok(LoadedComponent {
-                        component,
-                        digest,
-                        outcome: CacheOutcome::Hit,
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%digest, %error, "ignoring unusable compile cache entry");
-                }
-            }
+        if let Some(loaded) = self.load_cached(bytes)? {
+            return Ok(loaded);
         }
-
+        let digest = ContentDigest::of(bytes);
+        let artifact = self.artifact_path(&digest);
         let started = Instant::now();
         let component = Component::new(&self.engine, bytes).map_err(|e| {
             crate::telemetry::metrics::compiled("error", started.elapsed());
@@ -198,6 +180,38 @@ impl BerthEngine {
             digest,
             outcome: CacheOutcome::Compiled,
         })
+    }
+
+    /// The component from the compile cache, if this engine compiled the
+    /// same bytes before; `None` when it must be compiled. An unusable
+    /// cache entry counts as absent.
+    pub fn load_cached(&self, bytes: &[u8]) -> Result<Option<LoadedComponent>, EngineError> {
+        check_component_header(bytes)?;
+        let digest = ContentDigest::of(bytes);
+        let artifact = self.artifact_path(&digest);
+        if !artifact.is_file() {
+            return Ok(None);
+        }
+        match self.deserialize(&artifact) {
+            Ok(component) => {
+                tracing::info!(%digest, cache = "hit", "component loaded from compile cache");
+                crate::telemetry::metrics::compile_cache_hit("disk");
+                Ok(Some(LoadedComponent {
+                    component,
+                    digest,
+                    outcome: CacheOutcome::Hit,
+                }))
+            }
+            Err(error) => {
+                tracing::warn!(%digest, %error, "ignoring unusable compile cache entry");
+                Ok(None)
+            }
+        }
+    }
+
+    fn artifact_path(&self, digest: &ContentDigest) -> PathBuf {
+        self.cache_dir
+            .join(format!("{}-{}.cwasm", digest.hex(), self.compat_key))
     }
 
     #[allow(unsafe_code)]

@@ -196,6 +196,20 @@ impl Host {
         )
     }
 
+    /// Links a component Cranelift compiled before, from the compile
+    /// cache; `None` when it is not there.
+    pub fn link_cached(&self, bytes: &[u8]) -> Option<Result<ProxyPre<HostState>, HostError>> {
+        match self.engine.load_cached(bytes) {
+            Ok(None) => None,
+            Ok(Some(loaded)) => Some(
+                self.linker
+                    .prepare(&loaded.component)
+                    .map_err(HostError::from),
+            ),
+            Err(error) => Some(Err(error.into())),
+        }
+    }
+
     /// Compiles (or loads from the cache) and links a component.
     pub fn compile(
         &self,
