@@ -114,6 +114,7 @@ impl BerthEngine {
         let engine = Engine::new(&config).map_err(|e| EngineError::Config(e.to_string()))?;
         let compat_key = compatibility_key(&engine);
         let quick = quick_engine();
+        compile_threads_yield_to_serving();
         tracing::info!(
             pooling,
             max_instances = settings.max_instances,
@@ -239,6 +240,28 @@ fn base_config() -> Config {
     config.shared_memory(false);
     config.wasm_gc(false);
     config
+}
+
+/// Cranelift compiles on rayon's global pool. Those threads run at a lower
+/// CPU priority than the threads that serve requests, so a compile (an
+/// upload's optimising build, above all, which runs after the version
+/// already serves) takes the cores the serving path leaves idle instead of
+/// slowing requests down. Nothing waits on Cranelift to start serving a
+/// version: uploads and synced versions serve from Winch's build first,
+/// compiled at normal priority on the caller's thread.
+fn compile_threads_yield_to_serving() {
+    rayon::broadcast(|_| lower_this_threads_priority());
+}
+
+#[allow(unsafe_code)]
+fn lower_this_threads_priority() {
+    // SAFETY: setpriority(2) takes plain integers and touches no memory of
+    // ours; on Linux, PRIO_PROCESS with `who` 0 applies to the calling
+    // thread only. Failing (not permitted) leaves the priority unchanged.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
 }
 
 /// The Winch engine, allocating on demand: it serves each new version only
