@@ -67,6 +67,7 @@ async fn every_admin_route_checks_who_is_calling() -> Result<()> {
     let mut routes = vec![
         route(Method::GET, "/healthz", Public),
         route(Method::GET, "/readyz", Public),
+        route(Method::GET, "/readyz/admin", Public),
         route(Method::GET, "/metrics", Public),
         route(Method::GET, "/v1/openapi.json", Public),
         route(Method::GET, "/v1/whoami", AnyToken),

@@ -48,6 +48,13 @@ async fn version_at(host: &BerthProcess, path: &str) -> Result<Option<String>> {
 }
 
 /// Waits until every host serves `label` at `path`; how long that took.
+/// A probe endpoint of `host`'s admin listener: its status and body.
+async fn admin_probe(host: &BerthProcess, path: &str) -> Result<(u16, String)> {
+    let admin = host.admin.as_deref().context("no admin address")?;
+    let response = client().get(format!("{admin}{path}")).send().await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
 async fn until_served(hosts: &[&BerthProcess], path: &str, label: &str) -> Result<Duration> {
     let started = Instant::now();
     for host in hosts {
@@ -217,20 +224,15 @@ async fn hosts_serve_through_a_postgres_outage_and_converge_after_it() -> Result
         refused.status == 503,
         "upload during the outage: {refused:?}"
     );
-    // Ready for traffic, and saying that changes are refused.
-    let ready = client()
-        .get(format!(
-            "{}/readyz",
-            c.admin.as_deref().context("no admin address")?
-        ))
-        .send()
-        .await?;
-    ensure!(ready.status() == 200);
-    let text = ready.text().await?;
+    // Ready for traffic, and saying that changes are refused; not ready for
+    // admin writes, which a load balancer in front of the admin API reads.
+    let (status, text) = admin_probe(&c, "/readyz").await?;
     ensure!(
-        text.contains("state store unreachable"),
-        "readyz during the outage: {text}"
+        status == 200 && text.contains("state store unreachable"),
+        "readyz during the outage: {status} {text}"
     );
+    let (status, _) = admin_probe(&c, "/readyz/admin").await?;
+    ensure!(status == 503, "readyz/admin during the outage: {status}");
 
     pg.resume()?;
     // Once it is back, a change through C reaches A and B, without restarts.
@@ -254,15 +256,9 @@ async fn hosts_serve_through_a_postgres_outage_and_converge_after_it() -> Result
         .await?;
     ensure!(set.status == 200, "{set:?}");
     until_served(&[&a, &b, &c], "/web/whoami", "2").await?;
-    let ready = client()
-        .get(format!(
-            "{}/readyz",
-            a.admin.as_deref().context("no admin address")?
-        ))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let (_, ready) = admin_probe(&a, "/readyz").await?;
     ensure!(ready == "ready\n", "readyz after the outage: {ready}");
+    let (status, _) = admin_probe(&a, "/readyz/admin").await?;
+    ensure!(status == 200, "readyz/admin after the outage: {status}");
     Ok(())
 }

@@ -94,6 +94,7 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
         .routes(routes!(tenants::whoami))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
+        .routes(routes!(system::readyz_admin))
         .routes(routes!(system::metrics))
         .split_for_parts();
     let openapi = Arc::new(openapi);

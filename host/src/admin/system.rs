@@ -25,16 +25,51 @@ pub async fn healthz() -> &'static str {
         (status = 200, description = "Ready; the body says whether changes are accepted", body = String),
         (status = 503, description = "Starting or draining", body = String)))]
 pub async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
-    if !state.ready.load(Ordering::Acquire) {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
-    } else if state.control.store_reachable() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
+    match readiness(&state) {
+        Readiness::Starting => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),
+        Readiness::Ready => (StatusCode::OK, "ready\n").into_response(),
+        Readiness::StoreUnreachable => (
             StatusCode::OK,
             "ready; state store unreachable: serving the last synced state, changes refused\n",
         )
-            .into_response()
+            .into_response(),
+    }
+}
+
+enum Readiness {
+    Starting,
+    Ready,
+    StoreUnreachable,
+}
+
+fn readiness(state: &AdminState) -> Readiness {
+    if !state.ready.load(Ordering::Acquire) {
+        Readiness::Starting
+    } else if state.control.store_reachable() {
+        Readiness::Ready
+    } else {
+        Readiness::StoreUnreachable
+    }
+}
+
+/// The host accepts admin writes: it is ready and its state store answers.
+/// A fleet host whose shared store is unreachable answers 503 here while
+/// `/readyz` stays 200, so a load balancer in front of the admin API can
+/// send writes to hosts that can take them without taking any host out of
+/// the data plane.
+#[utoipa::path(get, path = "/readyz/admin", tag = "system", security(()),
+    responses(
+        (status = 200, description = "Admin writes are accepted", body = String),
+        (status = 503, description = "Starting, draining, or the state store is unreachable", body = String)))]
+pub async fn readyz_admin(State(state): State<Arc<AdminState>>) -> Response {
+    match readiness(&state) {
+        Readiness::Starting => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),
+        Readiness::Ready => (StatusCode::OK, "admin writes accepted\n").into_response(),
+        Readiness::StoreUnreachable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "state store unreachable: changes refused\n",
+        )
+            .into_response(),
     }
 }
 

@@ -13,9 +13,7 @@
 //! a revision: a change read from one revision and written over another is
 //! retried, so two hosts taking admin writes at once never lose one.
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
-use std::path::Path;
+use sqlx::{Any, AnyPool, Row, Transaction};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -25,14 +23,14 @@ use super::{
     StoreResult, TenantRecord, TokenRecord, Usage, VersionRecord, now,
 };
 
+mod open;
 mod records;
+mod snapshot;
 
 use records::{
     activate, bump_generation, conflict_on_unique, load_service, parse_json, require_tenant,
-    service_from_row, to_json, version_from_row,
+    to_json,
 };
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The channel every change notifies on commit (Postgres only).
 pub const CHANGES_CHANNEL: &str = "berth_generation";
@@ -51,57 +49,6 @@ pub struct SqlStore {
     backend: Backend,
     /// Woken by `NOTIFY` from any host (Postgres only).
     changed: Arc<Notify>,
-}
-
-impl SqlStore {
-    /// Opens (creating if needed) the SQLite database at `path` and brings
-    /// its schema up to date.
-    pub async fn open_sqlite(path: &Path) -> StoreResult<Self> {
-        install_default_drivers();
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self {
-            pool,
-            backend: Backend::Sqlite,
-            changed: Arc::new(Notify::new()),
-        })
-    }
-
-    /// Connects to the Postgres database at `url` (`postgres://...`), brings
-    /// its schema up to date (hosts starting together take turns, under
-    /// sqlx's migration lock) and starts listening for other hosts' changes.
-    pub async fn open_postgres(url: &str) -> StoreResult<Self> {
-        install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            // An unreachable database fails an admin write within seconds,
-            // rather than holding the caller for sqlx's default 30.
-            .acquire_timeout(Duration::from_secs(3))
-            .connect(url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        let changed = Arc::new(Notify::new());
-        super::listen::spawn(url.to_string(), CHANGES_CHANNEL, Arc::clone(&changed));
-        Ok(Self {
-            pool,
-            backend: Backend::Postgres,
-            changed,
-        })
-    }
 }
 
 /// A change that found its service changed under it on every attempt.
@@ -602,62 +549,7 @@ impl Store for SqlStore {
     }
 
     async fn snapshot(&self) -> StoreResult<Snapshot> {
-        // One read transaction, so the tenants and services agree.
-        let mut tx = self.pool.begin().await?;
-        let generation: i64 = sqlx::query("SELECT value FROM generation WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("value")?;
-        let mut tenants = Vec::new();
-        for row in sqlx::query("SELECT * FROM tenants ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let limits: String = row.try_get("limits")?;
-            tenants.push(TenantRecord {
-                name: row.try_get("name")?,
-                domains: Vec::new(),
-                limits: parse_json("tenant limits", &limits)?,
-                created_at: row.try_get("created_at")?,
-            });
-        }
-        for row in sqlx::query("SELECT domain, tenant FROM tenant_domains")
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let tenant: String = row.try_get("tenant")?;
-            if let Some(t) = tenants.iter_mut().find(|t| t.name == tenant) {
-                t.domains.push(row.try_get("domain")?);
-            }
-        }
-        let mut services = Vec::new();
-        for row in
-            sqlx::query("SELECT * FROM services WHERE deployment IS NOT NULL ORDER BY tenant, name")
-                .fetch_all(&mut *tx)
-                .await?
-        {
-            services.push(service_from_row(&row)?);
-        }
-        let index: std::collections::HashMap<(String, String), usize> = services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ((s.tenant.clone(), s.name.clone()), i))
-            .collect();
-        for row in sqlx::query("SELECT * FROM versions ORDER BY created_at, label")
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let key: (String, String) = (row.try_get("tenant")?, row.try_get("service")?);
-            if let Some(&i) = index.get(&key) {
-                services[i].versions.push(version_from_row(&row)?);
-            }
-        }
-        tx.commit().await?;
-        Ok(Snapshot {
-            generation,
-            tenants,
-            services,
-        })
+        snapshot::read(&self.pool).await
     }
 
     async fn digests(&self) -> StoreResult<Vec<String>> {
