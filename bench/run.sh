@@ -145,8 +145,8 @@ SPAN_MIB=$(python3 -c "print(f'{int(open(\"$WORK/sink.bytes\").read()) / 1048576
 
 echo "metrics and tracing, counted in instructions (callgrind; takes minutes)..."
 command -v valgrind >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo; $SUDO apt-get install -y -qq valgrind; }
-COST=$(python3 bench/telemetry_cost.py target/release/berth "$HELLO" "$WORK")
-cst() { echo "$COST" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+CALLGRIND=$(python3 bench/telemetry_cost.py target/release/berth "$HELLO" "$WORK")
+cst() { echo "$CALLGRIND" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
 echo "second start with a warm compile cache..."
 START_MS=$(python3 - "$HELLO" "$WORK/berth-data" <<'PY'
