@@ -152,11 +152,12 @@ impl BerthEngine {
     /// Compiles a component, or loads it from the compile cache when this
     /// engine compiled the same bytes before.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedComponent, EngineError> {
-        if let Some(loaded) = self.load_cached(bytes)? {
-            return Ok(loaded);
-        }
+        check_component_header(bytes)?;
         let digest = ContentDigest::of(bytes);
         let artifact = self.artifact_path(&digest);
+        if let Some(component) = self.cached(&digest, &artifact) {
+            return Ok(component);
+        }
         let started = Instant::now();
         let component = Component::new(&self.engine, bytes).map_err(|e| {
             crate::telemetry::metrics::compiled("error", started.elapsed());
@@ -190,22 +191,26 @@ impl BerthEngine {
         check_component_header(bytes)?;
         let digest = ContentDigest::of(bytes);
         let artifact = self.artifact_path(&digest);
+        Ok(self.cached(&digest, &artifact))
+    }
+
+    fn cached(&self, digest: &ContentDigest, artifact: &Path) -> Option<LoadedComponent> {
         if !artifact.is_file() {
-            return Ok(None);
+            return None;
         }
-        match self.deserialize(&artifact) {
+        match self.deserialize(artifact) {
             Ok(component) => {
                 tracing::info!(%digest, cache = "hit", "component loaded from compile cache");
                 crate::telemetry::metrics::compile_cache_hit("disk");
-                Ok(Some(LoadedComponent {
+                Some(LoadedComponent {
                     component,
-                    digest,
+                    digest: digest.clone(),
                     outcome: CacheOutcome::Hit,
-                }))
+                })
             }
             Err(error) => {
                 tracing::warn!(%digest, %error, "ignoring unusable compile cache entry");
-                Ok(None)
+                None
             }
         }
     }

@@ -25,11 +25,20 @@ pub(super) enum Tier {
 }
 
 impl ControlPlane {
-    /// Checks, compiles and links an upload: with Winch where it can, else
-    /// with Cranelift. A component Winch refuses (a proposal it lacks) goes
-    /// to Cranelift, which has the last word on whether it is valid.
-    pub(super) async fn compile_upload(&self, bytes: Vec<u8>) -> Result<Tier, ControlError> {
+    /// Checks, compiles and links a component, an upload's or one a restart
+    /// or a fleet sync finds unlinked: Cranelift's build from the compile
+    /// cache when it is there, else Winch's where Winch can, else
+    /// Cranelift's. A component Winch refuses (a proposal it lacks) goes to
+    /// Cranelift, which has the last word on whether it is valid.
+    pub(super) async fn compile_tiered(&self, bytes: Vec<u8>) -> Result<Tier, ControlError> {
         let shared = Arc::new(bytes);
+        let input = Arc::clone(&shared);
+        if let Some(cached) = self
+            .off_request_path(&self.quick_compiling, move |host| host.link_cached(&input))
+            .await?
+        {
+            return Ok(Tier::Full(cached.map_err(compile_error)?));
+        }
         let input = Arc::clone(&shared);
         match self
             .off_request_path(&self.quick_compiling, move |host| {

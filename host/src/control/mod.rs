@@ -316,7 +316,7 @@ impl ControlPlane {
                 let bytes = tokio::fs::read(received.path()).await.map_err(|e| {
                     ControlError::Internal(format!("cannot read the upload back: {e}"))
                 })?;
-                match self.compile_upload(bytes).await? {
+                match self.compile_tiered(bytes).await? {
                     Tier::Full(pre) => pre,
                     Tier::Quick(pre, bytes) => {
                         optimise_later = Some(bytes);

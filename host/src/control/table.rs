@@ -4,16 +4,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::compile::Tier;
 use super::rules::resolve_settings;
 use super::{ControlError, ControlPlane, lock};
 use crate::admission::{TenantGate, default_cpu_slots};
 use crate::capabilities::ServiceCapabilities;
 use crate::host::DEFAULT_TENANT;
-use crate::invoke::{HostState, ServiceVersion};
+use crate::invoke::ServiceVersion;
 use crate::quotas::TenantQuotas;
 use crate::router::{Backends, Route, RoutingTableBuilder};
 use crate::store::{Deployment, ServiceRecord, Snapshot};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 impl ControlPlane {
     /// Rebuilds the routing table from the store and swaps it in. Versions
@@ -68,16 +68,13 @@ impl ControlPlane {
                     continue;
                 }
             };
-            let host = Arc::clone(&self.host);
-            let linked = tokio::task::spawn_blocking(move || link_stored(&host, bytes))
-                .await
-                .map_err(|e| ControlError::Internal(e.to_string()))?;
-            match linked {
-                Ok((pre, optimise_later)) => {
+            match self.compile_tiered(bytes).await {
+                Ok(Tier::Full(pre)) => {
+                    lock(&self.compiled).insert(digest, pre);
+                }
+                Ok(Tier::Quick(pre, bytes)) => {
                     lock(&self.compiled).insert(digest.clone(), pre);
-                    if let Some(bytes) = optimise_later {
-                        self.optimise_in_background(digest, bytes);
-                    }
+                    self.optimise_in_background(digest, bytes);
                 }
                 // One broken blob must not keep every other service down.
                 Err(error) => {
@@ -191,29 +188,6 @@ impl ControlPlane {
         }
         builder.build()
     }
-}
-
-/// Links a stored component for serving: Cranelift's build from the compile
-/// cache when it is there, else Winch's quick build (returning the bytes for
-/// Cranelift to compile in the background), else Cranelift's, compiled now.
-/// A host that syncs a version deployed through another host, or restarts
-/// before an upload's optimised build was cached, so serves it as soon as
-/// an upload would be served.
-fn link_stored(
-    host: &crate::host::Host,
-    bytes: Vec<u8>,
-) -> Result<(ProxyPre<HostState>, Option<Vec<u8>>), crate::host::HostError> {
-    if let Some(cached) = host.link_cached(&bytes) {
-        return cached.map(|pre| (pre, None));
-    }
-    match host.compile_quick(&bytes) {
-        Some(Ok(pre)) => return Ok((pre, Some(bytes))),
-        Some(Err(error)) => {
-            tracing::debug!(%error, "Winch refused a stored component; compiling with Cranelift");
-        }
-        None => {}
-    }
-    host.compile(&bytes).map(|(_, pre)| (pre, None))
 }
 
 impl ControlPlane {

@@ -29,7 +29,7 @@ mod snapshot;
 
 use records::{
     activate, bump_generation, conflict_on_unique, load_service, parse_json, require_tenant,
-    to_json,
+    strings, to_json,
 };
 
 /// The channel every change notifies on commit (Postgres only).
@@ -128,10 +128,7 @@ impl SqlStore {
                 .bind(tenant)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get::<String, _>("domain"))
-            .collect::<Result<_, _>>()?)
+        strings(&rows, "domain")
     }
 }
 
@@ -556,10 +553,7 @@ impl Store for SqlStore {
         let rows = sqlx::query("SELECT DISTINCT digest FROM versions")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get::<String, _>("digest"))
-            .collect::<Result<_, _>>()?)
+        strings(&rows, "digest")
     }
 
     async fn generation(&self) -> StoreResult<i64> {

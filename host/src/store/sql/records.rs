@@ -20,6 +20,14 @@ pub(super) fn conflict_on_unique<T>(
     }
 }
 
+/// One text column of every row.
+pub(super) fn strings(rows: &[sqlx::any::AnyRow], column: &str) -> StoreResult<Vec<String>> {
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(column))
+        .collect::<Result<_, _>>()?)
+}
+
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
