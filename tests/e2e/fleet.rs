@@ -105,6 +105,18 @@ async fn hosts_sharing_postgres_converge_and_share_key_value_data() -> Result<()
     deploy(&acme, "1", &probe).await?;
     let took = until_served(&[&a, &b, &c], "/web/whoami", "1").await?;
     ensure!(took <= CONVERGED_WITHIN, "converged in {took:?}");
+    // B served it from Winch's build and then swaps in Cranelift's, which
+    // it compiled itself.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !b.log().contains("serving the optimised build") {
+        ensure!(Instant::now() < deadline, "B never optimised:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(
+        b.log().matches("component compiled").count() == 1,
+        "{}",
+        b.log()
+    );
     // The tenant's token, created through A, works on C.
     let on_c = c.admin_as(&acme.token)?;
     ensure!(on_c.get("/v1/tenants/acme/services/web").await?.status == 200);
