@@ -280,10 +280,12 @@ machines would gain: each host's capacity is that of a single host.
 Measured in process by \`cargo bench -p berth --bench capabilities\` (pinned to CPU 0) on the
 \`components/testing/capabilities\` probe, loaded as two services \`a\` and \`b\`: a hop is the
 median of \`a\` calling \`b\`'s \`/whoami\` through \`http://b.internal\` minus the median of \`a\`'s
-own \`/whoami\` (the callee's fresh instance included); a key-value round trip is the median of a
+own \`/whoami\` (the callee's fresh instance included), and the same less the callee's own
+request (\`/whoami\` alone once more): what the call itself costs; a key-value round trip is the median of a
 request making 100 \`get\`s (or \`set\`s) on SQLite minus one making none, over 100.
 
-- $(cap "service-call hop")
+- $(cap "service-call hop:")
+- $(cap "hop without")
 - $(cap "key-value get")
 - $(cap "key-value set")
 

@@ -6,7 +6,10 @@
 //!
 //! - hop: the median of `/call/b` (service `a` calls `b`'s `/whoami`) minus
 //!   the median of `/whoami` on `a` alone: what one in-process call adds,
-//!   the callee's fresh instance included.
+//!   the callee's fresh instance included; and the same less the callee's
+//!   own request (`/whoami` alone again), which is what the in-process call
+//!   itself costs: routing, the request and response crossing between the
+//!   two instances, and the caller's waiting.
 //! - key-value: the median of `n` operations in one request minus the
 //!   median of none, divided by `n`.
 
@@ -128,6 +131,13 @@ async fn hop(host: &Host, version: &Arc<ServiceVersion>, iterations: usize) -> a
             micros(called.saturating_sub(alone)),
             micros(called),
             micros(alone)
+        );
+        // `b` is the same component answering the same `/whoami`, so its
+        // own request costs what `a`'s does alone: what the hop adds beyond
+        // the callee's request is the call's own cost.
+        println!(
+            "service-call hop without the callee's own request: {:.1} us",
+            micros(called.saturating_sub(alone * 2))
         );
     }
     Ok(())

@@ -145,24 +145,37 @@ pub struct Usage {
     pub bytes: u64,
 }
 
-/// What the tenant stores once `value` replaces `old` at `key`, if its
-/// quota allows that.
+impl Usage {
+    /// What the tenant stores once a value of `new_len` bytes replaces one
+    /// of `old_len` bytes (`None`: the key was absent) at `key`.
+    pub fn after_write(self, key: &str, old_len: Option<usize>, new_len: usize) -> Usage {
+        Usage {
+            keys: self.keys + u64::from(old_len.is_none()),
+            bytes: (self.bytes + entry_bytes(key, new_len))
+                .saturating_sub(old_len.map_or(0, |len| entry_bytes(key, len))),
+        }
+    }
+}
+
+/// What one entry counts against the byte quota: its key and value.
+fn entry_bytes(key: &str, value_len: usize) -> u64 {
+    (key.len() + value_len) as u64
+}
+
+/// What the tenant stores once `value` replaces a value of `old_len` bytes
+/// (`None`: the key was absent) at `key`, if its quota allows that.
 pub fn usage_after_write(
     usage: Usage,
     key: &str,
-    old: Option<&[u8]>,
+    old_len: Option<usize>,
     value: &[u8],
     quota: &KvQuota,
 ) -> KvResult<Usage> {
     check_entry(key, Some(value), quota)?;
-    let entry = |value: &[u8]| (key.len() + value.len()) as u64;
-    let new_bytes = entry(value);
-    let old_bytes = old.map_or(0, entry);
-    let next = Usage {
-        keys: usage.keys + u64::from(old.is_none()),
-        bytes: (usage.bytes + new_bytes).saturating_sub(old_bytes),
-    };
-    if old.is_none() && next.keys > quota.keys {
+    let new_bytes = entry_bytes(key, value.len());
+    let old_bytes = old_len.map_or(0, |len| entry_bytes(key, len));
+    let next = usage.after_write(key, old_len, value.len());
+    if old_len.is_none() && next.keys > quota.keys {
         return Err(KvError::QuotaExceeded(format!(
             "the tenant stores {} keys, its limit",
             usage.keys

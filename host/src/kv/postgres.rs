@@ -135,7 +135,7 @@ impl PostgresKv {
         value: &[u8],
         quota: &KvQuota,
     ) -> KvResult<()> {
-        let next = usage_after_write(usage, key, old, value, quota)?;
+        let next = usage_after_write(usage, key, old.map(<[u8]>::len), value, quota)?;
         keyed(
             "INSERT INTO kv (tenant, service, bucket, key, value) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (tenant, service, bucket, key) DO UPDATE SET value = excluded.value",

@@ -31,9 +31,24 @@ CREATE TABLE IF NOT EXISTS kv (
     bucket  TEXT NOT NULL,
     key     TEXT NOT NULL,
     value   BLOB NOT NULL,
+    replaced_length INTEGER,
     PRIMARY KEY (tenant, service, bucket, key)
 ) WITHOUT ROWID;
 ";
+
+/// `replaced_length` holds the length of the value the row's last update
+/// replaced, and is written only so that an upsert can report it: RETURNING
+/// sees only the new row, and the quota needs the old length. Files made
+/// before the column existed gain it when opened.
+const ADD_REPLACED_LENGTH: &str = "ALTER TABLE kv ADD COLUMN replaced_length INTEGER";
+
+/// Writes a value and returns the length of the one it replaced (NULL when
+/// the key was new): one round trip where a read and a write took two.
+const UPSERT_RETURNING_REPLACED: &str =
+    "INSERT INTO kv (tenant, service, bucket, key, value) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (tenant, service, bucket, key)
+     DO UPDATE SET value = excluded.value, replaced_length = length(kv.value)
+     RETURNING replaced_length";
 
 const SELECT_VALUE: &str =
     "SELECT value FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?";
@@ -87,8 +102,22 @@ impl SqliteKv {
                     .busy_timeout(Duration::from_secs(10));
                 let mut conn = SqliteConnection::connect_with(&options).await?;
                 sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
+                let has_replaced_length: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pragma_table_info('kv') WHERE name = 'replaced_length'",
+                )
+                .fetch_one(&mut conn)
+                .await?;
+                if has_replaced_length == 0 {
+                    sqlx::raw_sql(ADD_REPLACED_LENGTH)
+                        .execute(&mut conn)
+                        .await?;
+                }
                 let readers = SqlitePoolOptions::new()
                     .max_connections(4)
+                    // A ping before each use would double every read's
+                    // round trips to the connection's worker thread; a
+                    // local file's connection does not go stale.
+                    .test_before_acquire(false)
                     .connect_with(options.read_only(true))
                     .await?;
                 Ok::<_, KvError>(Open {
@@ -109,7 +138,7 @@ impl Writer {
             return Ok(*usage);
         }
         let row = sqlx::query(
-            "SELECT count(*), coalesce(sum(length(key) + length(value)), 0) FROM kv WHERE tenant = ?",
+            "SELECT count(*), coalesce(sum(length(CAST(key AS BLOB)) + length(value)), 0) FROM kv WHERE tenant = ?",
         )
         .bind(tenant)
         .fetch_one(&mut self.conn)
@@ -139,7 +168,7 @@ impl Writer {
         quota: &KvQuota,
     ) -> KvResult<()> {
         let usage = self.usage(&ns.tenant).await?;
-        let next = usage_after_write(usage, key, old, value, quota)?;
+        let next = usage_after_write(usage, key, old.map(<[u8]>::len), value, quota)?;
         keyed(
             "INSERT INTO kv (tenant, service, bucket, key, value) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (tenant, service, bucket, key) DO UPDATE SET value = excluded.value",
@@ -151,6 +180,33 @@ impl Writer {
         .await?;
         self.usage.insert(ns.tenant.to_string(), next);
         Ok(())
+    }
+
+    /// Writes `value` in one statement, when the quota allows it whatever
+    /// it replaces, and returns whether it did.
+    async fn put_if_it_fits_as_new(
+        &mut self,
+        ns: &Namespace,
+        key: &str,
+        value: &[u8],
+        quota: &KvQuota,
+    ) -> KvResult<bool> {
+        let usage = self.usage(&ns.tenant).await?;
+        // Replacing a value takes no more than adding the key afresh.
+        if usage_after_write(usage, key, None, value, quota).is_err() {
+            return Ok(false);
+        }
+        let replaced: Option<i64> = keyed(UPSERT_RETURNING_REPLACED, ns, key)
+            .bind(value)
+            .fetch_one(&mut self.conn)
+            .await?
+            .get(0);
+        let replaced = replaced.map(|len| usize::try_from(len).unwrap_or(0));
+        self.usage.insert(
+            ns.tenant.to_string(),
+            usage.after_write(key, replaced, value.len()),
+        );
+        Ok(true)
     }
 }
 
@@ -167,6 +223,10 @@ impl KvBackend for SqliteKv {
     async fn set(&self, ns: &Namespace, key: &str, value: &[u8], quota: &KvQuota) -> KvResult<()> {
         check_entry(key, Some(value), quota)?;
         let mut writer = self.open().await?.writer.lock().await;
+        if writer.put_if_it_fits_as_new(ns, key, value, quota).await? {
+            return Ok(());
+        }
+        // Near the quota, whether the write fits depends on what it replaces.
         let old = writer.current(ns, key).await?;
         writer.put(ns, key, old.as_deref(), value, quota).await
     }
@@ -176,7 +236,7 @@ impl KvBackend for SqliteKv {
         let usage = writer.usage(&ns.tenant).await?;
         let removed = keyed(
             "DELETE FROM kv WHERE tenant = ? AND service = ? AND bucket = ? AND key = ?
-             RETURNING length(key) + length(value)",
+             RETURNING length(CAST(key AS BLOB)) + length(value)",
             ns,
             key,
         )
@@ -331,6 +391,60 @@ mod tests {
         kv.set(&a, "k3", b"abc", &quota).await?;
         assert_eq!(kv.get(&a, "k3").await?, Some(b"abc".to_vec()));
         assert_eq!(kv.get(&ns("acme", "catalog"), "k3").await?, None);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn one_statement_writes_keep_usage_exact_across_restarts() -> Result<(), KvError> {
+        let dir = tempfile::tempdir().map_err(|e| KvError::Backend(e.to_string()))?;
+        let path = dir.path().join("kv.db");
+        // A file from before `replaced_length`, holding one 12-byte entry.
+        {
+            let options = SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let mut conn = SqliteConnection::connect_with(&options).await?;
+            sqlx::raw_sql(
+                "CREATE TABLE kv (tenant TEXT NOT NULL, service TEXT NOT NULL,
+                 bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+                 PRIMARY KEY (tenant, service, bucket, key)) WITHOUT ROWID;
+                 INSERT INTO kv VALUES ('acme', 'cart', 'default', 'k1', x'31323334353637383930');",
+            )
+            .execute(&mut conn)
+            .await?;
+        }
+        let quota = KvQuota {
+            keys: 3,
+            value_bytes: 12,
+            total_bytes: 22,
+        };
+        let a = ns("acme", "cart");
+        let kv = SqliteKv::new(&path);
+        // Far from the quota: written in one statement, which reports the
+        // replaced 10 bytes, so the tenant now stores 2 + 5.
+        kv.set(&a, "k1", b"12345", &quota).await?;
+        // 7 + 2 + 12 = 21 fits only if the replaced bytes were given back; a
+        // non-ASCII key counts its UTF-8 bytes.
+        kv.set(&a, "ké", b"123456789012", &quota).await?;
+        assert!(matches!(
+            kv.set(&a, "k3", b"", &quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        // Counted afresh from the file after a restart: the same 22 bytes,
+        // so even a 1-byte entry does not fit.
+        drop(kv);
+        let kv = SqliteKv::new(&path);
+        assert!(matches!(
+            kv.set(&a, "x", b"", &quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        kv.set(&a, "k1", b"1", &quota).await?;
+        kv.set(&a, "k3", b"", &quota).await?;
+        assert!(matches!(
+            kv.set(&a, "k4", b"", &quota).await,
+            Err(KvError::QuotaExceeded(_))
+        ));
+        assert_eq!(kv.get(&a, "ké").await?, Some(b"123456789012".to_vec()));
         Ok(())
     }
 
