@@ -172,8 +172,6 @@ pub fn usage_after_write(
     quota: &KvQuota,
 ) -> KvResult<Usage> {
     check_entry(key, Some(value), quota)?;
-    let new_bytes = entry_bytes(key, value.len());
-    let old_bytes = old_len.map_or(0, |len| entry_bytes(key, len));
     let next = usage.after_write(key, old_len, value.len());
     if old_len.is_none() && next.keys > quota.keys {
         return Err(KvError::QuotaExceeded(format!(
@@ -181,7 +179,8 @@ pub fn usage_after_write(
             usage.keys
         )));
     }
-    if new_bytes > old_bytes && next.bytes > quota.total_bytes {
+    // A write that shrinks what the tenant stores is always allowed.
+    if next.bytes > usage.bytes && next.bytes > quota.total_bytes {
         return Err(KvError::QuotaExceeded(format!(
             "the tenant stores {} of its {} bytes of key-value data; this write does not fit",
             usage.bytes, quota.total_bytes
