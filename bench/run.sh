@@ -90,23 +90,7 @@ name = "hello"
 component = "$PWD/$HELLO"
 route = "/"
 TOML
-python3 - "$WORK/sink.bytes" >"$WORK/sink.log" 2>&1 <<'PY' &
-import http.server, sys
-received = 0
-class Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        global received
-        received += len(self.rfile.read(int(self.headers.get("content-length", 0))))
-        with open(sys.argv[1], "w") as out:
-            out.write(str(received))
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", 18090), Sink).serve_forever()
-PY
+python3 bench/otlp_sink.py 18090 "$WORK/sink.bytes" >"$WORK/sink.log" 2>&1 &
 SINK=$!
 PIDS+=("$SINK")
 taskset -cp 1 "$SINK" >/dev/null

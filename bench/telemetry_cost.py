@@ -20,23 +20,11 @@ Prints one line of key=value figures.
 import http.server, os, re, socket, subprocess, sys, threading, time
 import urllib.request
 
+from otlp_sink import Sink
+
 berth, hello, work = sys.argv[1:4]
 hello = os.path.abspath(hello)
 FEW, MANY = 200, 1200
-
-
-class Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
 
 sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
 threading.Thread(target=sink.serve_forever, daemon=True).start()

@@ -30,19 +30,7 @@ name = "hello"
 component = "$HELLO"
 route = "/"
 TOML
-python3 - <<'PY' &
-import http.server
-class Sink(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", 18090), Sink).serve_forever()
-PY
+python3 bench/otlp_sink.py 18090 &
 PIDS+=("$!")
 taskset -cp 1 "$!" >/dev/null
 BERTH_LOG=info taskset -c 0 "$BERTH" serve --config "$WORK/bench.toml" \
