@@ -103,6 +103,8 @@ struct Row {
     window: Duration,
     observed: String,
     p99: Duration,
+    /// The p99 this case was held to.
+    bound: Duration,
     requests: usize,
     failed: usize,
     rss_mib: u64,
@@ -148,17 +150,41 @@ impl Suite {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<String>>,
     {
-        // A window over the bound is measured once more: one stall of the
-        // shared 2-core machine should not decide a case, a second one does.
-        for attempt in 0..2 {
-            let row = self.measure(case, times, &attack).await?;
-            if row.p99 <= self.p99_bound || attempt == 1 {
+        // A window over the bound is measured again, against a baseline
+        // measured afresh just before: one stall of the shared 2-core
+        // machine should not decide a case, and neither should neighbours
+        // that slowed the whole machine since the first baseline. A case
+        // over its bound on every attempt fails.
+        let mut bound = self.p99_bound;
+        for attempt in 1..=ATTEMPTS {
+            let mut row = self.measure(case, times, &attack).await?;
+            row.bound = bound;
+            if row.p99 <= bound || attempt == ATTEMPTS {
                 self.rows.push(row);
                 break;
             }
-            println!("{case}: control p99 over the bound; measuring again");
+            let quiet = self.quiet_p99().await?;
+            bound = bound.max(p99_bound(quiet));
+            println!(
+                "{case}: control p99 {:?} over {:?}; quiet p99 now {quiet:?}, measuring again",
+                row.p99, row.bound
+            );
         }
         Ok(())
+    }
+
+    /// The control tenant's p99 with no attack running, over one case window.
+    async fn quiet_p99(&self) -> Result<Duration> {
+        let started = Instant::now();
+        tokio::time::sleep(CASE_WINDOW).await;
+        let ended = Instant::now();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (p99, requests, failed) = self.load.window(started, ended);
+        ensure!(
+            failed == 0 && requests > 100,
+            "quiet window: {requests} requests, {failed} failed"
+        );
+        Ok(p99)
     }
 
     async fn measure<F, Fut>(&mut self, case: &'static str, times: usize, attack: &F) -> Result<Row>
@@ -196,6 +222,7 @@ impl Suite {
             window: ended - started,
             observed,
             p99,
+            bound: self.p99_bound,
             requests,
             failed,
             rss_mib,
@@ -401,7 +428,7 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
         "baseline: {n} requests, {failed} failed"
     );
     println!("baseline p99 {baseline:?} over {n} requests");
-    s.p99_bound = baseline.mul_f64(1.25).max(baseline + P99_SLACK);
+    s.p99_bound = p99_bound(baseline);
 
     let outcome = async {
         hostile_guests(&mut s).await?;
@@ -445,7 +472,6 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
     );
     // The pass criteria, for every case: no control request failed, its
     // p99 stayed within bound, and the host's memory stayed bounded.
-    let bound = baseline.mul_f64(1.25).max(baseline + P99_SLACK);
     for row in &rows {
         let sent = (row.window.as_secs_f64() * CONTROL_RATE as f64) as usize;
         ensure!(
@@ -461,11 +487,11 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
             row.failed
         );
         ensure!(
-            row.p99 <= bound,
-            "{}: control p99 {:?} above {:?} (baseline {:?})",
+            row.p99 <= row.bound,
+            "{}: control p99 {:?} above {:?} (first baseline {:?})",
             row.case,
             row.p99,
-            bound,
+            row.bound,
             baseline
         );
         ensure!(
@@ -483,6 +509,14 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
 /// generator and the attackers' clients, a p99 of a few milliseconds moves by
 /// about this much between two quiet windows.
 const P99_SLACK: Duration = Duration::from_millis(5);
+
+/// Windows a case may take before its p99 decides it.
+const ATTEMPTS: usize = 3;
+
+/// The control p99 allowed while an attack runs, given the p99 alone.
+fn p99_bound(quiet: Duration) -> Duration {
+    quiet.mul_f64(1.25).max(quiet + P99_SLACK)
+}
 
 async fn hostile_guests(s: &mut Suite) -> Result<()> {
     // The closures take their own copy of the address: `case` borrows the
