@@ -17,7 +17,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WASM=$ROOT/components/target/wasm32-wasip2/release/testing_capabilities.wasm
 [ -f "$WASM" ] || { echo "no $WASM: run make components first" >&2; exit 1; }
 TREE=$ROOT/target/hop-trace-tree
-git -C "$ROOT" worktree remove --force "$TREE" 2>/dev/null || true
+# A worktree left by an interrupted run is cleared first.
+git -C "$ROOT" worktree remove --force "$TREE" 2>/dev/null || rm -rf "$TREE"
+git -C "$ROOT" worktree prune
 git -C "$ROOT" worktree add --detach "$TREE" HEAD >/dev/null
 trap 'git -C "$ROOT" worktree remove --force "$TREE"' EXIT
 git -C "$TREE" apply "$ROOT/bench/hop_trace.patch"
