@@ -107,7 +107,7 @@ impl TenantGate {
     pub fn cpu_share(&self) -> CpuShare {
         CpuShare {
             slots: Arc::clone(&self.cpu),
-            held: None,
+            held: Arc::default(),
         }
     }
 
@@ -118,12 +118,14 @@ impl TenantGate {
     }
 }
 
-/// One guest's turn-taking on its tenant's CPU slots.
+/// One guest's turn-taking on its tenant's CPU slots. Clones share the
+/// slot: the store's epoch callback takes it, and the task running the guest
+/// gives it up whenever the guest blocks.
+#[derive(Clone)]
 pub struct CpuShare {
     slots: Arc<Semaphore>,
-    /// The slot held for the current tick; made at the first tick, so the
-    /// many requests that finish before one allocate nothing here.
-    held: Option<Arc<Mutex<Option<OwnedSemaphorePermit>>>>,
+    /// The slot held for the current tick, from the first tick on.
+    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
 }
 
 /// What the guest awaits between two ticks.
@@ -134,18 +136,16 @@ impl CpuShare {
     /// called, an upstream, a timer): a guest blocked there uses no CPU, and
     /// holding the slot would stall the tenant's other guests, the callee of
     /// a service call among them.
-    pub fn release(&mut self) {
-        if let Some(held) = &self.held {
-            drop(lock(held).take());
-        }
+    pub fn release(&self) {
+        drop(lock(&self.held).take());
     }
 
     /// Gives up the slot used for the tick just run, and returns the wait
     /// for the next one. The semaphore is fair, so the tenant's long runners
     /// take turns in order.
-    pub fn next_slice(&mut self) -> NextSlice {
-        let held = Arc::clone(self.held.get_or_insert_with(Default::default));
-        drop(lock(&held).take());
+    pub fn next_slice(&self) -> NextSlice {
+        self.release();
+        let held = Arc::clone(&self.held);
         let slots = Arc::clone(&self.slots);
         Box::pin(async move {
             // Always give the worker up, even when a slot is free: that is
@@ -202,8 +202,8 @@ mod tests {
     #[tokio::test]
     async fn long_runners_take_turns_on_the_cpu_slots() {
         let gate = gate(4, 0);
-        let mut a = gate.cpu_share();
-        let mut b = gate.cpu_share();
+        let a = gate.cpu_share();
+        let b = gate.cpu_share();
         a.next_slice().await;
         // `a` holds the only slot until its next tick gives it up.
         let b_next = b.next_slice();
@@ -219,8 +219,8 @@ mod tests {
     #[tokio::test]
     async fn a_guest_in_the_host_gives_its_cpu_slot_up() {
         let gate = gate(4, 4);
-        let mut first = gate.cpu_share();
-        let mut second = gate.cpu_share();
+        let first = gate.cpu_share();
+        let second = gate.cpu_share();
         first.next_slice().await;
         // The one slot is held: the other guest's next slice waits.
         let waiting = tokio::time::timeout(Duration::from_millis(20), second.next_slice()).await;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -60,7 +60,6 @@ pub struct HostState {
     cpu_ticks: u64,
     cpu_budget_ticks: u64,
     cpu_share: CpuShare,
-    guest_clock: Arc<GuestClock>,
 }
 
 impl WasiView for HostState {
@@ -363,11 +362,18 @@ where
 
     let wall_left = limits.wall_time.saturating_sub(started.elapsed());
     let metrics = Arc::clone(&version.metrics);
+    // A guest that waits in the host (on a service it called, an upstream,
+    // a timer) uses no CPU: holding its tenant's CPU slot meanwhile would
+    // stall the tenant's other guests, the callee of a service call among
+    // them.
+    let cpu_share = store.data().cpu_share.clone();
     let guest = tokio::spawn(
         async move {
+            let mut clock = GuestClock::new();
             let call = proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, guest_request, outparam);
+            let call = clock.run(call, || cpu_share.release());
             let outcome = match tokio::time::timeout(wall_left, call).await {
                 Ok(Ok(())) => GuestOutcome::Finished,
                 Ok(Err(e)) => {
@@ -385,9 +391,7 @@ where
             if let GuestOutcome::Failed(failure) = &outcome {
                 metrics.guest_failed(failure.kind());
             }
-            let state = store.data();
-            state.guest_clock.stop();
-            metrics.guest_used(state.guest_clock.total(), state.limiter.peak());
+            metrics.guest_used(clock.total(), store.data().limiter.peak());
             // Dropping the store releases the instance's pool slot.
             drop(store);
             drop(slot);
@@ -479,7 +483,6 @@ fn new_store(
         cpu_ticks: 0,
         cpu_budget_ticks: version.limits.cpu_ticks(),
         cpu_share: version.gate.cpu_share(),
-        guest_clock: GuestClock::new(),
     };
     // The engine that compiled this version: Cranelift's, or the quick
     // engine's until the Cranelift build replaces it.
@@ -494,31 +497,9 @@ fn new_store(
         if state.cpu_ticks > state.cpu_budget_ticks {
             return Err(wasmtime::Error::new(CpuBudgetExhausted));
         }
-        // The wait for the next slice is not the guest's CPU time.
-        state.guest_clock.stop();
-        let clock = Arc::clone(&state.guest_clock);
-        let next = state.cpu_share.next_slice();
-        Ok(UpdateDeadline::YieldCustom(
-            1,
-            Box::pin(async move {
-                next.await;
-                clock.start();
-            }),
-        ))
+        Ok(UpdateDeadline::YieldCustom(1, state.cpu_share.next_slice()))
     });
     store.set_epoch_deadline(1);
-    store.call_hook(|mut ctx, hook| {
-        let state = ctx.data_mut();
-        match hook {
-            CallHook::CallingWasm | CallHook::ReturningFromHost => state.guest_clock.start(),
-            CallHook::CallingHost => {
-                state.guest_clock.stop();
-                state.cpu_share.release();
-            }
-            CallHook::ReturningFromWasm => state.guest_clock.stop(),
-        }
-        Ok(())
-    });
     store
 }
 

@@ -70,7 +70,7 @@ fn describe() {
     describe_histogram!(
         "berth_guest_cpu_seconds",
         metrics::Unit::Seconds,
-        "Time one request spent running guest code."
+        "Time one request spent running its guest, host calls that did not wait included."
     );
     describe_histogram!(
         "berth_guest_memory_peak_bytes",
