@@ -1,10 +1,11 @@
 #!/bin/sh
-# Where one service-call hop's time goes: a timeline of one `/call/b` (and of
-# `/whoami` alone), each event's median offset in microseconds from the start
+# Where one service-call hop's time goes: a timeline of one `/call/b` (through
+# berth:service/call), of `/call-http/b` (the same over wasi:http) and of
+# `/whoami` alone, each event's median offset in microseconds from the start
 # of the request. Events: admission, store built, instantiated, every
-# guest-to-host call (`h>`) and return (`h<`), the outgoing request reaching
-# the host, the callee's instance, the guest returning, the store dropped,
-# the response head.
+# guest-to-host call (`h>`) and return (`h<`), the call reaching the host
+# (`call.start`, or `send_request` over wasi:http), the callee's instance,
+# the guest returning, the store dropped, the response head.
 #
 # The marks cost time of their own, so the offsets run a little slower than
 # `cargo bench --bench capabilities`; read them for where the time goes, not

@@ -263,13 +263,17 @@ machines would gain: each host's capacity is that of a single host.
 
 Measured in process by \`cargo bench -p berth --bench capabilities\` (pinned to CPU 0) on the
 \`components/testing/capabilities\` probe, loaded as two services \`a\` and \`b\`: a hop is the
-median of \`a\` calling \`b\`'s \`/whoami\` through \`http://b.internal\` minus the median of \`a\`'s
-own \`/whoami\` (the callee's fresh instance included), and the same less the callee's own
-request (\`/whoami\` alone once more): what the call itself costs; a key-value round trip is the median of a
+median of \`a\` calling \`b\`'s \`/whoami\` with berth-sdk's \`call\` (Berth's \`berth:service/call\`)
+minus the median of \`a\`'s own \`/whoami\` (the callee's fresh instance included), and the same less
+the callee's own request (\`/whoami\` alone once more): what the call itself costs. The same call as
+a plain wasi:http request to \`http://b.internal/whoami\`, as a service built without berth-sdk makes
+it, is measured beside it. A key-value round trip is the median of a
 request making 100 \`get\`s (or \`set\`s) on SQLite minus one making none, over 100.
 
 - $(cap "service-call hop:")
-- $(cap "hop without")
+- $(cap "service-call hop without")
+- $(cap "service-call hop over wasi:http:")
+- $(cap "over wasi:http without")
 - $(cap "key-value get")
 - $(cap "key-value set")
 

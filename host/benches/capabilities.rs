@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p berth --bench capabilities -- path/to/testing_capabilities.wasm [iterations]`
 //!
-//! - hop: the median of `/call/b` (service `a` calls `b`'s `/whoami`) minus
+//! - hop: the median of `/call/b` (service `a` calls `b`'s `/whoami` with
+//!   berth-sdk's `call`; `/call-http/b` the same over plain wasi:http) minus
 //!   the median of `/whoami` on `a` alone: what one in-process call adds,
 //!   the callee's fresh instance included; and the same less the callee's
 //!   own request (`/whoami` alone again), which is what the in-process call
@@ -25,6 +26,11 @@ use berth::host::{Host, HostSettings};
 use berth::invoke::ServiceVersion;
 use berth::limits::Limits;
 use berth::outbound::OutboundPolicy;
+
+/// The allocator the `berth` binary runs with (`host/src/main.rs`), so the
+/// host measured here is the one that ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Key-value operations per measured request.
 const KV_OPS: u32 = 100;
@@ -123,11 +129,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn hop(host: &Host, version: &Arc<ServiceVersion>, iterations: usize) -> anyhow::Result<()> {
-    {
-        let alone = median(host, version, "GET", "/whoami", iterations).await?;
-        let called = median(host, version, "GET", "/call/b", iterations).await?;
+    let alone = median(host, version, "GET", "/whoami", iterations).await?;
+    // berth-sdk's `call` (berth:service/call), then the same call made as a
+    // plain wasi:http request to `http://b.internal`.
+    for (name, path) in [
+        ("service-call hop", "/call/b"),
+        ("service-call hop over wasi:http", "/call-http/b"),
+    ] {
+        let called = median(host, version, "GET", path, iterations).await?;
         println!(
-            "service-call hop: {:.1} us median added ({:.1} us with the call, {:.1} us without)",
+            "{name}: {:.1} us median added ({:.1} us with the call, {:.1} us without)",
             micros(called.saturating_sub(alone)),
             micros(called),
             micros(alone)
@@ -136,7 +147,7 @@ async fn hop(host: &Host, version: &Arc<ServiceVersion>, iterations: usize) -> a
         // own request costs what `a`'s does alone: what the hop adds beyond
         // the callee's request is the call's own cost.
         println!(
-            "service-call hop without the callee's own request: {:.1} us",
+            "{name} without the callee's own request: {:.1} us",
             micros(called.saturating_sub(alone * 2))
         );
     }

@@ -14,6 +14,11 @@ use berth::host::{Host, HostSettings};
 use berth::limits::Limits;
 use berth::outbound::OutboundPolicy;
 
+/// The allocator the `berth` binary runs with (`host/src/main.rs`), so the
+/// host measured here is the one that ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let component = args

@@ -50,7 +50,7 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: OutboundHooks,
+    pub(crate) hooks: OutboundHooks,
     limiter: InstanceMemoryLimiter,
     /// Key-value data and configuration of the service.
     pub(crate) capabilities: Arc<ServiceCapabilities>,

@@ -404,34 +404,62 @@ async fn service_calls_stay_in_the_tenant_carry_ids_and_stop_loops() -> Result<(
     probe(&acme, "acme", "b").await?;
     probe(&globex, "globex", "c").await?;
 
-    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    // berth-sdk's `call` (berth:service/call), and a plain wasi:http request
+    // to `http://b.internal` as another SDK would make it: the same call.
+    for path in ["/a/call/b", "/a/call-http/b"] {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let response = client()
+            .get(host.url(path))
+            .header("host", "acme.localhost")
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 200, "{path}");
+        let outer_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .context("no request id")?
+            .to_string();
+        let seen: serde_json::Value = response.json().await?;
+        // The callee sees the caller's request id and the same trace.
+        assert_eq!(seen["request_id"], json!(outer_id), "{path}");
+        let traceparent = seen["traceparent"].as_str().context("no traceparent")?;
+        assert!(
+            traceparent.starts_with(&format!("00-{trace}-")),
+            "{path}: {traceparent}"
+        );
+        assert!(!traceparent.contains("00f067aa0ba902b7"), "{traceparent}");
+        assert_eq!(seen["path_info"], "/whoami", "{path}");
+    }
+
+    // The method, headers and body reach the callee; its status, headers
+    // and body come back.
     let response = client()
-        .get(host.url("/a/call/b"))
+        .post(host.url("/a/relay/b"))
         .header("host", "acme.localhost")
-        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .header("content-type", "text/plain")
+        .body("three blind mice")
         .send()
         .await?;
-    assert_eq!(response.status(), 200);
-    let outer_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .context("no request id")?
-        .to_string();
-    let seen: serde_json::Value = response.json().await?;
-    // The callee sees the caller's request id and the same trace.
-    assert_eq!(seen["request_id"], json!(outer_id));
-    let traceparent = seen["traceparent"].as_str().context("no traceparent")?;
-    assert!(
-        traceparent.starts_with(&format!("00-{trace}-")),
-        "{traceparent}"
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-echoed")
+            .and_then(|v| v.to_str().ok()),
+        Some("yes")
     );
-    assert!(!traceparent.contains("00f067aa0ba902b7"), "{traceparent}");
-    assert_eq!(seen["path_info"], "/whoami");
+    let echoed: serde_json::Value = response.json().await?;
+    assert_eq!(
+        echoed,
+        json!({"method": "POST", "content_type": "text/plain", "body": "three blind mice"})
+    );
 
     // No such service, and another tenant's service: both 404, no network.
     assert_eq!(get(&host, "acme", "/a/call/nosuch").await?.0, 404);
     assert_eq!(get(&host, "acme", "/a/call/c").await?.0, 404);
+    assert_eq!(get(&host, "acme", "/a/call-http/c").await?.0, 404);
     assert_eq!(get(&host, "globex", "/c/call/c").await?.0, 200);
 
     // A loop ends at the depth bound with 508, passed back up the chain.

@@ -9,6 +9,8 @@ mod generated {
         with: {
             "wasi:keyvalue/store.bucket": crate::capabilities::keyvalue::BucketHandle,
             "wasi:keyvalue/atomics.cas": crate::capabilities::keyvalue::CasHandle,
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "berth:service/call.pending-call": crate::capabilities::service_call::PendingCall,
         },
     });
 }
@@ -22,6 +24,7 @@ mod config_draft {
 }
 
 pub use config_draft::wasi::config0_2_0_draft_2024_09_27::store as config_draft_store;
+pub use generated::berth::service::call as service_call;
 pub use generated::wasi::config0_2_0_rc_1::store as config_store;
 pub use generated::wasi::keyvalue::{atomics, batch, store as kv_store};
 pub use generated::wasi::logging::logging;

@@ -4,6 +4,8 @@
 //! - [`outbound`]: outgoing HTTP (`wasi:http/outgoing-handler`), denied unless
 //!   the service's allow-list names the destination.
 //! - [`calls`]: outgoing requests to `{service}.internal`, run in-process.
+//! - [`service_call`]: `berth:service/call`, the same calls a whole request
+//!   and response at a time.
 //! - [`addresses`]: which resolved addresses outgoing requests may reach.
 //! - [`keyvalue`]: `wasi:keyvalue`, over the service's own buckets.
 //! - [`config`]: `wasi:config/store`, the service's configuration.
@@ -19,6 +21,7 @@ mod config;
 pub mod keyvalue;
 pub mod logging;
 pub mod outbound;
+pub mod service_call;
 pub mod stdio;
 
 use std::collections::BTreeMap;
@@ -73,5 +76,6 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     bindings::config_store::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::config_draft_store::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::logging::add_to_linker::<HostState, Own>(linker, own)?;
+    bindings::service_call::add_to_linker::<HostState, Own>(linker, own)?;
     Ok(())
 }

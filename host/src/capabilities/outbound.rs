@@ -296,6 +296,19 @@ impl WasiHttpHooks for OutboundHooks {
 }
 
 impl OutboundHooks {
+    /// Counts one call over `berth:service/call` against this request's
+    /// outgoing requests, as `send_request` counts one over wasi:http: the
+    /// calls to make it with, or the limit when none are left.
+    pub fn take_internal_call(&mut self) -> Result<ServiceCalls, u32> {
+        if self.remaining == 0 {
+            metrics::outbound(&self.calls.tenant, &self.service, "internal", "refused");
+            return Err(self.limit);
+        }
+        self.remaining -= 1;
+        metrics::outbound(&self.calls.tenant, &self.service, "internal", "sent");
+        Ok(self.calls.clone())
+    }
+
     fn call_service(&self, service: String, request: http::Request<WasiBody>) -> SendFuture {
         let calls = self.calls.clone();
         Box::new(async move {

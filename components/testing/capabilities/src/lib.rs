@@ -8,6 +8,12 @@
 //! - `POST /log`: logs the body through `wasi:logging` and prints it to stdout;
 //! - `GET /whoami`: the request id, trace context and path this request has;
 //! - `GET /call/{service}`: calls `{service}`'s `/whoami` and returns its answer;
+//! - `GET /call-http/{service}`: the same over plain wasi:http, a request to
+//!   `http://{service}.internal/whoami`, as a service built without
+//!   berth-sdk would make it;
+//! - `POST /relay/{service}`: sends its body and `content-type` to
+//!   `{service}`'s `/echo` and returns the answer;
+//! - `POST /echo`: the method, `content-type` and body it was sent, as JSON;
 //! - `GET /loop/{service}`: calls `{service}`'s `/loop/{service}`, and so on,
 //!   answering with the status the call came back with;
 //! - `POST /kvloop/{op}/{n}`: `n` key-value `get`s or `set`s in a row, for
@@ -99,6 +105,48 @@ async fn call_whoami(_r: Request, p: Params) -> Result<Response, Error> {
     call(p.get("service").unwrap_or_default(), request).await
 }
 
+async fn call_over_http(_r: Request, p: Params) -> Result<Response, Error> {
+    let service = p.get("service").unwrap_or_default();
+    let request = berth_sdk::http::Request::get(format!("http://{service}.internal/whoami"))
+        .body(Body::empty())?;
+    wstd::http::Client::new()
+        .send(request)
+        .await
+        .map_err(|e| Error::new(StatusCode::BAD_GATEWAY, e.to_string()))
+}
+
+async fn relay(mut r: Request, p: Params) -> Result<Response, Error> {
+    let body = r.body_mut().contents().await?.to_vec();
+    let mut request = berth_sdk::http::Request::post("/echo");
+    if let Some(kind) = r.headers().get("content-type") {
+        request = request.header("content-type", kind);
+    }
+    call(
+        p.get("service").unwrap_or_default(),
+        request.body(Body::from(body))?,
+    )
+    .await
+}
+
+async fn echo(mut r: Request, _p: Params) -> Result<Response, Error> {
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = r.body_mut().str_contents().await?.to_string();
+    let answer = serde_json::json!({
+        "method": r.method().as_str(),
+        "content_type": content_type,
+        "body": body,
+    });
+    let mut response = http_response(StatusCode::CREATED, answer.to_string());
+    response
+        .headers_mut()
+        .insert("x-echoed", berth_sdk::http::HeaderValue::from_static("yes"));
+    Ok(response)
+}
+
 async fn call_loop(_r: Request, p: Params) -> Result<Response, Error> {
     let service = p.get("service").unwrap_or_default();
     let request = berth_sdk::http::Request::get(format!("/loop/{service}")).body(Body::empty())?;
@@ -141,6 +189,9 @@ serve!(
         .post("/log", log)
         .get("/whoami", whoami)
         .get("/call/{service}", call_whoami)
+        .get("/call-http/{service}", call_over_http)
+        .post("/relay/{service}", relay)
+        .post("/echo", echo)
         .get("/loop/{service}", call_loop)
         .post("/kvloop/{op}/{n}", kv_loop)
 );

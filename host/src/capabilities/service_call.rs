@@ -1,0 +1,228 @@
+//! `berth:service/call`: a call to one of the tenant's services with the
+//! whole request passed in one host call and the whole response taken in
+//! another. It runs through the same [`ServiceCalls`] as a wasi:http request
+//! to `http://{service}.internal/...` (routing, request id, trace context,
+//! call-depth bound, the caller's outgoing-request limit); what it saves is
+//! the hundred-odd guest/host crossings of building a wasi:http request and
+//! streaming both bodies through the guest.
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderName, HeaderValue, Method};
+use http_body_util::{BodyExt, Full};
+use tracing::Instrument;
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::{DynPollable, Pollable};
+use wasmtime_wasi_http::WasiBody;
+
+use super::bindings::service_call::{self as wit, Error as CallError};
+use super::calls::{INTERNAL_SUFFIX, ServiceCalls, internal_target};
+use crate::invoke::HostState;
+
+type Outcome = Result<wit::Response, CallError>;
+
+/// A call the guest started, until it takes the response.
+pub enum PendingCall {
+    Waiting(CallTask),
+    Done(Outcome),
+    Taken,
+}
+
+/// The task running a call; a guest that drops the call before its answer
+/// (or ends) stops it.
+pub struct CallTask(tokio::task::JoinHandle<Outcome>);
+
+impl Drop for CallTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for PendingCall {
+    async fn ready(&mut self) {
+        if let Self::Waiting(task) = self {
+            let outcome = (&mut task.0)
+                .await
+                .unwrap_or_else(|_| Err(CallError::ResponseFailed("the call ended early".into())));
+            *self = Self::Done(outcome);
+        }
+    }
+}
+
+/// Headers the host sets itself, or that mean nothing on an in-process call.
+fn host_owned(name: &HeaderName) -> bool {
+    [HOST, CONNECTION, TRANSFER_ENCODING, UPGRADE, CONTENT_LENGTH].contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// The guest's request as the one a wasi:http call to
+/// `http://{service}.internal{path}` would make, and the service it names
+/// as that call's host would (one DNS label, in lower case).
+fn to_http(
+    service: &str,
+    request: wit::Request,
+) -> Result<(String, http::Request<WasiBody>), String> {
+    let method = Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| format!("`{}` is not an HTTP method", request.method))?;
+    if !request.path_with_query.starts_with('/') {
+        return Err(format!(
+            "the path `{}` does not start with `/`",
+            request.path_with_query
+        ));
+    }
+    let uri: http::Uri = format!(
+        "http://{service}{INTERNAL_SUFFIX}{}",
+        request.path_with_query
+    )
+    .parse()
+    .map_err(|_| format!("`{service}` and `{}` make no URL", request.path_with_query))?;
+    let callee =
+        internal_target(&uri).ok_or_else(|| format!("`{service}` is not a service name"))?;
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (name, value) in request.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a header name"))?;
+        let value = HeaderValue::from_bytes(&value)
+            .map_err(|_| format!("the value of `{name}` is not a header value"))?;
+        if !host_owned(&name) {
+            builder = builder.header(name, value);
+        }
+    }
+    if !request.body.is_empty() {
+        builder = builder.header(CONTENT_LENGTH, request.body.len());
+    }
+    let body = Full::new(Bytes::from(request.body))
+        .map_err(|never: std::convert::Infallible| -> wasmtime_wasi_http::Error { match never {} })
+        .boxed_unsync();
+    let request = builder.body(body).map_err(|e| e.to_string())?;
+    Ok((callee, request))
+}
+
+/// The callee's response, body and all.
+async fn take_whole(response: http::Response<WasiBody>) -> Outcome {
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| CallError::ResponseFailed(e.to_string()))?
+        .to_bytes();
+    Ok(wit::Response {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+            .collect(),
+        body: body.into(),
+    })
+}
+
+fn start_call(calls: ServiceCalls, service: String, request: http::Request<WasiBody>) -> CallTask {
+    CallTask(tokio::spawn(
+        async move { take_whole(calls.call(&service, request).await).await }.in_current_span(),
+    ))
+}
+
+impl wit::Host for HostState {
+    async fn start(
+        &mut self,
+        service: String,
+        request: wit::Request,
+    ) -> wasmtime::Result<Resource<PendingCall>> {
+        let pending = match to_http(&service, request) {
+            Err(reason) => {
+                tracing::warn!(
+                    service = %self.identity.service, request_id = %self.identity.request_id,
+                    callee = %service, %reason, "service call refused"
+                );
+                PendingCall::Done(Err(CallError::InvalidRequest(reason)))
+            }
+            Ok((callee, request)) => match self.hooks.take_internal_call() {
+                Ok(calls) => PendingCall::Waiting(start_call(calls, callee, request)),
+                Err(limit) => PendingCall::Done(Err(CallError::TooManyRequests(limit))),
+            },
+        };
+        Ok(self.table.push(pending)?)
+    }
+}
+
+impl wit::HostPendingCall for HostState {
+    async fn subscribe(
+        &mut self,
+        call: Resource<PendingCall>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        wasmtime_wasi::p2::subscribe(&mut self.table, call)
+    }
+
+    async fn get(&mut self, call: Resource<PendingCall>) -> wasmtime::Result<Option<Outcome>> {
+        let pending = self.table.get_mut(&call)?;
+        Ok(match std::mem::replace(pending, PendingCall::Taken) {
+            PendingCall::Waiting(task) => {
+                *pending = PendingCall::Waiting(task);
+                None
+            }
+            PendingCall::Done(outcome) => Some(outcome),
+            PendingCall::Taken => Some(Err(CallError::Consumed)),
+        })
+    }
+
+    async fn drop(&mut self, call: Resource<PendingCall>) -> wasmtime::Result<()> {
+        self.table.delete(call)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, path: &str, headers: &[(&str, &[u8])]) -> wit::Request {
+        wit::Request {
+            method: method.into(),
+            path_with_query: path.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_string(), v.to_vec()))
+                .collect(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn requests_become_internal_http_requests() {
+        let made = to_http(
+            "catalog",
+            request(
+                "POST",
+                "/products?limit=2",
+                &[("content-type", b"application/json"), ("host", b"evil")],
+            ),
+        );
+        let (callee, made) = made.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(callee, "catalog");
+        assert_eq!(made.method(), Method::POST);
+        assert_eq!(
+            made.uri().to_string(),
+            "http://catalog.internal/products?limit=2"
+        );
+        assert_eq!(made.headers()["content-type"], "application/json");
+        assert_eq!(made.headers()["content-length"], "2");
+        assert!(!made.headers().contains_key("host"));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_the_reason() {
+        let refused = |r| to_http("catalog", r).err().unwrap_or_default();
+        assert!(refused(request("GE T", "/", &[])).contains("not an HTTP method"));
+        assert!(refused(request("GET", "products", &[])).contains("does not start with `/`"));
+        assert!(refused(request("GET", "/", &[("bad name", b"x")])).contains("header name"));
+        assert!(refused(request("GET", "/", &[("x", b"a\nb")])).contains("header value"));
+        let named = |service| to_http(service, request("GET", "/", &[])).err();
+        for bad in ["no/such", "a.b", "", "no such"] {
+            assert!(named(bad).is_some(), "{bad:?} was taken for a service name");
+        }
+        assert_eq!(named("Catalog"), None);
+    }
+}
