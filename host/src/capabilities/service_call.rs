@@ -131,20 +131,34 @@ impl wit::Host for HostState {
         service: String,
         request: wit::Request,
     ) -> wasmtime::Result<Resource<PendingCall>> {
-        let pending = match to_http(&service, request) {
-            Err(reason) => {
-                tracing::warn!(
-                    service = %self.identity.service, request_id = %self.identity.request_id,
-                    callee = %service, %reason, "service call refused"
-                );
-                PendingCall::Done(Err(CallError::InvalidRequest(reason)))
-            }
-            Ok((callee, request)) => match self.hooks.take_internal_call() {
-                Ok(calls) => PendingCall::Waiting(start_call(calls, callee, request)),
-                Err(limit) => PendingCall::Done(Err(CallError::TooManyRequests(limit))),
+        // Counted before the request is checked, so that a guest sending
+        // bad requests in a loop is stopped by its limit like any other,
+        // and logs at most that many refusals.
+        let pending = match self.hooks.take_internal_call() {
+            Err(limit) => PendingCall::Done(Err(CallError::TooManyRequests(limit))),
+            Ok(calls) => match to_http(&service, request) {
+                Ok((callee, request)) => {
+                    self.count_call("sent");
+                    PendingCall::Waiting(start_call(calls, callee, request))
+                }
+                Err(reason) => {
+                    self.count_call("refused");
+                    tracing::warn!(
+                        service = %self.identity.service, request_id = %self.identity.request_id,
+                        callee = %service, %reason, "service call refused"
+                    );
+                    PendingCall::Done(Err(CallError::InvalidRequest(reason)))
+                }
             },
         };
         Ok(self.table.push(pending)?)
+    }
+}
+
+impl HostState {
+    fn count_call(&self, result: &'static str) {
+        let who = &self.identity;
+        crate::telemetry::metrics::outbound(&who.tenant, &who.service, "internal", result);
     }
 }
 
