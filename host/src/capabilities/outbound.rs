@@ -299,10 +299,9 @@ impl OutboundHooks {
     /// Counts one call over `berth:service/call` against this request's
     /// outgoing requests, as `send_request` counts one over wasi:http: the
     /// calls to make it with, or the limit when none are left. The caller
-    /// counts the call sent or refused in the metrics once it has checked it.
+    /// counts the call sent or refused in the metrics.
     pub fn take_internal_call(&mut self) -> Result<ServiceCalls, u32> {
         if self.remaining == 0 {
-            metrics::outbound(&self.calls.tenant, &self.service, "internal", "refused");
             return Err(self.limit);
         }
         self.remaining -= 1;

@@ -135,7 +135,10 @@ impl wit::Host for HostState {
         // bad requests in a loop is stopped by its limit like any other,
         // and logs at most that many refusals.
         let pending = match self.hooks.take_internal_call() {
-            Err(limit) => PendingCall::Done(Err(CallError::TooManyRequests(limit))),
+            Err(limit) => {
+                self.count_call("refused");
+                PendingCall::Done(Err(CallError::TooManyRequests(limit)))
+            }
             Ok(calls) => match to_http(&service, request) {
                 Ok((callee, request)) => {
                     self.count_call("sent");
