@@ -267,13 +267,18 @@ median of \`a\` calling \`b\`'s \`/whoami\` with berth-sdk's \`call\` (Berth's \
 minus the median of \`a\`'s own \`/whoami\` (the callee's fresh instance included), and the same less
 the callee's own request (\`/whoami\` alone once more): what the call itself costs. The same call as
 a plain wasi:http request to \`http://b.internal/whoami\`, as a service built without berth-sdk makes
-it, is measured beside it. A key-value round trip is the median of a
+it, is measured beside it. Each request carries the headers the front door sets (request id, route,
+path info, \`traceparent\`), and the paths take turns request by request, so each runs after other
+work as on a host serving many. The hop measured with each path in a block of its own (the way runs
+before 2026-11-28 measured it, where \`/whoami\` repeated alone keeps the caches it warmed) follows.
+A key-value round trip is the median of a
 request making 100 \`get\`s (or \`set\`s) on SQLite minus one making none, over 100.
 
 - $(cap "service-call hop:")
 - $(cap "service-call hop without")
 - $(cap "service-call hop over wasi:http:")
 - $(cap "over wasi:http without")
+- $(cap "measured in a block")
 - $(cap "key-value get")
 - $(cap "key-value set")
 

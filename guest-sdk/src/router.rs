@@ -1,4 +1,5 @@
 use http::Method;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -18,13 +19,16 @@ type Handler = Box<dyn Fn(Request, Params) -> Pin<Box<dyn Future<Output = Respon
 /// prefix, and at `/` under `wasmtime serve`.
 #[derive(Default)]
 pub struct Router {
-    routes: Vec<(Method, Vec<Segment>, Handler)>,
+    /// Patterns are kept as written and read only while matching: a router
+    /// is built for every request (each runs in a fresh instance), so
+    /// building one must cost next to nothing.
+    routes: Vec<(Method, Cow<'static, str>, Handler)>,
 }
 
-enum Segment {
-    Literal(String),
-    Param(String),
-    Rest(String),
+enum Segment<'a> {
+    Literal(&'a str),
+    Param(&'a str),
+    Rest(&'a str),
 }
 
 /// Values captured from the path by `{name}` segments.
@@ -59,8 +63,16 @@ impl Router {
         Self::default()
     }
 
-    /// Adds a handler for `method` and `pattern`.
-    pub fn route<F, Fut, R>(mut self, method: Method, pattern: &str, handler: F) -> Self
+    /// Adds a handler for `method` and `pattern`. A pattern is a string
+    /// literal as a rule (a `String` works too); it is kept as written and
+    /// read only when a request is matched, so building a router for each
+    /// request costs next to nothing.
+    pub fn route<F, Fut, R>(
+        mut self,
+        method: Method,
+        pattern: impl Into<Cow<'static, str>>,
+        handler: F,
+    ) -> Self
     where
         F: Fn(Request, Params) -> Fut + 'static,
         Fut: Future<Output = R> + 'static,
@@ -70,11 +82,11 @@ impl Router {
             let future = handler(request, params);
             Box::pin(async move { future.await.into_response() })
         });
-        self.routes.push((method, parse_pattern(pattern), handler));
+        self.routes.push((method, pattern.into(), handler));
         self
     }
 
-    pub fn get<F, Fut, R>(self, pattern: &str, handler: F) -> Self
+    pub fn get<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
     where
         F: Fn(Request, Params) -> Fut + 'static,
         Fut: Future<Output = R> + 'static,
@@ -83,7 +95,7 @@ impl Router {
         self.route(Method::GET, pattern, handler)
     }
 
-    pub fn post<F, Fut, R>(self, pattern: &str, handler: F) -> Self
+    pub fn post<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
     where
         F: Fn(Request, Params) -> Fut + 'static,
         Fut: Future<Output = R> + 'static,
@@ -92,7 +104,7 @@ impl Router {
         self.route(Method::POST, pattern, handler)
     }
 
-    pub fn put<F, Fut, R>(self, pattern: &str, handler: F) -> Self
+    pub fn put<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
     where
         F: Fn(Request, Params) -> Fut + 'static,
         Fut: Future<Output = R> + 'static,
@@ -101,7 +113,7 @@ impl Router {
         self.route(Method::PUT, pattern, handler)
     }
 
-    pub fn delete<F, Fut, R>(self, pattern: &str, handler: F) -> Self
+    pub fn delete<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
     where
         F: Fn(Request, Params) -> Fut + 'static,
         Fut: Future<Output = R> + 'static,
@@ -152,38 +164,45 @@ fn routing_path(request: &Request) -> String {
         .unwrap_or_else(|| request.uri().path().to_string())
 }
 
-fn parse_pattern(pattern: &str) -> Vec<Segment> {
-    pattern
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(
-            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => match name.strip_prefix('*') {
-                    Some(rest) => Segment::Rest(rest.to_string()),
-                    None => Segment::Param(name.to_string()),
-                },
-                None => Segment::Literal(s.to_string()),
+fn segments(pattern: &str) -> impl Iterator<Item = Segment<'_>> {
+    pattern.split('/').filter(|s| !s.is_empty()).map(|s| {
+        match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => match name.strip_prefix('*') {
+                Some(rest) => Segment::Rest(rest),
+                None => Segment::Param(name),
             },
-        )
-        .collect()
+            None => Segment::Literal(s),
+        }
+    })
 }
 
-fn match_path(pattern: &[Segment], path: &str) -> Option<Params> {
+fn match_path(pattern: &str, path: &str) -> Option<Params> {
     let mut parts = path.split('/').filter(|s| !s.is_empty());
+    // Allocates only once a parameter is captured.
     let mut params = Vec::new();
-    for (i, segment) in pattern.iter().enumerate() {
+    let mut segments = segments(pattern).peekable();
+    while let Some(segment) = segments.next() {
         match segment {
             Segment::Rest(name) => {
-                let rest: Vec<&str> = parts.by_ref().collect();
-                params.push((name.clone(), rest.join("/")));
-                return (i == pattern.len() - 1).then_some(Params(params));
+                if segments.peek().is_some() {
+                    return None;
+                }
+                let mut rest = String::new();
+                for part in parts {
+                    if !rest.is_empty() {
+                        rest.push('/');
+                    }
+                    rest.push_str(part);
+                }
+                params.push((name.to_string(), rest));
+                return Some(Params(params));
             }
-            Segment::Literal(lit) => {
-                if parts.next()? != lit {
+            Segment::Literal(literal) => {
+                if parts.next()? != literal {
                     return None;
                 }
             }
-            Segment::Param(name) => params.push((name.clone(), parts.next()?.to_string())),
+            Segment::Param(name) => params.push((name.to_string(), parts.next()?.to_string())),
         }
     }
     parts.next().is_none().then_some(Params(params))
@@ -195,20 +214,21 @@ mod tests {
 
     #[test]
     fn matches_literals_params_and_rest() {
-        let p = parse_pattern("/items/{id}");
+        let p = "/items/{id}";
         assert_eq!(
-            match_path(&p, "/items/42").and_then(|m| m.get("id").map(String::from)),
+            match_path(p, "/items/42").and_then(|m| m.get("id").map(String::from)),
             Some("42".into())
         );
-        assert!(match_path(&p, "/items").is_none());
-        assert!(match_path(&p, "/items/42/x").is_none());
-        let rest = parse_pattern("/files/{*path}");
-        let m = match_path(&rest, "/files/a/b.txt");
+        assert!(match_path(p, "/items").is_none());
+        assert!(match_path(p, "/items/42/x").is_none());
+        let rest = "/files/{*path}";
+        let m = match_path(rest, "/files/a/b.txt");
         assert_eq!(
             m.and_then(|m| m.get("path").map(String::from)),
             Some("a/b.txt".into())
         );
-        assert!(match_path(&parse_pattern("/"), "/").is_some());
+        assert!(match_path("/", "/").is_some());
+        assert!(match_path("/{*path}/x", "/a/x").is_none());
     }
 
     #[test]

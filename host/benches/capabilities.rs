@@ -11,6 +11,10 @@
 //!   own request (`/whoami` alone again), which is what the in-process call
 //!   itself costs: routing, the request and response crossing between the
 //!   two instances, and the caller's waiting.
+//!   Every request carries the headers the front door sets (request id,
+//!   route, path info, trace context), as `a`'s requests do in service, and
+//!   the paths take turns (see [`Order`]); the hop measured with each path
+//!   in a block of its own, as earlier runs did, is printed after.
 //! - key-value: the median of `n` operations in one request minus the
 //!   median of none, divided by `n`.
 
@@ -48,25 +52,65 @@ fn spec(name: &str, component: &str) -> ServiceSpec {
     }
 }
 
-/// Median time of `iterations` requests (after a warm-up) to `path`.
-async fn median(
+/// One request to service `a`, as the front door hands it over: with the
+/// headers only the host sets (request id, route, path below the route,
+/// trace context), which the guest reads and a service call passes on.
+fn front_door_request(
+    method: &str,
+    path: &str,
+    request_id: &str,
+) -> anyhow::Result<http::Request<Full<Bytes>>> {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://localhost/a{path}"))
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))?;
+    let chain = CallChain::root(TraceContext::continuing(None));
+    berth::server::set_host_headers(request.headers_mut(), request_id, "/a", path, &chain);
+    Ok(request)
+}
+
+/// In what order the paths of one measurement are sent.
+#[derive(Clone, Copy)]
+enum Order {
+    /// The paths take turns, request by request: each request runs after
+    /// others, as it does on a host serving many, and a machine that slows
+    /// down part-way through shifts every median alike.
+    TakingTurns,
+    /// All of one path's requests, then the next path's (earlier runs'
+    /// way): a path repeated on its own runs with the caches it warmed for
+    /// itself.
+    InBlocks,
+}
+
+/// The median time of each of `paths` over `iterations` requests apiece
+/// (after a warm-up of a tenth as many).
+async fn medians(
     host: &Host,
     version: &Arc<ServiceVersion>,
     method: &str,
-    path: &str,
+    paths: &[&str],
     iterations: usize,
-) -> anyhow::Result<Duration> {
+    order: Order,
+) -> anyhow::Result<Vec<Duration>> {
     let cx = host.invoke_context();
-    let mut samples = Vec::with_capacity(iterations);
-    for i in 0..iterations + iterations / 10 {
-        let request = http::Request::builder()
-            .method(method)
-            .uri(format!("http://localhost{path}"))
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))?;
+    let rounds = iterations + iterations / 10;
+    let sequence: Vec<(usize, usize)> = match order {
+        Order::TakingTurns => (0..rounds)
+            .flat_map(|round| (0..paths.len()).map(move |path| (round, path)))
+            .collect(),
+        Order::InBlocks => (0..paths.len())
+            .flat_map(|path| (0..rounds).map(move |round| (round, path)))
+            .collect(),
+    };
+    let mut samples = vec![Vec::with_capacity(iterations); paths.len()];
+    for (round, index) in sequence {
+        let path = paths[index];
+        let request_id = berth::telemetry::next_request_id();
+        let request = front_door_request(method, path, &request_id)?;
         let chain = CallChain::root(TraceContext::continuing(None));
         let started = Instant::now();
-        let response = berth::invoke::invoke(&cx, version, request, "bench".into(), chain)
+        let response = berth::invoke::invoke(&cx, version, request, request_id, chain)
             .await
             .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
         let status = response.status();
@@ -77,12 +121,17 @@ async fn median(
             "{path}: status {status}: {}",
             String::from_utf8_lossy(&body)
         );
-        if i >= iterations / 10 {
-            samples.push(took);
+        if round >= iterations / 10 {
+            samples[index].push(took);
         }
     }
-    samples.sort();
-    Ok(samples[samples.len() / 2])
+    Ok(samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort();
+            s[s.len() / 2]
+        })
+        .collect())
 }
 
 fn micros(d: Duration) -> f64 {
@@ -129,14 +178,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn hop(host: &Host, version: &Arc<ServiceVersion>, iterations: usize) -> anyhow::Result<()> {
-    let alone = median(host, version, "GET", "/whoami", iterations).await?;
     // berth-sdk's `call` (berth:service/call), then the same call made as a
     // plain wasi:http request to `http://b.internal`.
-    for (name, path) in [
-        ("service-call hop", "/call/b"),
-        ("service-call hop over wasi:http", "/call-http/b"),
+    let paths = ["/whoami", "/call/b", "/call-http/b"];
+    let timed = medians(host, version, "GET", &paths, iterations, Order::TakingTurns).await?;
+    let [alone, via_call, via_http] = timed[..] else {
+        anyhow::bail!("three paths, three medians");
+    };
+    for (name, called) in [
+        ("service-call hop", via_call),
+        ("service-call hop over wasi:http", via_http),
     ] {
-        let called = median(host, version, "GET", path, iterations).await?;
         println!(
             "{name}: {:.1} us median added ({:.1} us with the call, {:.1} us without)",
             micros(called.saturating_sub(alone)),
@@ -151,6 +203,24 @@ async fn hop(host: &Host, version: &Arc<ServiceVersion>, iterations: usize) -> a
             micros(called.saturating_sub(alone * 2))
         );
     }
+    let blocks = medians(
+        host,
+        version,
+        "GET",
+        &paths[..2],
+        iterations,
+        Order::InBlocks,
+    )
+    .await?;
+    if let [alone, called] = blocks[..] {
+        println!(
+            "service-call hop, each path measured in a block: {:.1} us median added \
+             ({:.1} us with the call, {:.1} us without)",
+            micros(called.saturating_sub(alone)),
+            micros(called),
+            micros(alone)
+        );
+    }
     Ok(())
 }
 
@@ -160,10 +230,12 @@ async fn key_value(
     rounds: usize,
 ) -> anyhow::Result<()> {
     {
-        let base = median(host, version, "POST", "/kvloop/get/0", rounds).await?;
-        for op in ["get", "set"] {
-            let path = format!("/kvloop/{op}/{KV_OPS}");
-            let many = median(host, version, "POST", &path, rounds).await?;
+        let get = format!("/kvloop/get/{KV_OPS}");
+        let set = format!("/kvloop/set/{KV_OPS}");
+        let paths = ["/kvloop/get/0", &get, &set];
+        let timed = medians(host, version, "POST", &paths, rounds, Order::TakingTurns).await?;
+        let base = timed[0];
+        for (op, many) in [("get", timed[1]), ("set", timed[2])] {
             println!(
                 "key-value {op}: {:.1} us per round trip from the guest",
                 micros(many.saturating_sub(base)) / f64::from(KV_OPS)

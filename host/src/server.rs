@@ -156,7 +156,7 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
 /// Sets the headers only the host may set on a request a guest receives:
 /// its id, the route it came by, the path below that route, and its trace
 /// context. Whatever a client sent under those names is dropped.
-pub(crate) fn set_host_headers(
+pub fn set_host_headers(
     headers: &mut http::HeaderMap,
     request_id: &str,
     route: &str,
