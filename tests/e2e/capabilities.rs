@@ -462,6 +462,20 @@ async fn service_calls_stay_in_the_tenant_carry_ids_and_stop_loops() -> Result<(
     assert_eq!(get(&host, "acme", "/a/call-http/c").await?.0, 404);
     assert_eq!(get(&host, "globex", "/c/call/c").await?.0, 200);
 
+    // Calls the host refuses come back to the guest as errors it can read
+    // (berth-sdk answers 502 with the reason): a name that is not a
+    // service's, and a call past the request's `outbound_requests` (32).
+    let (status, body) = get(&host, "acme", "/a/call/not.valid").await?;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("`not.valid` is not a service name"), "{body}");
+    assert_eq!(get(&host, "acme", "/a/calls/b/32").await?.0, 200);
+    let (status, body) = get(&host, "acme", "/a/calls/b/33").await?;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("already made its 32 outgoing requests"),
+        "{body}"
+    );
+
     // A loop ends at the depth bound with 508, passed back up the chain.
     let (status, _) = get(&host, "acme", "/a/loop/a").await?;
     assert_eq!(status, 508);

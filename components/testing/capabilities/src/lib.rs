@@ -8,6 +8,8 @@
 //! - `POST /log`: logs the body through `wasi:logging` and prints it to stdout;
 //! - `GET /whoami`: the request id, trace context and path this request has;
 //! - `GET /call/{service}`: calls `{service}`'s `/whoami` and returns its answer;
+//! - `GET /calls/{service}/{n}`: calls `{service}`'s `/whoami` `n` times in
+//!   a row, and fails as the first failed call does;
 //! - `GET /call-http/{service}`: the same over plain wasi:http, a request to
 //!   `http://{service}.internal/whoami`, as a service built without
 //!   berth-sdk would make it;
@@ -105,6 +107,16 @@ async fn call_whoami(_r: Request, p: Params) -> Result<Response, Error> {
     call(p.get("service").unwrap_or_default(), request).await
 }
 
+async fn call_many(_r: Request, p: Params) -> Result<Response, Error> {
+    let n: u32 = p.parse("n")?;
+    let service = p.get("service").unwrap_or_default();
+    for _ in 0..n {
+        let request = berth_sdk::http::Request::get("/whoami").body(Body::empty())?;
+        call(service, request).await?;
+    }
+    text(StatusCode::OK, format!("{n} calls"))
+}
+
 async fn call_over_http(_r: Request, p: Params) -> Result<Response, Error> {
     let service = p.get("service").unwrap_or_default();
     let request = berth_sdk::http::Request::get(format!("http://{service}.internal/whoami"))
@@ -189,6 +201,7 @@ serve!(
         .post("/log", log)
         .get("/whoami", whoami)
         .get("/call/{service}", call_whoami)
+        .get("/calls/{service}/{n}", call_many)
         .get("/call-http/{service}", call_over_http)
         .post("/relay/{service}", relay)
         .post("/echo", echo)
