@@ -51,7 +51,7 @@ pub struct HostState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     pub(crate) hooks: OutboundHooks,
-    limiter: InstanceMemoryLimiter,
+    pub(crate) limiter: InstanceMemoryLimiter,
     /// Key-value data and configuration of the service.
     pub(crate) capabilities: Arc<ServiceCapabilities>,
     /// Who is running, for `wasi:logging` lines.
@@ -212,7 +212,7 @@ where
 }
 
 /// The `Content-Length` a message declares, if any.
-fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

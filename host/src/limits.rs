@@ -195,6 +195,11 @@ impl InstanceMemoryLimiter {
         }
     }
 
+    /// The memory and table space the instance may hold.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// The most memory and table space the instance held at once.
     pub fn peak(&self) -> u64 {
         self.peak

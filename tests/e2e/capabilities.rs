@@ -476,6 +476,26 @@ async fn service_calls_stay_in_the_tenant_carry_ids_and_stop_loops() -> Result<(
         "{body}"
     );
 
+    // A whole answer the caller's memory could not hold is refused with a
+    // reason (502), not handed over to trap the caller; a smaller one comes
+    // through whole.
+    let limited = acme
+        .put(
+            "/v1/tenants/acme/services/a",
+            json!({"limits": {"memory": "8MiB"}}),
+        )
+        .await?;
+    assert_eq!(limited.status, 200, "{limited:?}");
+    let (status, body) = get(&host, "acme", "/a/forward/b/big/100000").await?;
+    assert_eq!((status, body.len()), (200, 100_000));
+    let (status, body) = get(&host, "acme", "/a/forward/b/big/12000000").await?;
+    assert_eq!(status, 502, "{}", &body[..body.len().min(300)]);
+    assert!(
+        body.contains("over 8388608 bytes"),
+        "{}",
+        &body[..body.len().min(300)]
+    );
+
     // A loop ends at the depth bound with 508, passed back up the chain.
     let (status, _) = get(&host, "acme", "/a/loop/a").await?;
     assert_eq!(status, 508);

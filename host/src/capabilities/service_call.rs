@@ -101,12 +101,31 @@ fn to_http(
 }
 
 /// The callee's response, body and all.
-async fn take_whole(response: http::Response<WasiBody>) -> Outcome {
+/// Takes in the callee's whole response, refusing a body over `max_body`
+/// bytes: one that could never be copied into the caller's memory is an
+/// error the caller can read, not a trap when it is handed over.
+async fn take_whole(response: http::Response<WasiBody>, max_body: u64) -> Outcome {
+    let too_large = || {
+        CallError::ResponseFailed(format!(
+            "the response body is over {max_body} bytes, the most the caller's memory \
+             limit lets it take whole; stream it over wasi:http instead"
+        ))
+    };
     let (parts, body) = response.into_parts();
-    let body = body
+    if crate::invoke::declared_length(&parts.headers).is_some_and(|n| n > max_body) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let body = http_body_util::Limited::new(body, limit)
         .collect()
         .await
-        .map_err(|e| CallError::ResponseFailed(e.to_string()))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                CallError::ResponseFailed(e.to_string())
+            }
+        })?
         .to_bytes();
     Ok(wit::Response {
         status: parts.status.as_u16(),
@@ -119,9 +138,15 @@ async fn take_whole(response: http::Response<WasiBody>) -> Outcome {
     })
 }
 
-fn start_call(calls: ServiceCalls, service: String, request: http::Request<WasiBody>) -> CallTask {
+fn start_call(
+    calls: ServiceCalls,
+    service: String,
+    request: http::Request<WasiBody>,
+    max_body: u64,
+) -> CallTask {
     CallTask(tokio::spawn(
-        async move { take_whole(calls.call(&service, request).await).await }.in_current_span(),
+        async move { take_whole(calls.call(&service, request).await, max_body).await }
+            .in_current_span(),
     ))
 }
 
@@ -142,7 +167,8 @@ impl wit::Host for HostState {
             Ok(calls) => match to_http(&service, request) {
                 Ok((callee, request)) => {
                     self.count_call("sent");
-                    PendingCall::Waiting(start_call(calls, callee, request))
+                    let max_body = self.limiter.limit();
+                    PendingCall::Waiting(start_call(calls, callee, request, max_body))
                 }
                 Err(reason) => {
                     self.count_call("refused");
@@ -241,5 +267,38 @@ mod tests {
             assert!(named(bad).is_some(), "{bad:?} was taken for a service name");
         }
         assert_eq!(named("Catalog"), None);
+    }
+
+    fn answer(body: &'static [u8], declared: Option<usize>) -> http::Response<WasiBody> {
+        let mut response = http::Response::new(
+            Full::new(Bytes::from_static(body))
+                .map_err(
+                    |never: std::convert::Infallible| -> wasmtime_wasi_http::Error {
+                        match never {}
+                    },
+                )
+                .boxed_unsync(),
+        );
+        if let Some(n) = declared {
+            response.headers_mut().insert(CONTENT_LENGTH, n.into());
+        }
+        response
+    }
+
+    #[tokio::test]
+    async fn whole_answers_past_the_callers_memory_are_refused() {
+        let whole = take_whole(answer(b"0123456789", None), 10).await;
+        assert!(
+            matches!(whole, Ok(ref r) if r.body == b"0123456789"),
+            "{whole:?}"
+        );
+        for (declared, max) in [(None, 9), (Some(10), 9), (Some(100), 10)] {
+            match take_whole(answer(b"0123456789", declared), max).await {
+                Err(CallError::ResponseFailed(why)) => {
+                    assert!(why.contains(&format!("over {max} bytes")), "{why}");
+                }
+                other => panic!("{declared:?}/{max}: {other:?}"),
+            }
+        }
     }
 }

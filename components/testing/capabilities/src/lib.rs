@@ -10,6 +10,9 @@
 //! - `GET /call/{service}`: calls `{service}`'s `/whoami` and returns its answer;
 //! - `GET /calls/{service}/{n}`: calls `{service}`'s `/whoami` `n` times in
 //!   a row, and fails as the first failed call does;
+//! - `GET /forward/{service}/{*path}`: calls `{service}`'s `/{path}` and
+//!   returns its answer;
+//! - `GET /big/{n}`: `n` bytes of `x`;
 //! - `GET /call-http/{service}`: the same over plain wasi:http, a request to
 //!   `http://{service}.internal/whoami`, as a service built without
 //!   berth-sdk would make it;
@@ -117,6 +120,17 @@ async fn call_many(_r: Request, p: Params) -> Result<Response, Error> {
     text(StatusCode::OK, format!("{n} calls"))
 }
 
+async fn forward(_r: Request, p: Params) -> Result<Response, Error> {
+    let path = format!("/{}", p.get("path").unwrap_or_default());
+    let request = berth_sdk::http::Request::get(path).body(Body::empty())?;
+    call(p.get("service").unwrap_or_default(), request).await
+}
+
+async fn big(_r: Request, p: Params) -> Result<Response, Error> {
+    let n: usize = p.parse("n")?;
+    Ok(Response::new(Body::from(vec![b'x'; n])))
+}
+
 async fn call_over_http(_r: Request, p: Params) -> Result<Response, Error> {
     let service = p.get("service").unwrap_or_default();
     let request = berth_sdk::http::Request::get(format!("http://{service}.internal/whoami"))
@@ -202,6 +216,8 @@ serve!(
         .get("/whoami", whoami)
         .get("/call/{service}", call_whoami)
         .get("/calls/{service}/{n}", call_many)
+        .get("/forward/{service}/{*path}", forward)
+        .get("/big/{n}", big)
         .get("/call-http/{service}", call_over_http)
         .post("/relay/{service}", relay)
         .post("/echo", echo)
