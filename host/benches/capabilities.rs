@@ -59,14 +59,14 @@ fn front_door_request(
     method: &str,
     path: &str,
     request_id: &str,
+    chain: &CallChain,
 ) -> anyhow::Result<http::Request<Full<Bytes>>> {
     let mut request = http::Request::builder()
         .method(method)
         .uri(format!("http://localhost/a{path}"))
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))?;
-    let chain = CallChain::root(TraceContext::continuing(None));
-    berth::server::set_host_headers(request.headers_mut(), request_id, "/a", path, &chain);
+    berth::server::set_host_headers(request.headers_mut(), request_id, "/a", path, chain);
     Ok(request)
 }
 
@@ -107,8 +107,10 @@ async fn medians(
     for (round, index) in sequence {
         let path = paths[index];
         let request_id = berth::telemetry::next_request_id();
-        let request = front_door_request(method, path, &request_id)?;
+        // One trace context, in the header and in the chain, as the front
+        // door has it.
         let chain = CallChain::root(TraceContext::continuing(None));
+        let request = front_door_request(method, path, &request_id, &chain)?;
         let started = Instant::now();
         let response = berth::invoke::invoke(&cx, version, request, request_id, chain)
             .await

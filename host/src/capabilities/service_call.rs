@@ -100,7 +100,6 @@ fn to_http(
     Ok((callee, request))
 }
 
-/// The callee's response, body and all.
 /// Takes in the callee's whole response, refusing a body over `max_body`
 /// bytes: one that could never be copied into the caller's memory is an
 /// error the caller can read, not a trap when it is handed over.

@@ -105,25 +105,27 @@ async fn whoami(r: Request, _p: Params) -> Result<Response, Error> {
     text(StatusCode::OK, body.to_string())
 }
 
-async fn call_whoami(_r: Request, p: Params) -> Result<Response, Error> {
-    let request = berth_sdk::http::Request::get("/whoami").body(Body::empty())?;
+/// `GET {path}` on the `service` named in the route, through berth-sdk's `call`.
+async fn call_get(p: &Params, path: &str) -> Result<Response, Error> {
+    let request = berth_sdk::http::Request::get(path).body(Body::empty())?;
     call(p.get("service").unwrap_or_default(), request).await
+}
+
+async fn call_whoami(_r: Request, p: Params) -> Result<Response, Error> {
+    call_get(&p, "/whoami").await
 }
 
 async fn call_many(_r: Request, p: Params) -> Result<Response, Error> {
     let n: u32 = p.parse("n")?;
-    let service = p.get("service").unwrap_or_default();
     for _ in 0..n {
-        let request = berth_sdk::http::Request::get("/whoami").body(Body::empty())?;
-        call(service, request).await?;
+        call_get(&p, "/whoami").await?;
     }
     text(StatusCode::OK, format!("{n} calls"))
 }
 
 async fn forward(_r: Request, p: Params) -> Result<Response, Error> {
     let path = format!("/{}", p.get("path").unwrap_or_default());
-    let request = berth_sdk::http::Request::get(path).body(Body::empty())?;
-    call(p.get("service").unwrap_or_default(), request).await
+    call_get(&p, &path).await
 }
 
 async fn big(_r: Request, p: Params) -> Result<Response, Error> {
