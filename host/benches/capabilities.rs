@@ -153,6 +153,8 @@ fn main() -> anyhow::Result<()> {
     let host = Host::new(&HostSettings {
         data_dir: data.path().to_path_buf(),
         max_instances: 100,
+        max_instances_per_tenant: 100,
+        component: Default::default(),
         max_call_depth: 10,
         kv: Default::default(),
     })?;

@@ -28,7 +28,12 @@ pub struct TenantGate {
     max_waiting: u32,
     queue_timeout: Duration,
     cpu: Arc<Semaphore>,
-    shape: (u32, u32, Duration, usize),
+    /// Requests that may run at once: the tenant's concurrency, or its
+    /// share of the instance pool where that is smaller. Every request and
+    /// service call holds one instance while it runs, so this is also what
+    /// meters the tenant's pool slots.
+    places: u32,
+    shape: (u32, u32, Duration, usize, u32),
 }
 
 /// A request's place among its tenant's running requests.
@@ -54,9 +59,11 @@ pub fn default_cpu_slots() -> usize {
 }
 
 impl TenantGate {
-    pub fn new(quotas: &TenantQuotas, cpu_slots: usize) -> Self {
+    pub fn new(quotas: &TenantQuotas, cpu_slots: usize, instance_share: u32) -> Self {
+        let places = quotas.concurrency.min(instance_share.max(1));
         Self {
-            running: Arc::new(Semaphore::new(quotas.concurrency as usize)),
+            places,
+            running: Arc::new(Semaphore::new(places as usize)),
             waiting: AtomicU32::new(0),
             max_waiting: quotas.queue,
             queue_timeout: quotas.queue_timeout,
@@ -66,19 +73,21 @@ impl TenantGate {
                 quotas.queue,
                 quotas.queue_timeout,
                 cpu_slots,
+                instance_share,
             ),
         }
     }
 
     /// Whether this gate already enforces these quotas, so it can be kept
     /// (with the requests it holds) when the routing table is rebuilt.
-    pub fn enforces(&self, quotas: &TenantQuotas, cpu_slots: usize) -> bool {
+    pub fn enforces(&self, quotas: &TenantQuotas, cpu_slots: usize, instance_share: u32) -> bool {
         self.shape
             == (
                 quotas.concurrency,
                 quotas.queue,
                 quotas.queue_timeout,
                 cpu_slots,
+                instance_share,
             )
     }
 
@@ -113,7 +122,7 @@ impl TenantGate {
 
     /// Requests of the tenant running now.
     pub fn in_flight(&self) -> usize {
-        let total = self.shape.0 as usize;
+        let total = self.places as usize;
         total.saturating_sub(self.running.available_permits())
     }
 }
@@ -175,7 +184,22 @@ mod tests {
             queue_timeout: Duration::from_millis(50),
             ..TenantQuotas::default()
         };
-        TenantGate::new(&quotas, 1)
+        TenantGate::new(&quotas, 1, u32::MAX)
+    }
+
+    #[tokio::test]
+    async fn a_tenant_runs_no_more_than_its_share_of_the_pool() {
+        let quotas = TenantQuotas {
+            concurrency: 8,
+            queue: 0,
+            ..TenantQuotas::default()
+        };
+        let gate = TenantGate::new(&quotas, 1, 2);
+        let (a, b) = (gate.admit().await, gate.admit().await);
+        assert!(a.is_ok() && b.is_ok());
+        assert_eq!(gate.admit().await.err(), Some(RequestError::TenantBusy));
+        assert_eq!(gate.in_flight(), 2);
+        assert!(gate.enforces(&quotas, 1, 2) && !gate.enforces(&quotas, 1, 3));
     }
 
     #[tokio::test]

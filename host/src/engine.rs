@@ -14,7 +14,7 @@ use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
-use crate::limits::EPOCH_TICK;
+use crate::limits::{ComponentLimits, EPOCH_TICK};
 
 /// Why the engine could not start or a component could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,10 @@ pub enum EngineError {
     NotAComponent(&'static str),
     #[error("component failed to compile: {0}")]
     Compile(String),
+    /// The component would take more of the instance pool than one
+    /// instance may: refused at upload, whatever engine would serve it.
+    #[error("{0}")]
+    OverPoolLimit(String),
 }
 
 /// Engine-wide settings, fixed for the life of the host.
@@ -40,6 +44,8 @@ pub struct EngineSettings {
     /// Instances that may exist at once across all services; the pooling
     /// allocator reserves address space for this many up front.
     pub max_instances: u32,
+    /// What one component instance may take of the pool.
+    pub component: ComponentLimits,
 }
 
 /// A content digest, `sha256:<hex>`.
@@ -104,6 +110,8 @@ impl BerthEngine {
         if pooling {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
                 settings.max_instances,
+                settings.component,
+                ServingTier::Optimised,
             )));
         } else {
             tracing::warn!(
@@ -113,7 +121,7 @@ impl BerthEngine {
         }
         let engine = Engine::new(&config).map_err(|e| EngineError::Config(e.to_string()))?;
         let compat_key = compatibility_key(&engine);
-        let quick = quick_engine();
+        let quick = quick_engine(pooling.then_some(settings));
         compile_threads_yield_to_serving();
         tracing::info!(
             pooling,
@@ -144,9 +152,10 @@ impl BerthEngine {
     /// [`load`](Self::load) has it from Cranelift; nothing is cached.
     pub fn compile_quick(&self, bytes: &[u8]) -> Option<Result<Component, EngineError>> {
         let quick = self.quick.as_ref()?;
-        Some(check_component_header(bytes).and_then(|()| {
-            Component::new(quick, bytes).map_err(|e| EngineError::Compile(format!("{e:#}")))
-        }))
+        Some(
+            check_component_header(bytes)
+                .and_then(|()| Component::new(quick, bytes).map_err(compile_failure)),
+        )
     }
 
     /// Compiles a component, or loads it from the compile cache when this
@@ -161,7 +170,7 @@ impl BerthEngine {
         let started = Instant::now();
         let component = Component::new(&self.engine, bytes).map_err(|e| {
             crate::telemetry::metrics::compiled("error", started.elapsed());
-            EngineError::Compile(format!("{e:#}"))
+            compile_failure(e)
         })?;
         crate::telemetry::metrics::compiled("ok", started.elapsed());
         let compiled = component
@@ -269,11 +278,36 @@ fn lower_this_threads_priority() {
     }
 }
 
-/// The Winch engine, allocating on demand: it serves each new version only
-/// until its Cranelift build replaces it, so it reserves nothing up front.
-fn quick_engine() -> Option<Engine> {
+/// Why wasmtime refused a component: over the pool's per-component maxima
+/// (which both engines check the same way) or not valid at all.
+fn compile_failure(error: wasmtime::Error) -> EngineError {
+    let message = format!("{error:#}");
+    if message.contains("pooling allocator") {
+        EngineError::OverPoolLimit(format!(
+            "the component does not fit one instance slot of this host's pool: {message}; \
+             the operator can raise --max-memories-per-component, --max-tables-per-component \
+             or --max-core-instances-per-component"
+        ))
+    } else {
+        EngineError::Compile(message)
+    }
+}
+
+/// The Winch engine. Where the serving engine has a pool, Winch has one of
+/// the same shape: it serves new uploads, and every version after a
+/// restart, until Cranelift's build replaces them, so it must bound what an
+/// instance takes exactly as the serving engine does (and refuse at compile
+/// time what the serving engine's pool would).
+fn quick_engine(pooled: Option<&EngineSettings>) -> Option<Engine> {
     let mut config = base_config();
     config.strategy(Strategy::Winch);
+    if let Some(settings) = pooled {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(
+            settings.max_instances,
+            settings.component,
+            ServingTier::Quick,
+        )));
+    }
     // Winch compiles each function quickly on its own; threads would only
     // contend with the Cranelift compile that follows.
     config.parallel_compilation(false);
@@ -286,15 +320,31 @@ fn quick_engine() -> Option<Engine> {
     }
 }
 
-fn pooling_config(max_instances: u32) -> PoolingAllocationConfig {
+/// Which engine a pool is for: the quick engine's keeps fewer warm slots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ServingTier {
+    Optimised,
+    Quick,
+}
+
+/// The pool: `max_instances` slots, each with room for the per-component
+/// maxima. Every total is the per-component maximum times the instances,
+/// so the pool cannot run out of memories, tables or core instances before
+/// it runs out of instances, and the instance slots (metered per tenant)
+/// are the only thing a request can exhaust.
+fn pooling_config(
+    max_instances: u32,
+    component: ComponentLimits,
+    tier: ServingTier,
+) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(max_instances);
-    // A component built by today's toolchains holds a handful of core
-    // instances (the program and its adapter shims), each with its memory
-    // and tables.
-    pool.total_core_instances(max_instances.saturating_mul(4));
-    pool.total_memories(max_instances.saturating_mul(2));
-    pool.total_tables(max_instances.saturating_mul(4));
+    pool.max_core_instances_per_component(component.core_instances);
+    pool.max_memories_per_component(component.memories);
+    pool.max_tables_per_component(component.tables);
+    pool.total_core_instances(max_instances.saturating_mul(component.core_instances));
+    pool.total_memories(max_instances.saturating_mul(component.memories));
+    pool.total_tables(max_instances.saturating_mul(component.tables));
     pool.total_stacks(max_instances);
     // Resetting a slot by rewriting the pages a request dirtied (found with
     // PAGEMAP_SCAN on Linux 6.7+) is much cheaper than madvise and the page
@@ -302,7 +352,13 @@ fn pooling_config(max_instances: u32) -> PoolingAllocationConfig {
     pool.linear_memory_keep_resident(4 << 20);
     pool.table_keep_resident(64 << 10);
     pool.pagemap_scan(wasmtime::Enabled::Auto);
-    pool.max_unused_warm_slots(max_instances.min(100));
+    // Warm slots keep resident memory; the quick engine serves only until
+    // Cranelift's builds are ready, so it keeps few.
+    let warm = match tier {
+        ServingTier::Optimised => 100,
+        ServingTier::Quick => 10,
+    };
+    pool.max_unused_warm_slots(max_instances.min(warm));
     pool
 }
 

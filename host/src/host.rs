@@ -13,6 +13,7 @@ use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLi
 use crate::kv::postgres::PostgresKv;
 use crate::kv::sqlite::SqliteKv;
 use crate::kv::{KvBackend, KvQuota};
+use crate::limits::ComponentLimits;
 use crate::quotas::TenantQuotas;
 use crate::registry::Registry;
 use crate::router::{Backends, Route, RoutingTable};
@@ -54,6 +55,10 @@ pub enum HostError {
 pub struct HostSettings {
     pub data_dir: PathBuf,
     pub max_instances: u32,
+    /// Instance slots one tenant may hold at once, service calls included.
+    pub max_instances_per_tenant: u32,
+    /// What one component instance may take of the pool.
+    pub component: ComponentLimits,
     /// How deep a chain of service-to-service calls may go.
     pub max_call_depth: u32,
     /// Where guests' key-value data lives.
@@ -102,6 +107,8 @@ pub struct Host {
     /// Every service's usage figures.
     telemetry: TelemetryBook,
     max_instances: usize,
+    max_instances_per_tenant: u32,
+    component: ComponentLimits,
 }
 
 impl Host {
@@ -109,6 +116,7 @@ impl Host {
         let engine = BerthEngine::new(&EngineSettings {
             cache_dir: settings.data_dir.join("compiled"),
             max_instances: settings.max_instances,
+            component: settings.component,
         })?;
         let linker = WorldLinker::new(engine.engine())?;
         let quick_linker = engine.quick_engine().map(WorldLinker::new).transpose()?;
@@ -122,6 +130,7 @@ impl Host {
             default_gate: Arc::new(TenantGate::new(
                 &TenantQuotas::default(),
                 default_cpu_slots(),
+                settings.max_instances_per_tenant,
             )),
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             engine,
@@ -132,6 +141,8 @@ impl Host {
             me: me.clone(),
             max_call_depth: settings.max_call_depth,
             max_instances: settings.max_instances as usize,
+            max_instances_per_tenant: settings.max_instances_per_tenant,
+            component: settings.component,
             telemetry: TelemetryBook::default(),
         }))
     }
@@ -150,6 +161,11 @@ impl Host {
         )
     }
 
+    /// Instance slots one tenant may hold at once.
+    pub fn max_instances_per_tenant(&self) -> u32 {
+        self.max_instances_per_tenant
+    }
+
     /// Where guests' key-value data lives.
     pub fn kv(&self) -> &Arc<dyn KvBackend> {
         &self.kv
@@ -163,6 +179,7 @@ impl Host {
             own_listeners: self.own_listeners.get().unwrap_or(&self.no_listeners),
             host: &self.me,
             max_call_depth: self.max_call_depth,
+            component: self.component,
         }
     }
 

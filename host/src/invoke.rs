@@ -28,7 +28,7 @@ use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
 use crate::capabilities::stdio::{GuestLog, Stdio};
 use crate::error::RequestError;
 use crate::host::Host;
-use crate::limits::{InstanceMemoryLimiter, Limits};
+use crate::limits::{ComponentLimits, HostCharge, InstanceMemoryLimiter, Limits};
 use crate::logbook::ServiceLog;
 use crate::telemetry::guest_clock::GuestClock;
 use crate::telemetry::metrics::ServiceMetrics;
@@ -52,6 +52,8 @@ pub struct HostState {
     http: WasiHttpCtx,
     pub(crate) hooks: OutboundHooks,
     pub(crate) limiter: InstanceMemoryLimiter,
+    /// What each wasi:http header map the guest holds is charged, by handle.
+    pub(crate) fields_held: std::collections::HashMap<u32, HostCharge>,
     /// Key-value data and configuration of the service.
     pub(crate) capabilities: Arc<ServiceCapabilities>,
     /// Who is running, for `wasi:logging` lines.
@@ -99,6 +101,8 @@ impl WorldLinker {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| LinkError(format!("{e:#}")))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| LinkError(format!("{e:#}")))?;
+        crate::capabilities::fields::add_to_linker(&mut linker)
             .map_err(|e| LinkError(format!("{e:#}")))?;
         crate::capabilities::add_to_linker(&mut linker).map_err(|e| LinkError(format!("{e:#}")))?;
         Ok(Self { linker })
@@ -282,6 +286,8 @@ pub struct InvokeContext<'a> {
     /// The host, for service-to-service calls.
     pub host: &'a Weak<Host>,
     pub max_call_depth: u32,
+    /// What one component instance may create: held by its store's limiter.
+    pub component: ComponentLimits,
 }
 
 /// Runs one request in a fresh instance of `version`.
@@ -391,7 +397,7 @@ where
             if let GuestOutcome::Failed(failure) = &outcome {
                 metrics.guest_failed(failure.kind());
             }
-            metrics.guest_used(clock.total(), store.data().limiter.peak());
+            metrics.guest_used(clock.total(), store.data().limiter.budget().peak());
             // Dropping the store releases the instance's pool slot.
             drop(store);
             drop(slot);
@@ -479,7 +485,8 @@ fn new_store(
         },
         capabilities: Arc::clone(&version.capabilities),
         identity: who,
-        limiter: InstanceMemoryLimiter::new(version.limits.memory_bytes),
+        limiter: InstanceMemoryLimiter::new(version.limits.memory_bytes, cx.component),
+        fields_held: std::collections::HashMap::new(),
         cpu_ticks: 0,
         cpu_budget_ticks: version.limits.cpu_ticks(),
         cpu_share: version.gate.cpu_share(),
@@ -517,7 +524,7 @@ fn classify_failure(
             limit: limits.cpu_time,
         };
     }
-    if store.data().limiter.limit_hit {
+    if store.data().limiter.budget().limit_hit() {
         return RequestError::MemoryLimit {
             limit_bytes: limits.memory_bytes,
         };

@@ -28,6 +28,7 @@
 //! - [`kv`]: key-value storage behind a backend trait (SQLite by default, Postgres
 //!   for a fleet).
 //! - [`secrets`]: secret config values, sealed at rest.
+//! - [`files`]: the data directory's permissions (owner only).
 //! - [`error`]: request failures and the one mapping to HTTP status.
 //! - [`telemetry`]: logging set-up, request ids, Prometheus metrics, the
 //!   usage stats behind `berth stats`, and OTLP span export.
@@ -41,6 +42,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod host;
 pub mod invoke;
 pub mod kv;

@@ -119,8 +119,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     berth::telemetry::init(cli.log_json || cli.log_format == LogFormat::Json);
     let result = match cli.command {
-        Command::Serve(cmd) => cmd.execute(),
-        Command::Up(cmd) => cmd.execute(),
+        Command::Serve(cmd) => {
+            berth::files::create_files_private();
+            cmd.execute()
+        }
+        Command::Up(cmd) => {
+            berth::files::create_files_private();
+            cmd.execute()
+        }
         other => run_client(other),
     };
     match result {

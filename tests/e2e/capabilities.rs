@@ -491,7 +491,7 @@ async fn service_calls_stay_in_the_tenant_carry_ids_and_stop_loops() -> Result<(
     let (status, body) = get(&host, "acme", "/a/forward/b/big/12000000").await?;
     let start: String = body.chars().take(300).collect();
     assert_eq!(status, 502, "{start}");
-    assert!(body.contains("over 8388608 bytes"), "{start}");
+    assert!(body.contains("memory limit of 8388608 bytes"), "{start}");
 
     // A loop ends at the depth bound with 508, passed back up the chain.
     let (status, _) = get(&host, "acme", "/a/loop/a").await?;

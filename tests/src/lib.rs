@@ -266,6 +266,11 @@ impl BerthProcess {
         proc_status_kib(self.pid(), "VmRSS:")
     }
 
+    /// Virtual size (address space reserved) now, in KiB.
+    pub fn vsz_kib(&self) -> Result<u64> {
+        proc_status_kib(self.pid(), "VmSize:")
+    }
+
     /// Peak resident memory since start or the last [`reset_peak_rss`], KiB.
     pub fn peak_rss_kib(&self) -> Result<u64> {
         proc_status_kib(self.pid(), "VmHWM:")

@@ -9,6 +9,7 @@ use super::bindings::kv_store::{Error, KeyResponse};
 use super::bindings::{atomics, batch, kv_store};
 use crate::invoke::HostState;
 use crate::kv::{KvError, LIST_PAGE, Namespace};
+use crate::limits::{HostCharge, HostMemoryExceeded};
 use crate::telemetry::metrics::KvOp;
 
 /// Keys one batch call may name.
@@ -19,11 +20,23 @@ pub struct BucketHandle {
     namespace: Namespace,
 }
 
-/// A compare-and-swap in progress: the value the key held when it began.
+/// A compare-and-swap in progress: the value the key held when it began,
+/// counted against the instance's memory budget while the guest keeps it.
 pub struct CasHandle {
     namespace: Namespace,
     key: String,
     seen: Option<Vec<u8>>,
+    _held: HostCharge,
+}
+
+/// Bytes a CAS handle holds for the guest.
+fn cas_bytes(key: &str, seen: Option<&[u8]>) -> u64 {
+    (key.len() + seen.map_or(0, <[u8]>::len)) as u64
+}
+
+/// What a guest reads when the host cannot hold more for it.
+fn over_budget(error: HostMemoryExceeded) -> Error {
+    Error::Other(error.to_string())
 }
 
 fn guest_error(error: KvError) -> Error {
@@ -177,9 +190,20 @@ impl atomics::Host for HostState {
         Ok(match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(now)) => {
+                let CasHandle { namespace, key, .. } = handle;
+                let held = match self
+                    .limiter
+                    .budget()
+                    .charge(cas_bytes(&key, now.as_deref()))
+                {
+                    Ok(held) => held,
+                    Err(e) => return Ok(Err(atomics::CasError::StoreError(over_budget(e)))),
+                };
                 let retry = self.table.push(CasHandle {
+                    namespace,
+                    key,
                     seen: now,
-                    ..handle
+                    _held: held,
                 })?;
                 Err(atomics::CasError::CasFailed(retry))
             }
@@ -199,10 +223,19 @@ impl atomics::HostCas for HostState {
             Ok(seen) => seen,
             Err(e) => return Ok(Err(guest_error(e))),
         };
+        let held = match self
+            .limiter
+            .budget()
+            .charge(cas_bytes(&key, seen.as_deref()))
+        {
+            Ok(held) => held,
+            Err(e) => return Ok(Err(over_budget(e))),
+        };
         let handle = CasHandle {
             namespace,
             key,
             seen,
+            _held: held,
         };
         Ok(Ok(self.table.push(handle)?))
     }
@@ -235,10 +268,23 @@ impl batch::Host for HostState {
         if let Some(error) = too_many(keys.len()) {
             return Ok(Err(error));
         }
+        // The results are gathered whole before they are copied into the
+        // guest: counted as they come, so a batch naming one large value a
+        // thousand times stops at the guest's budget, not the host's memory.
+        let mut held = match self.limiter.budget().charge(0) {
+            Ok(held) => held,
+            Err(e) => return Ok(Err(over_budget(e))),
+        };
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             match self.capabilities.kv.get(&ns, &key).await {
-                Ok(value) => out.push(value.map(|v| (key, v))),
+                Ok(value) => {
+                    let bytes = cas_bytes(&key, value.as_deref());
+                    if let Err(e) = held.grow(bytes) {
+                        return Ok(Err(over_budget(e)));
+                    }
+                    out.push(value.map(|v| (key, v)));
+                }
                 Err(e) => return Ok(Err(guest_error(e))),
             }
         }

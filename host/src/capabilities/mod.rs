@@ -18,6 +18,7 @@ mod bindings;
 pub mod calls;
 pub mod clocks;
 mod config;
+pub mod fields;
 pub mod keyvalue;
 pub mod logging;
 pub mod outbound;

@@ -18,19 +18,25 @@ use wasmtime_wasi_http::WasiBody;
 use super::bindings::service_call::{self as wit, Error as CallError};
 use super::calls::{INTERNAL_SUFFIX, ServiceCalls, internal_target};
 use crate::invoke::HostState;
+use crate::limits::{HostCharge, InstanceBudget};
+use std::sync::Arc;
 
 type Outcome = Result<wit::Response, CallError>;
+
+/// A call's outcome, and the charge to the caller's budget for the answer
+/// the host holds until the caller takes it.
+type Answer = (Outcome, Option<HostCharge>);
 
 /// A call the guest started, until it takes the response.
 pub enum PendingCall {
     Waiting(CallTask),
-    Done(Outcome),
+    Done(Answer),
     Taken,
 }
 
 /// The task running a call; a guest that drops the call before its answer
 /// (or ends) stops it.
-pub struct CallTask(tokio::task::JoinHandle<Outcome>);
+pub struct CallTask(tokio::task::JoinHandle<Answer>);
 
 impl Drop for CallTask {
     fn drop(&mut self) {
@@ -42,10 +48,13 @@ impl Drop for CallTask {
 impl Pollable for PendingCall {
     async fn ready(&mut self) {
         if let Self::Waiting(task) = self {
-            let outcome = (&mut task.0)
-                .await
-                .unwrap_or_else(|_| Err(CallError::ResponseFailed("the call ended early".into())));
-            *self = Self::Done(outcome);
+            let answer = (&mut task.0).await.unwrap_or_else(|_| {
+                (
+                    Err(CallError::ResponseFailed("the call ended early".into())),
+                    None,
+                )
+            });
+            *self = Self::Done(answer);
         }
     }
 }
@@ -100,51 +109,62 @@ fn to_http(
     Ok((callee, request))
 }
 
-/// Takes in the callee's whole response, refusing a body over `max_body`
-/// bytes: one that could never be copied into the caller's memory is an
-/// error the caller can read, not a trap when it is handed over.
-async fn take_whole(response: http::Response<WasiBody>, max_body: u64) -> Outcome {
-    let too_large = || {
+/// Takes in the callee's whole response, charging its body to the
+/// caller's memory budget as it arrives: the host holds it for the caller
+/// until the caller takes it, and one the caller's budget cannot hold is an
+/// error the caller can read, not a trap when it is handed over (nor a
+/// second copy of the caller's memory held by the host, for each of its
+/// calls at once).
+async fn take_whole(response: http::Response<WasiBody>, budget: Arc<InstanceBudget>) -> Answer {
+    let limit = budget.limit();
+    let too_large = |bytes: u64| {
         CallError::ResponseFailed(format!(
-            "the response body is over {max_body} bytes, the most the caller's memory \
-             limit lets it take whole; stream it over wasi:http instead"
+            "the response body is over {bytes} bytes, more than the caller's memory \
+             limit of {limit} bytes leaves it to take whole; stream it over wasi:http instead"
         ))
     };
-    let (parts, body) = response.into_parts();
-    if crate::invoke::declared_length(&parts.headers).is_some_and(|n| n > max_body) {
-        return Err(too_large());
+    let (parts, mut body) = response.into_parts();
+    if crate::invoke::declared_length(&parts.headers).is_some_and(|n| n > limit) {
+        return (Err(too_large(limit)), None);
     }
-    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let body = http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                CallError::ResponseFailed(e.to_string())
+    let mut charge = match budget.charge(0) {
+        Ok(charge) => charge,
+        Err(_) => return (Err(too_large(0)), None),
+    };
+    let mut whole = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => return (Err(CallError::ResponseFailed(error.to_string())), None),
+        };
+        if let Some(data) = frame.data_ref() {
+            if charge.grow(data.len() as u64).is_err() {
+                let so_far = charge.bytes() + data.len() as u64;
+                return (Err(too_large(so_far.min(limit))), None);
             }
-        })?
-        .to_bytes();
-    Ok(wit::Response {
+            whole.extend_from_slice(data);
+        }
+    }
+    let response = wit::Response {
         status: parts.status.as_u16(),
         headers: parts
             .headers
             .iter()
             .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
             .collect(),
-        body: body.into(),
-    })
+        body: whole,
+    };
+    (Ok(response), Some(charge))
 }
 
 fn start_call(
     calls: ServiceCalls,
     service: String,
     request: http::Request<WasiBody>,
-    max_body: u64,
+    budget: Arc<InstanceBudget>,
 ) -> CallTask {
     CallTask(tokio::spawn(
-        async move { take_whole(calls.call(&service, request).await, max_body).await }
+        async move { take_whole(calls.call(&service, request).await, budget).await }
             .in_current_span(),
     ))
 }
@@ -161,13 +181,13 @@ impl wit::Host for HostState {
         let pending = match self.hooks.take_internal_call() {
             Err(limit) => {
                 self.count_call("refused");
-                PendingCall::Done(Err(CallError::TooManyRequests(limit)))
+                PendingCall::Done((Err(CallError::TooManyRequests(limit)), None))
             }
             Ok(calls) => match to_http(&service, request) {
                 Ok((callee, request)) => {
                     self.count_call("sent");
-                    let max_body = self.limiter.limit();
-                    PendingCall::Waiting(start_call(calls, callee, request, max_body))
+                    let budget = Arc::clone(self.limiter.budget());
+                    PendingCall::Waiting(start_call(calls, callee, request, budget))
                 }
                 Err(reason) => {
                     self.count_call("refused");
@@ -175,7 +195,7 @@ impl wit::Host for HostState {
                         service = %self.identity.service, request_id = %self.identity.request_id,
                         callee = %service, %reason, "service call refused"
                     );
-                    PendingCall::Done(Err(CallError::InvalidRequest(reason)))
+                    PendingCall::Done((Err(CallError::InvalidRequest(reason)), None))
                 }
             },
         };
@@ -205,7 +225,9 @@ impl wit::HostPendingCall for HostState {
                 *pending = PendingCall::Waiting(task);
                 None
             }
-            PendingCall::Done(outcome) => Some(outcome),
+            // The charge ends here: the answer moves into the guest's
+            // memory, which its budget counts from now on.
+            PendingCall::Done((outcome, _charge)) => Some(outcome),
             PendingCall::Taken => Some(Err(CallError::Consumed)),
         })
     }
@@ -285,19 +307,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn whole_answers_past_the_callers_memory_are_refused() {
-        let whole = take_whole(answer(b"0123456789", None), 10).await;
+    async fn whole_answers_past_the_callers_budget_are_refused() {
+        let budget = InstanceBudget::new(10);
+        let (whole, charge) = take_whole(answer(b"0123456789", None), Arc::clone(&budget)).await;
         assert!(
             matches!(whole, Ok(ref r) if r.body == b"0123456789"),
             "{whole:?}"
         );
+        // The answer is held for the caller, and counted, until it is taken.
+        assert_eq!(budget.host_held(), 10);
+        drop(charge);
+        assert_eq!(budget.host_held(), 0);
         for (declared, max) in [(None, 9), (Some(10), 9), (Some(100), 10)] {
-            match take_whole(answer(b"0123456789", declared), max).await {
-                Err(CallError::ResponseFailed(why)) => {
-                    assert!(why.contains(&format!("over {max} bytes")), "{why}");
+            let budget = InstanceBudget::new(max);
+            match take_whole(answer(b"0123456789", declared), Arc::clone(&budget)).await {
+                (Err(CallError::ResponseFailed(why)), None) => {
+                    assert!(why.contains(&format!("limit of {max} bytes")), "{why}");
                 }
                 other => panic!("{declared:?}/{max}: {other:?}"),
             }
+            assert_eq!(budget.host_held(), 0);
         }
+        // Two answers at once share one budget: the second finds less room.
+        let budget = InstanceBudget::new(15);
+        let (first, held) = take_whole(answer(b"0123456789", None), Arc::clone(&budget)).await;
+        assert!(first.is_ok());
+        let (second, _) = take_whole(answer(b"0123456789", None), Arc::clone(&budget)).await;
+        assert!(second.is_err(), "{second:?}");
+        drop(held);
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use berth::body_rate::MinBodyRate;
 use berth::host::{Host, HostSettings, KvLocation, LoadedService};
+use berth::limits::ComponentLimits;
 use berth::server::FrontDoor;
 use berth::units::{ByteSize, DurationSpec};
 
@@ -33,6 +34,22 @@ pub struct HostFlags {
     /// allocator's size); requests past it are answered with 503.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_instances: u32,
+    /// Most instances one tenant may hold at once, service calls included
+    /// (its share of the pool); past it its requests wait in its queue and
+    /// then get 503. Default: a quarter of --max-instances.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_instances_per_tenant: Option<u32>,
+    /// Linear memories one component may hold, nested components' included;
+    /// a component with more is refused at upload. Each instance slot of
+    /// the pool reserves address space for this many.
+    #[arg(long, value_name = "N", default_value_t = ComponentLimits::default().memories, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_memories_per_component: u32,
+    /// Tables one component may hold, nested components' included.
+    #[arg(long, value_name = "N", default_value_t = ComponentLimits::default().tables, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_tables_per_component: u32,
+    /// Core instances one component may create, nested components' included.
+    #[arg(long, value_name = "N", default_value_t = ComponentLimits::default().core_instances, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_core_instances_per_component: u32,
     /// Time a client has to send its request head (slowloris protection).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub header_read_timeout: DurationSpec,
@@ -61,11 +78,19 @@ impl HostFlags {
     }
 
     pub fn host_with_kv(&self, kv: KvLocation) -> anyhow::Result<Arc<Host>> {
-        std::fs::create_dir_all(&self.data_dir)
+        berth::files::create_private_dir(&self.data_dir)
             .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
         Ok(Host::new(&HostSettings {
             data_dir: self.data_dir.clone(),
             max_instances: self.max_instances,
+            max_instances_per_tenant: self
+                .max_instances_per_tenant
+                .unwrap_or((self.max_instances / 4).max(1)),
+            component: ComponentLimits {
+                memories: self.max_memories_per_component,
+                tables: self.max_tables_per_component,
+                core_instances: self.max_core_instances_per_component,
+            },
             max_call_depth: self.max_call_depth,
             kv,
         })?)

@@ -12,7 +12,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::rules::compile_error;
 use super::{ControlError, ControlPlane, lock};
-use crate::host::Host;
+use crate::engine::EngineError;
+use crate::host::{Host, HostError};
 use crate::invoke::HostState;
 use crate::telemetry::metrics;
 
@@ -49,6 +50,11 @@ impl ControlPlane {
             Some(Ok(pre)) => {
                 let bytes = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
                 return Ok(Tier::Quick(pre, bytes));
+            }
+            // Both engines' pools have the same per-component maxima: what
+            // Winch's refuses, Cranelift's would too.
+            Some(Err(error @ HostError::Engine(EngineError::OverPoolLimit(_)))) => {
+                return Err(compile_error(error));
             }
             Some(Err(error)) => {
                 tracing::debug!(%error, "Winch refused the component; compiling with Cranelift");

@@ -142,6 +142,7 @@ pub(super) fn compile_error(error: HostError) -> ControlError {
         HostError::Engine(EngineError::Compile(why)) => {
             ControlError::Unprocessable(format!("component failed to compile: {why}"))
         }
+        HostError::Engine(EngineError::OverPoolLimit(why)) => ControlError::Unprocessable(why),
         HostError::Link(link) => ControlError::Unprocessable(link.to_string()),
         other => ControlError::Internal(other.to_string()),
     }

@@ -214,11 +214,12 @@ impl ControlPlane {
     /// requests in flight stay counted, else a new one.
     fn gate(&self, tenant: &str, quotas: &TenantQuotas) -> Arc<TenantGate> {
         let slots = default_cpu_slots();
+        let share = self.host.max_instances_per_tenant();
         let mut gates = lock(&self.gates);
         match gates.get(tenant) {
-            Some(gate) if gate.enforces(quotas, slots) => Arc::clone(gate),
+            Some(gate) if gate.enforces(quotas, slots, share) => Arc::clone(gate),
             _ => {
-                let gate = Arc::new(TenantGate::new(quotas, slots));
+                let gate = Arc::new(TenantGate::new(quotas, slots, share));
                 gates.insert(tenant.to_string(), Arc::clone(&gate));
                 gate
             }

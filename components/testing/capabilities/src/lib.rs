@@ -21,6 +21,8 @@
 //! - `POST /echo`: the method, `content-type` and body it was sent, as JSON;
 //! - `GET /loop/{service}`: calls `{service}`'s `/loop/{service}`, and so on,
 //!   answering with the status the call came back with;
+//! - `GET /kv-hoard/{kib}/{n}`: stores `kib` KiB under one key, then reads
+//!   that key `n` times in one `get-many` batch;
 //! - `POST /kvloop/{op}/{n}`: `n` key-value `get`s or `set`s in a row, for
 //!   the benchmark of one round trip from a guest.
 
@@ -182,6 +184,20 @@ async fn call_loop(_r: Request, p: Params) -> Result<Response, Error> {
     text(response.status(), "")
 }
 
+async fn kv_hoard(_r: Request, p: Params) -> Result<Response, Error> {
+    let kib: usize = p.parse("kib")?;
+    let n: usize = p.parse("n")?;
+    let bucket = Bucket::open_default()?;
+    // A JSON string, so that the batch's values decode.
+    bucket.set_bytes(
+        "hoard",
+        format!("\"{}\"", "h".repeat(kib * 1024)).as_bytes(),
+    )?;
+    let keys = vec!["hoard".to_string(); n];
+    let got: Vec<Option<serde_json::Value>> = bucket.get_many(&keys)?;
+    text(StatusCode::OK, format!("read {} copies", got.len()))
+}
+
 async fn kv_loop(_r: Request, p: Params) -> Result<Response, Error> {
     let n: u32 = p.parse("n")?;
     let bucket = Bucket::open_default()?;
@@ -225,4 +241,5 @@ serve!(
         .post("/echo", echo)
         .get("/loop/{service}", call_loop)
         .post("/kvloop/{op}/{n}", kv_loop)
+        .get("/kv-hoard/{kib}/{n}", kv_hoard)
 );

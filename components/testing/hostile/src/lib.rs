@@ -3,6 +3,10 @@
 //! - `/random?bytes=N`: asks the host for N random bytes at once.
 //! - `/resources?count=N`: creates N host resources and keeps them all.
 //! - `/headers?count=N`: builds a response header map of N fields.
+//! - `/fields?count=N&kib=K`: builds N header maps, each with one K KiB
+//!   value, and keeps them all.
+//! - `/request-headers?count=N`: asks for the request's headers N times
+//!   and keeps every copy.
 //! - `/never`: never sets a response.
 //! - `/endless`: streams a response body forever.
 //! - `/recurse`: recurses without end.
@@ -91,6 +95,25 @@ impl Guest for Hostile {
                 let text = format!("appended {appended} of {count} headers\n");
                 respond(out, 200, Fields::new(), &text);
                 drop(headers);
+            }
+            "fields" => {
+                let count = query_param(query, "count", 10);
+                let kib = query_param(query, "kib", 120);
+                let value = vec![b'v'; kib as usize * 1024];
+                let mut kept = Vec::new();
+                for _ in 0..count {
+                    let fields = Fields::new();
+                    let _ = fields.append("x-hoard", &value);
+                    kept.push(fields);
+                }
+                let text = format!("kept {} header maps\n", kept.len());
+                respond(out, 200, Fields::new(), &text);
+            }
+            "request-headers" => {
+                let count = query_param(query, "count", 10);
+                let kept: Vec<Fields> = (0..count).map(|_| request.headers()).collect();
+                let text = format!("kept {} copies\n", kept.len());
+                respond(out, 200, Fields::new(), &text);
             }
             "never" => loop {
                 monotonic_clock::subscribe_duration(1_000_000_000).block();

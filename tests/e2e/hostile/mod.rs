@@ -16,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::control::empty_host;
 
+mod accounting;
+
 /// Requests per second the control tenant receives throughout.
 const CONTROL_RATE: u64 = 100;
 /// Each case runs at least this long, so its latency window holds enough
@@ -70,8 +72,9 @@ impl ControlLoad {
         }
     }
 
-    /// p99 latency, requests and failures among requests started since `from`.
-    fn window(&self, from: Instant, to: Instant) -> (Duration, usize, usize) {
+    /// p99 latency, requests, and the statuses of the failures (0: no
+    /// answer) among requests started since `from`.
+    fn window(&self, from: Instant, to: Instant) -> (Duration, usize, Vec<u16>) {
         let samples = self.samples.lock().map(|v| v.clone()).unwrap_or_default();
         let mut latencies: Vec<Duration> = samples
             .iter()
@@ -81,7 +84,8 @@ impl ControlLoad {
         let failed = samples
             .iter()
             .filter(|(at, _, status)| *at >= from && *at < to && *status != 200)
-            .count();
+            .map(|(_, _, status)| *status)
+            .collect();
         latencies.sort();
         let p99 = latencies
             .get((latencies.len() * 99 / 100).min(latencies.len().saturating_sub(1)))
@@ -106,7 +110,8 @@ struct Row {
     /// The p99 this case was held to.
     bound: Duration,
     requests: usize,
-    failed: usize,
+    /// The statuses of the control requests that failed (0: no answer).
+    failed: Vec<u16>,
     rss_mib: u64,
 }
 
@@ -118,6 +123,7 @@ struct Suite {
     upstream_hits: Arc<AtomicUsize>,
     /// The control p99 a case must stay under, once the baseline is known.
     p99_bound: Duration,
+    attacker_token: String,
 }
 
 impl Suite {
@@ -180,8 +186,8 @@ impl Suite {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (p99, requests, failed) = self.load.window(started, ended);
         ensure!(
-            failed == 0 && requests > 100,
-            "quiet window: {requests} requests, {failed} failed"
+            failed.is_empty() && requests > 100,
+            "quiet window: {requests} requests, failed with {failed:?}"
         );
         Ok(p99)
     }
@@ -220,7 +226,7 @@ impl Suite {
         ensure!(still.status() == 200, "{case}: the host stopped serving");
         let rss_mib = self.host.rss_kib()? / 1024;
         println!(
-            "{case:<48} {observed:<40} p99 {p99:>8.1?} n={requests} failed={failed} rss={rss_mib}MiB"
+            "{case:<48} {observed:<40} p99 {p99:>8.1?} n={requests} failed={failed:?} rss={rss_mib}MiB"
         );
         Ok(Row {
             case,
@@ -308,10 +314,13 @@ async fn set_up() -> Result<(tempfile::TempDir, Suite)> {
         "1s",
         "--body-min-rate",
         "1KiB",
+        "--max-instances-per-tenant",
+        &accounting::TENANT_SHARE.to_string(),
     ])?;
     let op = host.operator()?;
     let control = host.admin_as(&op.create_tenant("control").await?)?;
-    let attacker = host.admin_as(&op.create_tenant("attacker").await?)?;
+    let attacker_token = op.create_tenant("attacker").await?;
+    let attacker = host.admin_as(&attacker_token)?;
     let trusted = host.admin_as(&op.create_tenant("trusted").await?)?;
     control
         .deploy("control", "hello", "1", &component("hello")?, "/")
@@ -406,17 +415,17 @@ async fn set_up() -> Result<(tempfile::TempDir, Suite)> {
             == 200
     );
     let load = ControlLoad::start(host.url("/"));
-    Ok((
-        dir,
-        Suite {
-            host,
-            load,
-            rows: Vec::new(),
-            upstream_port,
-            upstream_hits,
-            p99_bound: Duration::MAX,
-        },
-    ))
+    let mut suite = Suite {
+        host,
+        load,
+        rows: Vec::new(),
+        upstream_port,
+        upstream_hits,
+        p99_bound: Duration::MAX,
+        attacker_token,
+    };
+    accounting::set_up(&mut suite, &op).await?;
+    Ok((dir, suite))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,14 +438,15 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
         .load
         .window(started + Duration::from_secs(1), Instant::now());
     ensure!(
-        failed == 0 && n > 100,
-        "baseline: {n} requests, {failed} failed"
+        failed.is_empty() && n > 100,
+        "baseline: {n} requests, failed with {failed:?}"
     );
     println!("baseline p99 {baseline:?} over {n} requests");
     s.p99_bound = p99_bound(baseline);
 
     let outcome = async {
         hostile_guests(&mut s).await?;
+        accounting::accounting(&mut s).await?;
         outbound(&mut s).await?;
         hostile_clients(&mut s).await
     }
@@ -466,7 +476,7 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
             row.observed,
             row.p99.as_secs_f64() * 1000.0,
             row.requests,
-            row.failed,
+            row.failed.len(),
             row.rss_mib
         ));
     }
@@ -486,8 +496,8 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
             row.requests
         );
         ensure!(
-            row.failed == 0,
-            "{}: {} control requests failed",
+            row.failed.is_empty(),
+            "{}: control requests failed with {:?}",
             row.case,
             row.failed
         );
