@@ -271,6 +271,7 @@ impl Host {
                 limits: spec.limits,
                 outbound: Arc::new(spec.outbound.clone()),
                 log: None,
+                log_rate: Arc::default(),
                 metrics: self
                     .telemetry
                     .version(DEFAULT_TENANT, &spec.name, &short_digest(&digest)),

@@ -23,6 +23,7 @@ use crate::capabilities::ServiceCapabilities;
 use crate::capabilities::addresses::AddressPolicy;
 use crate::capabilities::calls::{CallChain, ServiceCalls};
 use crate::capabilities::clocks::{CoarseMonotonicClock, CoarseWallClock};
+use crate::capabilities::log_rate::LogRate;
 use crate::capabilities::logging::GuestIdentity;
 use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
 use crate::capabilities::stdio::{GuestLog, Stdio};
@@ -130,6 +131,8 @@ pub struct ServiceVersion {
     pub outbound: Arc<OutboundPolicy>,
     /// Where guest output is kept for the admin API, for deployed services.
     pub log: Option<Arc<ServiceLog>>,
+    /// How much the service's guests may log, shared by its versions.
+    pub log_rate: Arc<LogRate>,
     pub metrics: Arc<ServiceMetrics>,
     /// The tenant's admission queue and CPU slots.
     pub gate: Arc<TenantGate>,
@@ -148,6 +151,7 @@ impl ServiceVersion {
             limits: self.limits,
             outbound: Arc::clone(&self.outbound),
             log: self.log.clone(),
+            log_rate: Arc::clone(&self.log_rate),
             metrics: Arc::clone(&self.metrics),
             gate,
             capabilities: Arc::clone(&self.capabilities),
@@ -452,6 +456,7 @@ fn new_store(
         version: Arc::clone(&version.version),
         request_id: Arc::clone(request_id),
         log: version.log.clone(),
+        rate: Arc::clone(&version.log_rate),
     };
     let mut wasi = WasiCtxBuilder::new();
     wasi.max_random_size(MAX_RANDOM_BYTES);

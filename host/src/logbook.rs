@@ -10,6 +10,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
+use crate::capabilities::log_rate::LogRate;
+
 /// Lines kept per service.
 pub const LINES_KEPT: usize = 1000;
 
@@ -32,6 +34,7 @@ pub struct LogLine {
 pub struct ServiceLog {
     recent: Mutex<VecDeque<LogLine>>,
     live: broadcast::Sender<LogLine>,
+    rate: Arc<LogRate>,
 }
 
 impl ServiceLog {
@@ -39,7 +42,13 @@ impl ServiceLog {
         Self {
             recent: Mutex::new(VecDeque::with_capacity(64)),
             live: broadcast::channel(256).0,
+            rate: Arc::default(),
         }
+    }
+
+    /// How much the service may log: one allowance for all its versions.
+    pub fn rate(&self) -> Arc<LogRate> {
+        Arc::clone(&self.rate)
     }
 
     pub fn push(&self, line: LogLine) {

@@ -117,7 +117,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    berth::telemetry::init(cli.log_json || cli.log_format == LogFormat::Json);
+    // Held to the end of main, so the log's last lines are written out.
+    let _log = berth::telemetry::init(cli.log_json || cli.log_format == LogFormat::Json);
     let result = match cli.command {
         Command::Serve(cmd) => {
             berth::files::create_files_private();

@@ -177,6 +177,30 @@ pub fn set_host_headers(
     set("traceparent", &chain.trace.header());
 }
 
+/// The authority a request is routed by: the request target's when it has
+/// one (absolute form, or HTTP/2's `:authority`), as RFC 9112 3.2.2 says,
+/// else the `Host` header. A `Host` that names another authority than the
+/// target is refused: the router and the guest must never see two.
+fn routing_authority<B>(request: &http::Request<B>) -> Result<Option<&str>, RequestError> {
+    let header = match request.headers().get(http::header::HOST) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| RequestError::BadRequest("the Host header is not text"))?,
+        ),
+        None => None,
+    };
+    match (request.uri().authority(), header) {
+        (Some(target), Some(host)) if !target.as_str().eq_ignore_ascii_case(host) => {
+            Err(RequestError::BadRequest(
+                "the Host header disagrees with the request target's authority",
+            ))
+        }
+        (Some(target), _) => Ok(Some(target.as_str())),
+        (None, host) => Ok(host),
+    }
+}
+
 /// Routes and runs one request; every outcome is a response.
 pub async fn handle(
     host: &Host,
@@ -202,11 +226,13 @@ pub async fn handle(
         request.map(|body| RateGuardedBody::new(body, front.body_rate, Arc::clone(&too_slow)));
     let table = host.registry().snapshot();
     let path = request.uri().path();
-    let authority = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    let authority = match routing_authority(&request) {
+        Ok(authority) => authority,
+        Err(error) => {
+            crate::telemetry::metrics::unrouted("bad-request");
+            return error.to_response(&request_id);
+        }
+    };
     let Some(route) = table.route(authority, path) else {
         tracing::debug!(request_id = %request_id, path, "no route");
         crate::telemetry::metrics::unrouted("no-route");
@@ -345,5 +371,42 @@ impl Drop for HeldConnection {
                 open.remove(&self.ip);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_target_authority_wins_and_a_disagreeing_host_is_refused() {
+        let request = |uri: &str, host: Option<&str>| {
+            let mut builder = http::Request::get(uri);
+            if let Some(host) = host {
+                builder = builder.header(http::header::HOST, host);
+            }
+            builder.body(()).unwrap_or_default()
+        };
+        let authority =
+            |uri, host| routing_authority(&request(uri, host)).map(|a| a.map(str::to_owned));
+        assert_eq!(
+            authority("/", Some("a.localhost")),
+            Ok(Some("a.localhost".into()))
+        );
+        assert_eq!(
+            authority("http://a.localhost/", None),
+            Ok(Some("a.localhost".into()))
+        );
+        assert_eq!(
+            authority("http://a.localhost:8080/", Some("A.LOCALHOST:8080")),
+            Ok(Some("a.localhost:8080".into()))
+        );
+        assert_eq!(
+            authority("http://a.localhost/", Some("b.localhost")),
+            Err(RequestError::BadRequest(
+                "the Host header disagrees with the request target's authority"
+            ))
+        );
+        assert_eq!(authority("/", None), Ok(None));
     }
 }

@@ -2,6 +2,7 @@
 //! components, real HTTP clients. Run `make components` first (`make test`
 //! does).
 
+mod at_rest;
 mod auth;
 mod cache;
 mod capabilities;

@@ -213,7 +213,13 @@ pub async fn put_service(
         for (key, value) in change.secrets.unwrap_or_default() {
             match value {
                 Some(value) => {
-                    secrets.insert(key, state.control.seal(&value)?);
+                    let scope = crate::secrets::SecretScope {
+                        tenant: &tenant,
+                        service: &service,
+                        key: &key,
+                    };
+                    let sealed = state.control.seal(scope, &value)?;
+                    secrets.insert(key, sealed);
                 }
                 None => {
                     secrets.remove(&key);

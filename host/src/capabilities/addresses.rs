@@ -53,12 +53,51 @@ impl AddressPolicy {
     }
 }
 
-/// `::ffff:10.0.0.1` is `10.0.0.1`: the mapped form must not slip past.
+/// An IPv6 address that carries an IPv4 address it stands for or routes
+/// to is judged as that IPv4 address, so none of these forms slips past:
+/// IPv4-mapped `::ffff:10.0.0.1`, IPv4-compatible `::10.0.0.1`, NAT64
+/// `64:ff9b::10.0.0.1` (RFC 6052) and 6to4 `2002:0a00:0001::` (RFC 3056).
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
+}
+
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = ip.to_bits();
+    let low32 = Ipv4Addr::from_bits(bits as u32);
+    let s = ip.segments();
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return Some(mapped);
+    }
+    // IPv4-compatible (deprecated, RFC 4291 2.5.5.1): 96 zero bits first.
+    // `::` and `::1` land on 0.0.0.0 and 0.0.0.1, which are refused too.
+    if bits >> 32 == 0 {
+        return Some(low32);
+    }
+    // 64:ff9b::/96, the well-known NAT64 prefix.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(low32);
+    }
+    // 2002::/16, 6to4: the IPv4 address of the relay it routes through.
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::from_bits((bits >> 80) as u32));
+    }
+    None
+}
+
+/// Teredo (2001::/32, RFC 4380): the server's IPv4 address in bits 32-63
+/// and the client's, inverted, in the last 32 bits. Both must be public.
+fn teredo_v4(ip: Ipv6Addr) -> Option<[Ipv4Addr; 2]> {
+    let s = ip.segments();
+    (s[0] == 0x2001 && s[1] == 0).then(|| {
+        let bits = ip.to_bits();
+        [
+            Ipv4Addr::from_bits((bits >> 64) as u32),
+            Ipv4Addr::from_bits(!(bits as u32)),
+        ]
+    })
 }
 
 fn is_broadcast(ip: IpAddr) -> bool {
@@ -90,15 +129,23 @@ fn is_private_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_private_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    if let Some(v4) = embedded_v4(ip) {
+        return is_private_v4(v4) || v4.is_unspecified() || v4.is_broadcast();
+    }
+    let s = ip.segments();
     ip.is_loopback()
         // fc00::/7, unique local.
-        || (first & 0xfe00) == 0xfc00
+        || (s[0] & 0xfe00) == 0xfc00
         // fe80::/10, link-local.
-        || (first & 0xffc0) == 0xfe80
-        // 64:ff9b::/96 NAT64 of an IPv4 address is judged by that address.
-        || (ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
-            && is_private_v4(Ipv4Addr::from_bits(ip.to_bits() as u32)))
+        || (s[0] & 0xffc0) == 0xfe80
+        // fec0::/10, site-local (deprecated, but still routed inside sites).
+        || (s[0] & 0xffc0) == 0xfec0
+        // 64:ff9b:1::/48, local-use NAT64 (RFC 8215): a network's own.
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+        || teredo_v4(ip).is_some_and(|both| {
+            both.iter()
+                .any(|v4| is_private_v4(*v4) || v4.is_unspecified() || v4.is_broadcast())
+        })
 }
 
 #[cfg(test)]
@@ -128,10 +175,35 @@ mod tests {
             "[::ffff:127.0.0.1]:80",
             "[64:ff9b::a9fe:a9fe]:80",
             "[::]:80",
+            // IPv4-compatible forms of loopback and metadata addresses.
+            "[::127.0.0.1]:80",
+            "[::169.254.169.254]:80",
+            "[::10.0.0.1]:80",
+            // 6to4 through a private or loopback relay.
+            "[2002:7f00:1::1]:80",
+            "[2002:a9fe:a9fe::]:80",
+            "[2002:c0a8:101::5]:80",
+            // Teredo with a private server, or a loopback client (inverted).
+            "[2001:0:a00:1::1]:80",
+            "[2001:0:5db8:1::80ff:fffe]:80",
+            // NAT64, well-known and local-use prefixes.
+            "[64:ff9b::7f00:1]:80",
+            "[64:ff9b:1::5db8:d70e]:80",
+            // Site-local.
+            "[fec0::1]:80",
+            "[feff::1]:80",
         ] {
             assert!(policy.check(addr(internal)).is_err(), "{internal}");
         }
-        for public in ["93.184.215.14:443", "[2606:4700::1111]:443", "8.8.8.8:53"] {
+        for public in [
+            "93.184.215.14:443",
+            "[2606:4700::1111]:443",
+            "8.8.8.8:53",
+            // The same forms around public addresses are public.
+            "[2002:5db8:d70e::1]:443",
+            "[64:ff9b::808:808]:53",
+            "[2001:0:5db8:d70e::a247:28f1]:443",
+        ] {
             assert_eq!(policy.check(addr(public)), Ok(()), "{public}");
         }
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use super::bindings::logging::{self, Level};
+use super::log_rate::{Admit, BYTES_PER_SECOND, LINES_PER_SECOND, LogRate, escape_controls};
 use crate::invoke::HostState;
 use crate::logbook::{LogLine, ServiceLog};
 
@@ -20,12 +21,37 @@ pub struct GuestIdentity {
     pub request_id: Arc<str>,
     /// Where the service's recent output is kept for the admin API.
     pub log: Option<Arc<ServiceLog>>,
+    /// How much the service may log.
+    pub rate: Arc<LogRate>,
 }
 
 impl GuestIdentity {
     /// Logs one line the guest wrote to `stream` (`stdout`, `stderr`, `log`).
     pub fn record(&self, stream: &'static str, level: tracing::Level, message: &str) {
         let message = truncate(message, MAX_MESSAGE_BYTES);
+        match self.rate.admit(message.len()) {
+            Admit::Drop => return,
+            Admit::Write { dropped_before: 0 } => {}
+            Admit::Write { dropped_before } => {
+                crate::telemetry::metrics::guest_log_dropped(
+                    &self.tenant,
+                    &self.service,
+                    dropped_before,
+                );
+                self.write(
+                    "host",
+                    tracing::Level::WARN,
+                    &format!(
+                        "{dropped_before} lines of this service's output were dropped: \
+                         over its log rate ({LINES_PER_SECOND} lines, {BYTES_PER_SECOND} bytes a second)"
+                    ),
+                );
+            }
+        }
+        self.write(stream, level, message);
+    }
+
+    fn write(&self, stream: &'static str, level: tracing::Level, message: &str) {
         if let Some(log) = &self.log {
             log.push(LogLine {
                 time_ms: std::time::SystemTime::now()
@@ -38,6 +64,8 @@ impl GuestIdentity {
                 message: message.to_string(),
             });
         }
+        // The host's text log keeps one event a line.
+        let message = escape_controls(message);
         macro_rules! emit {
             ($level:expr) => {
                 tracing::event!(

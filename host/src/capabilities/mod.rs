@@ -20,6 +20,7 @@ pub mod clocks;
 mod config;
 pub mod fields;
 pub mod keyvalue;
+pub mod log_rate;
 pub mod logging;
 pub mod outbound;
 pub mod service_call;

@@ -99,16 +99,22 @@ impl ServeCommand {
         if self.base_domain.is_empty() || self.base_domain.contains(['/', ':', ' ']) {
             anyhow::bail!("--base-domain `{}` is not a domain name", self.base_domain);
         }
-        // Read from the environment only: a flag would show in `ps`.
-        let secrets_key = match std::env::var("BERTH_SECRETS_KEY") {
-            Ok(text) => Some(berth::secrets::SecretsKey::from_hex(&text)?),
-            Err(_) => None,
-        };
         let host = self.host.host_with_kv(match &self.store {
             StoreLocation::Sqlite => KvLocation::DataDir,
             StoreLocation::Postgres(url) => KvLocation::Postgres(url.clone()),
         })?;
         let data_dir = self.host.data_dir.clone();
+        // Read from the environment only: a flag would show in `ps`. A
+        // single host without one makes its own; a fleet's hosts must share
+        // one, so they get none and refuse secrets until it is set.
+        let secrets_key = match (std::env::var("BERTH_SECRETS_KEY"), &self.store) {
+            (Ok(text), _) => Some(berth::secrets::SecretsKey::from_hex(&text)?),
+            (Err(_), StoreLocation::Sqlite) => Some(
+                berth::secrets::SecretsKey::load_or_create(&data_dir)
+                    .context("cannot make the secrets key")?,
+            ),
+            (Err(_), StoreLocation::Postgres(_)) => None,
+        };
         let (operator, source) =
             load_operator_token(std::env::var("BERTH_OPERATOR_TOKEN").ok(), &data_dir)
                 .context("cannot read or create the operator token")?;
@@ -171,6 +177,13 @@ impl ServeCommand {
                 &specs,
             )
             .await?;
+            let resealed = control.reseal_legacy_secrets().await?;
+            if resealed > 0 {
+                tracing::info!(
+                    resealed,
+                    "secrets an older Berth stored unsealed or unbound are sealed again"
+                );
+            }
             if shared {
                 // Other hosts change the state too; this host follows.
                 control.spawn_sync(self.sync_interval.0);
@@ -204,7 +217,10 @@ impl ServeCommand {
                 tokio::spawn(berth::admin::serve(admin, Arc::clone(&state), stopped()));
             tracing::info!(addr = %admin_addr, "admin API listening");
             if secrets_key.is_none() {
-                tracing::warn!("BERTH_SECRETS_KEY is not set: service secrets are stored unencrypted in the data directory");
+                tracing::warn!(
+                    "BERTH_SECRETS_KEY is not set: this fleet host refuses service secrets \
+                     until every host has the same key"
+                );
             }
             tracing::info!(addr = %data_addr, "data plane listening");
             if let OperatorTokenSource::Generated(path) = &source {

@@ -17,7 +17,7 @@ use crate::invoke::HostState;
 use crate::logbook::Logbook;
 use crate::quotas::TenantQuotas;
 use crate::router::Route;
-use crate::secrets::{SealedSecret, SecretsKey};
+use crate::secrets::{SealedSecret, SecretError, SecretScope, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{
     DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError,
@@ -233,10 +233,67 @@ impl ControlPlane {
         }
     }
 
-    /// Seals a secret value for storing, with the host's key if it has one.
-    pub fn seal(&self, value: &str) -> Result<SealedSecret, ControlError> {
-        SealedSecret::seal(self.settings.secrets_key.as_ref(), value)
-            .map_err(|e| ControlError::Internal(e.to_string()))
+    /// Seals a secret value for storing, bound to its tenant, service and
+    /// key name.
+    pub fn seal(&self, scope: SecretScope<'_>, value: &str) -> Result<SealedSecret, ControlError> {
+        SealedSecret::seal(self.settings.secrets_key.as_ref(), scope, value).map_err(|e| match e {
+            SecretError::NoKey => ControlError::Unprocessable(e.to_string()),
+            other => ControlError::Internal(other.to_string()),
+        })
+    }
+
+    /// Seals again, bound to their place, the secrets an older Berth stored
+    /// in plain text or unbound. Run when the host opens its store; a
+    /// secret that cannot be opened is left as it is (and logged).
+    pub async fn reseal_legacy_secrets(&self) -> Result<usize, ControlError> {
+        let Some(key) = self.settings.secrets_key.as_ref() else {
+            return Ok(0);
+        };
+        let mut resealed = 0;
+        for tenant in self.store.list_tenants().await? {
+            for service in self.store.list_services(&tenant.name).await? {
+                let mut settings = service.settings.clone();
+                let mut changed = false;
+                for (name, sealed) in settings.secrets.iter_mut() {
+                    if !sealed.needs_resealing() {
+                        continue;
+                    }
+                    let scope = SecretScope {
+                        tenant: &tenant.name,
+                        service: &service.name,
+                        key: name,
+                    };
+                    match sealed
+                        .open(Some(key), scope)
+                        .and_then(|value| SealedSecret::seal(Some(key), scope, &value))
+                    {
+                        Ok(again) => {
+                            *sealed = again;
+                            changed = true;
+                            resealed += 1;
+                        }
+                        Err(error) => tracing::error!(
+                            tenant = %tenant.name, service = %service.name, key = %name, %error,
+                            "cannot reseal a stored secret"
+                        ),
+                    }
+                }
+                if changed {
+                    self.store
+                        .update_service(
+                            &tenant.name,
+                            &service.name,
+                            ServiceUpdate {
+                                route: None,
+                                deployment: None,
+                                settings: Some(settings),
+                            },
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(resealed)
     }
 
     /// Streams, checks, compiles and stores one version. Nothing is stored

@@ -164,6 +164,7 @@ impl ControlPlane {
                         digest: pre.0.digest.clone(),
                         limits,
                         outbound: Arc::clone(&outbound),
+                        log_rate: log.rate(),
                         log: Some(Arc::clone(&log)),
                         metrics: self.host.telemetry().version(
                             &service.tenant,
@@ -197,7 +198,12 @@ impl ControlPlane {
     fn guest_config(&self, service: &ServiceRecord) -> std::collections::BTreeMap<String, String> {
         let mut config = service.settings.config.clone();
         for (key, sealed) in &service.settings.secrets {
-            match sealed.open(self.settings.secrets_key.as_ref()) {
+            let scope = crate::secrets::SecretScope {
+                tenant: &service.tenant,
+                service: &service.name,
+                key,
+            };
+            match sealed.open(self.settings.secrets_key.as_ref(), scope) {
                 Ok(value) => {
                     config.insert(key.clone(), value);
                 }

@@ -57,6 +57,10 @@ fn describe() {
         "berth_requests_total",
         "Requests answered, by status class."
     );
+    describe_counter!(
+        "berth_guest_log_lines_dropped_total",
+        "Guest output lines (stdout, stderr, wasi:logging) dropped over their service's log rate."
+    );
     describe_histogram!(
         "berth_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -275,6 +279,16 @@ pub fn outbound(tenant: &str, service: &str, kind: &'static str, result: &'stati
         "result" => result,
     )
     .increment(1);
+}
+
+/// Guest log lines dropped over their service's log rate.
+pub fn guest_log_dropped(tenant: &str, service: &str, lines: u64) {
+    metrics::counter!(
+        "berth_guest_log_lines_dropped_total",
+        "tenant" => tenant.to_string(),
+        "service" => service.to_string(),
+    )
+    .increment(lines);
 }
 
 /// A request refused before it reached any service (no route, URI too

@@ -173,9 +173,84 @@ pub async fn accounting(s: &mut Suite) -> Result<()> {
     Ok(())
 }
 
+/// Guest output: bounded per service, and never a forged host line.
+pub async fn guest_logs(s: &mut Suite) -> Result<()> {
+    let base = s.host.base.clone();
+    let hoarder = move |method: reqwest::Method, path: &str| {
+        client()
+            .request(method, format!("{base}{path}"))
+            .header("host", "hoarder.localhost")
+    };
+    // A line through wasi:logging that would start a host log line of its
+    // own, and a terminal escape.
+    let forged = "2026-01-01T00:00:00.000000Z  INFO berth: forged by a guest";
+    let r = hoarder(reqwest::Method::POST, "/kv/log")
+        .body(format!("innocent\n{forged}\u{1b}[2J"))
+        .send()
+        .await?;
+    ensure!(r.status().is_success(), "log: {}", r.status());
+
+    let flood = hoarder.clone();
+    s.case_once("100,000 stdout lines in one request", || {
+        let request = flood(reqwest::Method::GET, "/chatter?lines=100000");
+        async move {
+            let r = request.send().await?;
+            ensure!(r.status() == 200, "{}", r.status());
+            Ok("200; lines past the log rate dropped and counted".into())
+        }
+    })
+    .await?;
+    // The next line the service writes, once its allowance refills, says
+    // how many went before it.
+    let r = hoarder(reqwest::Method::GET, "/chatter?lines=1")
+        .send()
+        .await?;
+    ensure!(r.status() == 200);
+    let log = s.host.log();
+    let written = log.matches("chatter line").count();
+    ensure!(
+        (900..=2000).contains(&written),
+        "{written} of 100,001 chatter lines reached the host's log"
+    );
+    let logs = s
+        .host
+        .admin_as(&s.hoarder_token)?
+        .get("/v1/tenants/hoarder/services/hostile/logs?limit=1000")
+        .await?;
+    ensure!(
+        logs.body.to_string().contains("were dropped"),
+        "no note of dropped lines in the service's log"
+    );
+    let metrics = client()
+        .get(format!(
+            "{}/metrics",
+            s.host.admin.clone().unwrap_or_default()
+        ))
+        .send()
+        .await?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains(
+            "berth_guest_log_lines_dropped_total{tenant=\"hoarder\",service=\"hostile\"}"
+        ),
+        "no dropped-lines metric"
+    );
+    ensure!(
+        log.contains("innocent\\n2026-01-01"),
+        "the guest's line is not in the host's log, escaped"
+    );
+    ensure!(
+        !log.lines().any(|line| line.starts_with(forged)),
+        "a guest forged a host log line"
+    );
+    Ok(())
+}
+
 /// The tenant and services the accounting cases use.
 pub async fn set_up(s: &mut Suite, op: &berth_e2e::Admin) -> Result<()> {
-    let hoarder = s.host.admin_as(&op.create_tenant("hoarder").await?)?;
+    s.hoarder_token = op.create_tenant("hoarder").await?;
+    let hoarder = s.host.admin_as(&s.hoarder_token)?;
     hoarder
         .deploy(
             "hoarder",

@@ -124,6 +124,7 @@ struct Suite {
     /// The control p99 a case must stay under, once the baseline is known.
     p99_bound: Duration,
     attacker_token: String,
+    hoarder_token: String,
 }
 
 impl Suite {
@@ -423,6 +424,7 @@ async fn set_up() -> Result<(tempfile::TempDir, Suite)> {
         upstream_hits,
         p99_bound: Duration::MAX,
         attacker_token,
+        hoarder_token: String::new(),
     };
     accounting::set_up(&mut suite, &op).await?;
     Ok((dir, suite))
@@ -447,6 +449,7 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
     let outcome = async {
         hostile_guests(&mut s).await?;
         accounting::accounting(&mut s).await?;
+        accounting::guest_logs(&mut s).await?;
         outbound(&mut s).await?;
         hostile_clients(&mut s).await
     }
@@ -837,6 +840,27 @@ async fn hostile_clients(s: &mut Suite) -> Result<()> {
         ensure!(answer.contains("connection: close"), "{answer}");
         ensure!(took < Duration::from_secs(2), "connection kept open");
         Ok(format!("{}, then closed; smuggled request not read", status_line(&answer)))
+    })
+    .await?;
+    let a = addr.clone();
+    s.case("absolute-form target with another tenant's Host", || async {
+        // RFC 9112 3.2.2: the target's authority routes; a Host header
+        // naming another tenant is a 400, never the other tenant's service.
+        let (answer, _) = raw_exchange(
+            &a,
+            b"GET http://control.localhost/ HTTP/1.1\r\nhost: attacker.localhost\r\nconnection: close\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await?;
+        ensure!(answer.starts_with("HTTP/1.1 400"), "{}", status_line(&answer));
+        let (answer, _) = raw_exchange(
+            &a,
+            b"GET http://control.localhost/ HTTP/1.1\r\nconnection: close\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await?;
+        ensure!(answer.starts_with("HTTP/1.1 200"), "{}", status_line(&answer));
+        Ok("400; the target alone routes (200)".into())
     })
     .await?;
     let a = addr.clone();

@@ -7,6 +7,7 @@
 //!   value, and keeps them all.
 //! - `/request-headers?count=N`: asks for the request's headers N times
 //!   and keeps every copy.
+//! - `/chatter?lines=N`: prints N lines to stdout as fast as it can.
 //! - `/never`: never sets a response.
 //! - `/endless`: streams a response body forever.
 //! - `/recurse`: recurses without end.
@@ -114,6 +115,17 @@ impl Guest for Hostile {
                 let kept: Vec<Fields> = (0..count).map(|_| request.headers()).collect();
                 let text = format!("kept {} copies\n", kept.len());
                 respond(out, 200, Fields::new(), &text);
+            }
+            "chatter" => {
+                let lines = query_param(query, "lines", 10);
+                let stdout = wasip2::cli::stdout::get_stdout();
+                for i in 0..lines {
+                    let line = format!("chatter line {i}\n");
+                    if stdout.blocking_write_and_flush(line.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+                respond(out, 200, Fields::new(), &format!("printed {lines} lines\n"));
             }
             "never" => loop {
                 monotonic_clock::subscribe_duration(1_000_000_000).block();
