@@ -224,6 +224,36 @@ impl BerthEngine {
         }
     }
 
+    /// Deletes the compiled artifacts of every component not in `keep`
+    /// (digests, `sha256:<hex>`), and any an older engine left; returns how
+    /// many files went.
+    pub fn remove_artifacts_except(
+        &self,
+        keep: &std::collections::HashSet<String>,
+    ) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.cache_dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some((hex, key)) = name
+                .strip_suffix(".cwasm")
+                .and_then(|stem| stem.split_once('-'))
+            else {
+                continue;
+            };
+            if key != self.compat_key || !keep.contains(&format!("sha256:{hex}")) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     fn artifact_path(&self, digest: &ContentDigest) -> PathBuf {
         self.cache_dir
             .join(format!("{}-{}.cwasm", digest.hex(), self.compat_key))

@@ -161,6 +161,14 @@ impl Host {
         )
     }
 
+    /// Deletes compiled artifacts of components not in `keep`.
+    pub fn remove_artifacts_except(
+        &self,
+        keep: &std::collections::HashSet<String>,
+    ) -> std::io::Result<usize> {
+        self.engine.remove_artifacts_except(keep)
+    }
+
     /// Instance slots one tenant may hold at once.
     pub fn max_instances_per_tenant(&self) -> u32 {
         self.max_instances_per_tenant

@@ -103,4 +103,43 @@ impl Logbook {
                 .or_insert_with(|| Arc::new(ServiceLog::new())),
         )
     }
+
+    /// Drops the logs of a deleted service, or of every service of a
+    /// deleted tenant: a tenant or service made again under the same name
+    /// starts with an empty log.
+    pub fn forget(&self, tenant: &str, service: Option<&str>) {
+        let mut services = self
+            .services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        services.retain(|(t, s), _| t != tenant || service.is_some_and(|name| name != s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(message: &str) -> LogLine {
+        LogLine {
+            time_ms: 0,
+            version: "1".into(),
+            request_id: "r".into(),
+            stream: "stdout",
+            level: "info",
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_forgotten_service_starts_again_empty() {
+        let book = Logbook::default();
+        book.service("acme", "web").push(line("old owner's line"));
+        book.service("acme", "api").push(line("api"));
+        book.forget("acme", Some("web"));
+        assert!(book.service("acme", "web").recent(10).is_empty());
+        assert_eq!(book.service("acme", "api").recent(10).len(), 1);
+        book.forget("acme", None);
+        assert!(book.service("acme", "api").recent(10).is_empty());
+    }
 }

@@ -63,3 +63,85 @@ async fn data_files_are_private_and_secrets_are_sealed_without_a_key() -> Result
     ensure!(files > 3, "only {files} files looked at");
     Ok(())
 }
+
+/// The blobs and compiled artifacts of a data directory, by file name.
+fn stored_files(data: &std::path::Path) -> Result<(Vec<String>, Vec<String>)> {
+    let names = |dir: std::path::PathBuf| -> Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    };
+    Ok((
+        names(data.join("blobs/sha256"))?,
+        names(data.join("compiled"))?,
+    ))
+}
+
+#[tokio::test]
+async fn stored_bytes_no_version_names_are_deleted() -> Result<()> {
+    let (dir, host) = empty_host(&[])?;
+    let data = dir.path().join("data");
+    let op = host.operator()?;
+    let acme = host.admin_as(&op.create_tenant("acme").await?)?;
+    let hello = std::fs::read(component("hello")?)?;
+    let echo = std::fs::read(component("echo")?)?;
+    let hex = |bytes: &[u8]| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    for (service, label, bytes) in [("a", "1", &hello), ("a", "2", &echo), ("b", "1", &hello)] {
+        let up = acme.upload("acme", service, label, bytes.clone()).await?;
+        ensure!(up.status == 201, "{up:?}");
+    }
+    for service in ["a", "b"] {
+        let set = acme
+            .put(
+                &format!("/v1/tenants/acme/services/{service}"),
+                json!({"route": format!("/{service}"), "version": "1"}),
+            )
+            .await?;
+        ensure!(set.status == 200, "{set:?}");
+    }
+    // Cranelift's builds are written in the background after Winch's serve.
+    let both_compiled = |files: &[String]| {
+        [hex(&hello), hex(&echo)]
+            .iter()
+            .all(|h| files.iter().any(|f| f.starts_with(h.as_str())))
+    };
+    for _ in 0..300 {
+        if both_compiled(&stored_files(&data)?.1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (blobs, compiled) = stored_files(&data)?;
+    ensure!(blobs.len() == 2, "{blobs:?}");
+    ensure!(both_compiled(&compiled), "{compiled:?}");
+
+    // echo's bytes are named only by a.2: they go with it.
+    ensure!(
+        acme.delete("/v1/tenants/acme/services/a/versions/2")
+            .await?
+            .status
+            == 204
+    );
+    let (blobs, compiled) = stored_files(&data)?;
+    ensure!(blobs == [format!("{}.wasm", hex(&hello))], "{blobs:?}");
+    ensure!(
+        !compiled.iter().any(|f| f.starts_with(&hex(&echo))),
+        "{compiled:?}"
+    );
+    // hello's are named by b.1 still after a goes, and by nothing after b.
+    ensure!(acme.delete("/v1/tenants/acme/services/a").await?.status == 204);
+    ensure!(stored_files(&data)?.0.len() == 1);
+    ensure!(acme.delete("/v1/tenants/acme/services/b").await?.status == 204);
+    let (blobs, compiled) = stored_files(&data)?;
+    ensure!(
+        blobs.is_empty() && compiled.is_empty(),
+        "{blobs:?} {compiled:?}"
+    );
+    Ok(())
+}

@@ -177,6 +177,9 @@ impl ServeCommand {
                 &specs,
             )
             .await?;
+            if let Err(error) = control.collect_garbage().await {
+                tracing::warn!(%error, "cannot collect unreferenced stored bytes");
+            }
             let resealed = control.reseal_legacy_secrets().await?;
             if resealed > 0 {
                 tracing::info!(

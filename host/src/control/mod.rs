@@ -25,6 +25,7 @@ use crate::store::{
 };
 use crate::telemetry::metrics;
 
+mod collect;
 mod compile;
 mod rules;
 mod sync;
@@ -112,6 +113,9 @@ pub struct ControlPlane {
     static_services: Vec<LoadedService>,
     /// Linked components by digest, shared by every version that uses them.
     compiled: Mutex<HashMap<String, ProxyPre<HostState>>>,
+    /// Digests of uploads in progress, with how many: their bytes are kept
+    /// whatever a collection finds (`collect.rs`).
+    pins: tokio::sync::Mutex<HashMap<String, usize>>,
     /// Serialises rebuilds, so an older snapshot never replaces a newer one.
     applied: tokio::sync::Mutex<i64>,
     /// Each tenant's admission gate, kept across rebuilds while its quotas
@@ -154,6 +158,7 @@ impl ControlPlane {
             static_routes,
             static_services,
             compiled: Mutex::new(HashMap::new()),
+            pins: tokio::sync::Mutex::new(HashMap::new()),
             applied: tokio::sync::Mutex::new(-1),
             gates: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
@@ -221,13 +226,26 @@ impl ControlPlane {
         }
         self.store.delete_tenant(tenant).await?;
         self.forget_data(tenant, None).await;
-        self.apply().await
+        self.apply_and_collect().await
     }
 
-    /// Removes the key-value data of a deleted tenant or service. The
-    /// deletion itself already happened, so a failure here is logged.
+    /// After a deletion: serve what is left, then delete the stored bytes
+    /// nothing names any more. The deletion already happened, so a failed
+    /// collection is only logged (the next one picks its bytes up).
+    async fn apply_and_collect(&self) -> Result<(), ControlError> {
+        self.apply().await?;
+        if let Err(error) = self.collect_garbage().await {
+            tracing::warn!(%error, "cannot collect unreferenced stored bytes");
+        }
+        Ok(())
+    }
+
+    /// Removes the key-value data, stats and logs of a deleted tenant or
+    /// service. The deletion itself already happened, so a failure here is
+    /// logged.
     async fn forget_data(&self, tenant: &str, service: Option<&str>) {
         self.host.telemetry().forget(tenant, service);
+        self.logbook.forget(tenant, service);
         if let Err(error) = self.host.kv().delete_scope(tenant, service).await {
             tracing::warn!(tenant, service, %error, "cannot delete key-value data");
         }
@@ -344,6 +362,23 @@ impl ControlPlane {
             }
             other => other?,
         };
+        let pin = self.pin(&received.digest).await;
+        let stored = self
+            .store_received(tenant, service, label, &quotas, received)
+            .await;
+        self.unpin(pin).await;
+        stored
+    }
+
+    /// Checks, compiles and records a complete upload.
+    async fn store_received(
+        &self,
+        tenant: &str,
+        service: &str,
+        label: &str,
+        quotas: &TenantQuotas,
+        received: crate::store::blobs::Received,
+    ) -> Result<Uploaded, ControlError> {
         if let Ok(existing) = self.store.service(tenant, service).await
             && let Some(version) = existing.version(label)
         {
@@ -405,9 +440,9 @@ impl ControlPlane {
         };
         let outcome = {
             let _one_at_a_time = self.quota_check.lock().await;
-            let usage = self.check_counts(tenant, service, &quotas).await?;
+            let usage = self.check_counts(tenant, service, quotas).await?;
             if usage.bytes.saturating_add(size) > quotas.storage_bytes {
-                return Err(storage_exceeded(tenant, &quotas, &usage));
+                return Err(storage_exceeded(tenant, quotas, &usage));
             }
             self.store.put_version(tenant, service, &version).await?
         };
@@ -538,7 +573,7 @@ impl ControlPlane {
         let outcome = async {
             self.store.delete_service(tenant, service).await?;
             self.forget_data(tenant, Some(service)).await;
-            self.apply().await
+            self.apply_and_collect().await
         }
         .await;
         metrics::deploy_finished(tenant, "delete", outcome.is_ok(), started.elapsed());
@@ -578,7 +613,7 @@ impl ControlPlane {
         label: &str,
     ) -> Result<(), ControlError> {
         self.store.delete_version(tenant, service, label).await?;
-        self.apply().await
+        self.apply_and_collect().await
     }
 
     /// The tenant's quotas as stored; the tenant must exist.

@@ -129,6 +129,26 @@ impl BlobStore {
         })
     }
 
+    /// The digests of every stored blob.
+    pub fn stored(&self) -> std::io::Result<Vec<String>> {
+        let mut digests = Vec::new();
+        for entry in std::fs::read_dir(self.root.join("sha256"))? {
+            let name = entry?.file_name();
+            if let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) {
+                digests.push(format!("sha256:{hex}"));
+            }
+        }
+        Ok(digests)
+    }
+
+    /// Deletes one blob; one already gone is no error.
+    pub fn remove(&self, digest: &str) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path_of(digest)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     pub fn read(&self, digest: &str) -> Result<Vec<u8>, BlobError> {
         match std::fs::read(self.path_of(digest)) {
             Ok(bytes) => Ok(bytes),

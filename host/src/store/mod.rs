@@ -299,6 +299,9 @@ pub trait Store: Send + Sync {
     async fn put_blob(&self, digest: &str, bytes: &[u8]) -> StoreResult<()>;
     /// The bytes stored under `digest`, unverified: the caller checks them.
     async fn blob(&self, digest: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Deletes the shared blobs no version names that were put before
+    /// `put_before` (Unix milliseconds); returns how many went.
+    async fn delete_unreferenced_blobs(&self, put_before: i64) -> StoreResult<u64>;
 
     /// Returns when another host may have changed something, or after
     /// `at_most`; a store no other host writes to just waits.

@@ -569,12 +569,29 @@ impl Store for SqlStore {
     }
 
     async fn put_blob(&self, digest: &str, bytes: &[u8]) -> StoreResult<()> {
-        sqlx::query("INSERT INTO blobs (digest, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(digest)
-            .bind(bytes)
-            .execute(&self.pool)
-            .await?;
+        // Putting the same bytes again renews them: an upload in progress
+        // keeps its blob from being collected.
+        sqlx::query(
+            "INSERT INTO blobs (digest, bytes, put_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (digest) DO UPDATE SET put_at = excluded.put_at",
+        )
+        .bind(digest)
+        .bind(bytes)
+        .bind(super::now_millis())
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    async fn delete_unreferenced_blobs(&self, put_before: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM blobs WHERE put_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM versions WHERE versions.digest = blobs.digest)",
+        )
+        .bind(put_before)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn blob(&self, digest: &str) -> StoreResult<Option<Vec<u8>>> {
