@@ -147,3 +147,78 @@ async fn a_compile_past_its_deadline_fails_the_deploy_and_serving_goes_on() -> R
     assert_eq!(r.status(), 404);
     Ok(())
 }
+
+/// An upload that sends its first bytes and then holds the request open
+/// for `hold`, as a slow client would.
+fn held_upload(
+    admin: &berth_e2e::Admin,
+    tenant: &str,
+    label: &str,
+    bytes: Vec<u8>,
+    hold: std::time::Duration,
+) -> reqwest::RequestBuilder {
+    use futures::StreamExt as _;
+    let (head, rest) = bytes.split_at(64);
+    let (head, rest) = (head.to_vec(), rest.to_vec());
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(head)]).chain(futures::stream::once(
+        async move {
+            tokio::time::sleep(hold).await;
+            Ok(rest)
+        },
+    ));
+    admin
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/tenants/{tenant}/services/web/versions/{label}"),
+        )
+        .header("content-type", "application/wasm")
+        .body(reqwest::Body::wrap_stream(body))
+}
+
+#[tokio::test]
+async fn a_tenant_past_its_uploads_in_progress_gets_429_and_others_deploy() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    let bulk = host.admin_as(&op.create_tenant("bulk").await?)?;
+    let other = host.admin_as(&op.create_tenant("other").await?)?;
+    let hello = std::fs::read(component("hello")?)?;
+    let hold = std::time::Duration::from_secs(3);
+    let held: Vec<_> = (0..8)
+        .map(|n| {
+            let request = held_upload(&bulk, "bulk", &format!("{n}"), hello.clone(), hold);
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The ninth is refused at once, with when to come back.
+    let started = std::time::Instant::now();
+    let ninth = held_upload(&bulk, "bulk", "8", hello.clone(), hold)
+        .send()
+        .await?;
+    anyhow::ensure!(ninth.status() == 429, "{}", ninth.status());
+    anyhow::ensure!(ninth.headers().contains_key("retry-after"));
+    anyhow::ensure!(
+        started.elapsed() < hold,
+        "the refusal waited for the others"
+    );
+    // Another tenant deploys meanwhile.
+    other
+        .deploy("other", "web", "1", &component("hello")?, "/")
+        .await?;
+    for upload in held {
+        let status = upload.await??;
+        anyhow::ensure!(
+            status == 201,
+            "a held upload ended {status}: {}",
+            host.log()
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    // With the eight done, the tenant uploads again.
+    let again = bulk.upload("bulk", "web", "8", hello).await?;
+    anyhow::ensure!(again.status == 200 || again.status == 201, "{again:?}");
+    Ok(())
+}

@@ -84,6 +84,7 @@ impl ApiError {
                 }
                 C::LimitAboveTenant(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit-above-tenant"),
                 C::CompileTimeout(_) => (StatusCode::UNPROCESSABLE_ENTITY, "compile-timeout"),
+                C::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "tenant-busy"),
             },
         }
     }
@@ -127,6 +128,11 @@ pub fn problem_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if status == StatusCode::UNAUTHORIZED {
         response
             .headers_mut()

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
+use super::fair::FairSlots;
 use super::rules::compile_error;
 use super::{ControlError, ControlPlane, lock};
 use crate::engine::EngineError;
@@ -31,18 +31,27 @@ impl ControlPlane {
     /// cache when it is there, else Winch's where Winch can, else
     /// Cranelift's. A component Winch refuses (a proposal it lacks) goes to
     /// Cranelift, which has the last word on whether it is valid.
-    pub(super) async fn compile_tiered(&self, bytes: Vec<u8>) -> Result<Tier, ControlError> {
+    ///
+    /// `tenant` is whose turn the compile takes ([`FairSlots`]); a restart
+    /// or a sync compiles as the host itself (an empty name).
+    pub(super) async fn compile_tiered(
+        &self,
+        tenant: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Tier, ControlError> {
         let shared = Arc::new(bytes);
         let input = Arc::clone(&shared);
         if let Some(cached) = self
-            .off_request_path(&self.quick_compiling, move |host| host.link_cached(&input))
+            .off_request_path(&self.quick_compiling, tenant, move |host| {
+                host.link_cached(&input)
+            })
             .await?
         {
             return Ok(Tier::Full(cached.map_err(compile_error)?));
         }
         let input = Arc::clone(&shared);
         match self
-            .off_request_path(&self.quick_compiling, move |host| {
+            .off_request_path(&self.quick_compiling, tenant, move |host| {
                 host.compile_quick(&input)
             })
             .await?
@@ -62,7 +71,7 @@ impl ControlPlane {
             None => {}
         }
         let (_, pre) = self
-            .off_request_path(&self.compiling, move |host| host.compile(&shared))
+            .off_request_path(&self.compiling, tenant, move |host| host.compile(&shared))
             .await?
             .map_err(compile_error)?;
         Ok(Tier::Full(pre))
@@ -70,13 +79,16 @@ impl ControlPlane {
 
     /// Compiles `bytes` with Cranelift after the upload has answered, and
     /// serves that code from then on. A failure leaves Winch's code serving.
-    pub(super) fn optimise_in_background(&self, digest: String, bytes: Vec<u8>) {
+    pub(super) fn optimise_in_background(&self, tenant: &str, digest: String, bytes: Vec<u8>) {
         let Some(control) = self.me.upgrade() else {
             return;
         };
+        let tenant = tenant.to_string();
         tokio::spawn(async move {
             let compiled = control
-                .off_request_path(&control.compiling, move |host| host.compile(&bytes))
+                .off_request_path(&control.compiling, &tenant, move |host| {
+                    host.compile(&bytes)
+                })
                 .await;
             match compiled {
                 Ok(Ok((_, pre))) => {
@@ -98,29 +110,31 @@ impl ControlPlane {
         });
     }
 
-    /// Runs a compile on a blocking thread within the compile deadline, one
-    /// at a time per `slot`: Winch's and Cranelift's compiles have a slot
-    /// each, so a new upload never waits behind the last one's optimising.
+    /// Runs a compile on a blocking thread within the compile deadline, when
+    /// `tenant`'s turn for one of `slots` comes: Winch's and Cranelift's
+    /// compiles have slots of their own, so a new upload never waits behind
+    /// the last one's optimising. The deadline counts the compile, not the
+    /// wait for its turn.
     async fn off_request_path<T: Send + 'static>(
         &self,
-        slot: &Arc<Semaphore>,
+        slots: &Arc<FairSlots>,
+        tenant: &str,
         job: impl FnOnce(&Host) -> T + Send + 'static,
     ) -> Result<T, ControlError> {
         let host = Arc::clone(&self.host);
-        let slot = Arc::clone(slot);
         let limit = self.settings.compile_timeout;
-        let work = async move {
-            let permit = slot.acquire_owned().await;
-            // The permit goes with the thread: a compile that outlives its
-            // deadline still holds it until it ends, so timed-out compiles
-            // cannot pile up behind the serving path.
-            tokio::task::spawn_blocking(move || {
-                let outcome = job(&host);
-                drop(permit);
-                outcome
-            })
+        let permit = slots
+            .acquire(tenant)
             .await
-        };
+            .map_err(|full| ControlError::Busy(full.to_string()))?;
+        // The permit goes with the thread: a compile that outlives its
+        // deadline still holds its slot until it ends, so timed-out compiles
+        // cannot pile up behind the serving path.
+        let work = tokio::task::spawn_blocking(move || {
+            let outcome = job(&host);
+            drop(permit);
+            outcome
+        });
         let started = Instant::now();
         match tokio::time::timeout(limit, work).await {
             Err(_) => {

@@ -27,7 +27,9 @@ use crate::telemetry::metrics;
 
 mod collect;
 mod compile;
+mod fair;
 mod rules;
+mod secrets;
 mod sync;
 mod table;
 
@@ -63,6 +65,10 @@ pub enum ControlError {
     /// A service asked for a limit above its tenant's.
     #[error("{0}")]
     LimitAboveTenant(String),
+    /// The tenant has as much compiling or uploading in progress as it may:
+    /// try again shortly (429 with `Retry-After`).
+    #[error("{0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -116,6 +122,8 @@ pub struct ControlPlane {
     /// Digests of uploads in progress, with how many: their bytes are kept
     /// whatever a collection finds (`collect.rs`).
     pins: tokio::sync::Mutex<HashMap<String, usize>>,
+    /// Uploads in progress, by tenant.
+    uploading: Arc<Mutex<HashMap<String, usize>>>,
     /// Serialises rebuilds, so an older snapshot never replaces a newer one.
     applied: tokio::sync::Mutex<i64>,
     /// Each tenant's admission gate, kept across rebuilds while its quotas
@@ -123,9 +131,9 @@ pub struct ControlPlane {
     gates: Mutex<HashMap<String, Arc<TenantGate>>>,
     /// One compile at a time: compiling a component takes every core it can
     /// get and memory outside any guest's limit.
-    compiling: Arc<tokio::sync::Semaphore>,
+    compiling: Arc<fair::FairSlots>,
     /// One quick (Winch) compile at a time, apart from `compiling`.
-    quick_compiling: Arc<tokio::sync::Semaphore>,
+    quick_compiling: Arc<fair::FairSlots>,
     /// Makes "check the quota, then store the version" one step, so two
     /// uploads cannot both take the last place.
     quota_check: tokio::sync::Mutex<()>,
@@ -159,11 +167,12 @@ impl ControlPlane {
             static_services,
             compiled: Mutex::new(HashMap::new()),
             pins: tokio::sync::Mutex::new(HashMap::new()),
+            uploading: Arc::default(),
             applied: tokio::sync::Mutex::new(-1),
             gates: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
-            compiling: Arc::new(tokio::sync::Semaphore::new(1)),
-            quick_compiling: Arc::new(tokio::sync::Semaphore::new(1)),
+            compiling: fair::FairSlots::new(1, fair::QUEUE_PER_TENANT),
+            quick_compiling: fair::FairSlots::new(1, fair::QUEUE_PER_TENANT),
             store_reachable: true.into(),
         });
         control.apply().await?;
@@ -260,60 +269,6 @@ impl ControlPlane {
         })
     }
 
-    /// Seals again, bound to their place, the secrets an older Berth stored
-    /// in plain text or unbound. Run when the host opens its store; a
-    /// secret that cannot be opened is left as it is (and logged).
-    pub async fn reseal_legacy_secrets(&self) -> Result<usize, ControlError> {
-        let Some(key) = self.settings.secrets_key.as_ref() else {
-            return Ok(0);
-        };
-        let mut resealed = 0;
-        for tenant in self.store.list_tenants().await? {
-            for service in self.store.list_services(&tenant.name).await? {
-                let mut settings = service.settings.clone();
-                let mut changed = false;
-                for (name, sealed) in settings.secrets.iter_mut() {
-                    if !sealed.needs_resealing() {
-                        continue;
-                    }
-                    let scope = SecretScope {
-                        tenant: &tenant.name,
-                        service: &service.name,
-                        key: name,
-                    };
-                    match sealed
-                        .open(Some(key), scope)
-                        .and_then(|value| SealedSecret::seal(Some(key), scope, &value))
-                    {
-                        Ok(again) => {
-                            *sealed = again;
-                            changed = true;
-                            resealed += 1;
-                        }
-                        Err(error) => tracing::error!(
-                            tenant = %tenant.name, service = %service.name, key = %name, %error,
-                            "cannot reseal a stored secret"
-                        ),
-                    }
-                }
-                if changed {
-                    self.store
-                        .update_service(
-                            &tenant.name,
-                            &service.name,
-                            ServiceUpdate {
-                                route: None,
-                                deployment: None,
-                                settings: Some(settings),
-                            },
-                        )
-                        .await?;
-                }
-            }
-        }
-        Ok(resealed)
-    }
-
     /// Streams, checks, compiles and stores one version. Nothing is stored
     /// unless every step succeeds.
     pub async fn upload_version<S, E>(
@@ -352,6 +307,7 @@ impl ControlPlane {
     {
         name("service name", service)?;
         validate_label(label).map_err(ControlError::InvalidInput)?;
+        let _uploading = fair::UploadSlot::take(&self.uploading, tenant)?;
         let quotas = self.quotas(tenant).await?;
         let usage = self.check_counts(tenant, service, &quotas).await?;
         let storage_left = quotas.storage_bytes.saturating_sub(usage.bytes);
@@ -408,7 +364,7 @@ impl ControlPlane {
                 let bytes = tokio::fs::read(received.path()).await.map_err(|e| {
                     ControlError::Internal(format!("cannot read the upload back: {e}"))
                 })?;
-                match self.compile_tiered(bytes).await? {
+                match self.compile_tiered(tenant, bytes).await? {
                     Tier::Full(pre) => pre,
                     Tier::Quick(pre, bytes) => {
                         optimise_later = Some(bytes);
@@ -448,7 +404,7 @@ impl ControlPlane {
         };
         tracing::info!(tenant, service, version = label, digest = %version.digest, compile_ms, "version stored");
         if let Some(bytes) = optimise_later {
-            self.optimise_in_background(version.digest.clone(), bytes);
+            self.optimise_in_background(tenant, version.digest.clone(), bytes);
         }
         Ok(Uploaded {
             version,

@@ -68,13 +68,13 @@ impl ControlPlane {
                     continue;
                 }
             };
-            match self.compile_tiered(bytes).await {
+            match self.compile_tiered("", bytes).await {
                 Ok(Tier::Full(pre)) => {
                     lock(&self.compiled).insert(digest, pre);
                 }
                 Ok(Tier::Quick(pre, bytes)) => {
                     lock(&self.compiled).insert(digest.clone(), pre);
-                    self.optimise_in_background(digest, bytes);
+                    self.optimise_in_background("", digest, bytes);
                 }
                 // One broken blob must not keep every other service down.
                 Err(error) => {

@@ -59,6 +59,17 @@ fn kept_changing(service: &str) -> StoreError {
 }
 
 impl SqlStore {
+    /// A transaction that will write. SQLite's are taken `IMMEDIATE`: a
+    /// deferred one that reads and then writes fails with "database is
+    /// locked" when another writer committed in between (busy_timeout cannot
+    /// help it), which concurrent uploads did.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Loads a service, changes it with `change` and saves it, again from a
     /// fresh read whenever another host changed it in between.
     async fn modify_service(
@@ -68,7 +79,7 @@ impl SqlStore {
         change: impl Fn(&mut ServiceRecord) -> StoreResult<()>,
     ) -> StoreResult<ServiceRecord> {
         for _ in 0..ATTEMPTS {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let mut record = load_service(&mut tx, tenant, service).await?;
             change(&mut record)?;
             match Self::save_service(tx, record).await {
@@ -135,7 +146,7 @@ impl SqlStore {
 #[async_trait::async_trait]
 impl Store for SqlStore {
     async fn create_tenant(&self, name: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query("INSERT INTO tenants (name, created_at) VALUES ($1, $2)")
             .bind(name)
             .bind(now())
@@ -193,7 +204,7 @@ impl Store for SqlStore {
         domains: Option<Vec<String>>,
         limits: Option<serde_json::Value>,
     ) -> StoreResult<TenantRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         require_tenant(&mut tx, name).await?;
         if let Some(limits) = limits {
             sqlx::query("UPDATE tenants SET limits = $1 WHERE name = $2")
@@ -225,7 +236,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_tenant(&self, name: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM tenants WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -243,7 +254,7 @@ impl Store for SqlStore {
     }
 
     async fn create_token(&self, token: &TokenRecord, hash: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         require_tenant(&mut tx, &token.tenant).await?;
         sqlx::query(
             "INSERT INTO tokens (id, tenant, description, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
@@ -315,7 +326,7 @@ impl Store for SqlStore {
         service: &str,
         version: &VersionRecord,
     ) -> StoreResult<PutVersion> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         require_tenant(&mut tx, tenant).await?;
         let existing = sqlx::query(
             "SELECT digest FROM versions WHERE tenant = $1 AND service = $2 AND label = $3",
@@ -362,7 +373,7 @@ impl Store for SqlStore {
 
     async fn delete_version(&self, tenant: &str, service: &str, label: &str) -> StoreResult<()> {
         for _ in 0..ATTEMPTS {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             let mut record = load_service(&mut tx, tenant, service).await?;
             if record.version(label).is_none() {
                 return Err(StoreError::NotFound(format!(
@@ -461,7 +472,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_service(&self, tenant: &str, service: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM services WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(service)
