@@ -11,7 +11,7 @@ use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
 use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
 use crate::kv::postgres::PostgresKv;
-use crate::kv::sqlite::SqliteKv;
+use crate::kv::sharded::TenantShardedKv;
 use crate::kv::{KvBackend, KvQuota};
 use crate::limits::ComponentLimits;
 use crate::quotas::TenantQuotas;
@@ -68,7 +68,7 @@ pub struct HostSettings {
 /// Where guests' key-value data lives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum KvLocation {
-    /// `kv.db` in the data directory: one host's own.
+    /// `kv/{tenant}.db` in the data directory: one host's own, a file per tenant.
     #[default]
     DataDir,
     /// A Postgres database every host of a fleet shares.
@@ -121,7 +121,7 @@ impl Host {
         let linker = WorldLinker::new(engine.engine())?;
         let quick_linker = engine.quick_engine().map(WorldLinker::new).transpose()?;
         let kv: Arc<dyn KvBackend> = match &settings.kv {
-            KvLocation::DataDir => Arc::new(SqliteKv::new(&settings.data_dir.join("kv.db"))),
+            KvLocation::DataDir => Arc::new(TenantShardedKv::new(&settings.data_dir)),
             KvLocation::Postgres(url) => Arc::new(PostgresKv::new(url)),
         };
         Ok(Arc::new_cyclic(|me| Self {

@@ -7,6 +7,7 @@
 //! [`KvBackend`] the same way.
 
 pub mod postgres;
+pub mod sharded;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
-//! [`KvBackend`] on an SQLite file in the data directory (`kv.db`), apart
-//! from the control plane's database so that guest traffic never waits on
-//! deploys.
+//! [`KvBackend`] on one SQLite file in the data directory (one per tenant,
+//! `kv/{tenant}.db`, through [`TenantShardedKv`](super::sharded::TenantShardedKv)),
+//! apart from the control plane's database so that guest traffic never
+//! waits on deploys.
 //!
 //! Reads go through a pool of read-only connections. Writes go through one
 //! connection behind a mutex, which makes every read-modify-write (increment,
@@ -79,6 +80,9 @@ struct Open {
 
 pub struct SqliteKv {
     path: PathBuf,
+    /// A file an older Berth kept every tenant's data in, and the tenant
+    /// whose rows this file takes from it when it is first made.
+    legacy: Option<(PathBuf, String)>,
     open: OnceCell<Open>,
 }
 
@@ -88,6 +92,17 @@ impl SqliteKv {
     pub fn new(path: &Path) -> Self {
         Self {
             path: path.to_path_buf(),
+            legacy: None,
+            open: OnceCell::new(),
+        }
+    }
+
+    /// One tenant's store at `path`; when it is first made, it takes that
+    /// tenant's rows from the shared file `legacy` an older Berth wrote.
+    pub fn for_tenant(path: &Path, legacy: &Path, tenant: &str) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            legacy: Some((legacy.to_path_buf(), tenant.to_string())),
             open: OnceCell::new(),
         }
     }
@@ -95,6 +110,7 @@ impl SqliteKv {
     async fn open(&self) -> KvResult<&Open> {
         self.open
             .get_or_try_init(|| async {
+                let fresh = !self.path.exists();
                 let options = SqliteConnectOptions::new()
                     .filename(&self.path)
                     .create_if_missing(true)
@@ -113,8 +129,15 @@ impl SqliteKv {
                         .execute(&mut conn)
                         .await?;
                 }
+                if fresh && let Some((legacy, tenant)) = &self.legacy {
+                    import_legacy(&mut conn, legacy, tenant).await?;
+                }
                 let readers = SqlitePoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(2)
+                    .min_connections(0)
+                    // Each connection is a thread: a tenant that stops
+                    // reading gives its readers back.
+                    .idle_timeout(Duration::from_secs(30))
                     // A ping before each use would double every read's
                     // round trips to the connection's worker thread; a
                     // local file's connection does not go stale.
@@ -131,6 +154,37 @@ impl SqliteKv {
             })
             .await
     }
+}
+
+/// Copies `tenant`'s rows from the shared file an older Berth kept every
+/// tenant's data in, in one transaction with the new file's first use.
+async fn import_legacy(conn: &mut SqliteConnection, legacy: &Path, tenant: &str) -> KvResult<()> {
+    if !legacy.is_file() {
+        return Ok(());
+    }
+    sqlx::query("ATTACH DATABASE ? AS legacy")
+        .bind(legacy.to_string_lossy().into_owned())
+        .execute(&mut *conn)
+        .await?;
+    let copied = sqlx::query(
+        "INSERT OR IGNORE INTO kv (tenant, service, bucket, key, value)
+         SELECT tenant, service, bucket, key, value FROM legacy.kv WHERE tenant = ?",
+    )
+    .bind(tenant)
+    .execute(&mut *conn)
+    .await;
+    sqlx::query("DETACH DATABASE legacy")
+        .execute(&mut *conn)
+        .await?;
+    let copied = copied?.rows_affected();
+    if copied > 0 {
+        tracing::info!(
+            tenant,
+            keys = copied,
+            "key-value data moved to the tenant's own file"
+        );
+    }
+    Ok(())
 }
 
 impl Writer {

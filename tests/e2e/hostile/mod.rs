@@ -326,6 +326,15 @@ async fn set_up() -> Result<(tempfile::TempDir, Suite)> {
     control
         .deploy("control", "hello", "1", &component("hello")?, "/")
         .await?;
+    control
+        .deploy(
+            "control",
+            "kv",
+            "1",
+            &component("testing-capabilities")?,
+            "/kv",
+        )
+        .await?;
     attacker
         .deploy(
             "attacker",
@@ -450,6 +459,7 @@ async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> R
         hostile_guests(&mut s).await?;
         accounting::accounting(&mut s).await?;
         accounting::guest_logs(&mut s).await?;
+        accounting::kv_fairness(&mut s).await?;
         outbound(&mut s).await?;
         hostile_clients(&mut s).await
     }
