@@ -162,6 +162,10 @@ echo "deploys: cold, already compiled, 1,000 services..."
 DEPLOY=$(python3 bench/deploy.py target/release/berth "$HELLO" "$WORK")
 fig() { echo "$DEPLOY" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
+echo "compile fairness: hello beside twenty slow uploads of another tenant..."
+FAIR=$(python3 bench/compile_fairness.py target/release/berth "$HELLO" components/target/python/python_hello.wasm "$WORK")
+fair() { echo "$FAIR" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
 echo "fleet: three hosts sharing Postgres..."
 FLEET=$(python3 bench/fleet.py target/release/berth "$HELLO" "$WORK" "$DURATION" "$CONNECTIONS")
 flt() { echo "$FLEET" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
@@ -240,6 +244,20 @@ new label answers.
 | 1,000 services deployed one after another (upload + activate each) | $(fig deploy_1000_s) s |
 | idle host RSS before / after the 1,000 services | $(fig rss_before_mib) MiB / $(fig rss_after_mib) MiB |
 | idle memory per deployed service | **$(fig per_service_kib) KiB** |
+
+## Compile fairness
+
+Measured by \`bench/compile_fairness.py\`: tenant \`bulk\` uploads twenty distinct copies of
+componentize-py's 18 MB \`python_hello\` at once (retrying each 429 after its Retry-After),
+and a second later tenant \`small\` deploys \`hello\` (upload, activate, first request
+served). Compile slots go to tenants in turn (\`control/fair.rs\`).
+
+| figure | value |
+|---|---:|
+| one \`python_hello\` deploy alone (its Winch compile) | $(fair one_slow_compile_ms) ms |
+| \`hello\` deploy alone | $(fair hello_alone_ms) ms |
+| \`hello\` deploy beside the twenty uploads | **$(fair hello_beside_20_ms) ms** ($(fair in_slow_compiles) slow compiles) |
+| 429s the bulk tenant retried | $(fair bulk_429_retries) |
 
 ## Fleet
 
