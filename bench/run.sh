@@ -256,7 +256,8 @@ served). Compile slots go to tenants in turn (\`control/fair.rs\`).
 |---|---:|
 | one \`python_hello\` deploy alone (its Winch compile) | $(fair one_slow_compile_ms) ms |
 | \`hello\` deploy alone | $(fair hello_alone_ms) ms |
-| \`hello\` deploy beside the twenty uploads | **$(fair hello_beside_20_ms) ms** ($(fair in_slow_compiles) slow compiles) |
+| one \`python_hello\` compile under that load (median gap between two bulk uploads finishing) | $(fair slow_compile_loaded_ms) ms |
+| \`hello\` deploy beside the twenty uploads | **$(fair hello_beside_20_ms) ms** ($(fair in_loaded_compiles) compiles of that load) |
 | 429s the bulk tenant retried | $(fair bulk_429_retries) |
 
 ## Fleet

@@ -41,21 +41,21 @@ impl ControlPlane {
     ) -> Result<Tier, ControlError> {
         let shared = Arc::new(bytes);
         let input = Arc::clone(&shared);
-        if let Some(cached) = self
+        // The cache lookup and Winch's compile take one turn of the quick
+        // slot together: a deploy waits behind other tenants' compiles once.
+        let quick = self
             .off_request_path(&self.quick_compiling, tenant, move |host| {
-                host.link_cached(&input)
+                match host.link_cached(&input) {
+                    Some(cached) => Err(cached),
+                    None => Ok(host.compile_quick(&input)),
+                }
             })
-            .await?
-        {
-            return Ok(Tier::Full(cached.map_err(compile_error)?));
-        }
-        let input = Arc::clone(&shared);
-        match self
-            .off_request_path(&self.quick_compiling, tenant, move |host| {
-                host.compile_quick(&input)
-            })
-            .await?
-        {
+            .await?;
+        let quick = match quick {
+            Err(cached) => return Ok(Tier::Full(cached.map_err(compile_error)?)),
+            Ok(quick) => quick,
+        };
+        match quick {
             Some(Ok(pre)) => {
                 let bytes = Arc::try_unwrap(shared).unwrap_or_else(|arc| (*arc).clone());
                 return Ok(Tier::Quick(pre, bytes));

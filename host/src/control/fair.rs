@@ -1,8 +1,8 @@
 //! Compile slots shared fairly between tenants. A compile takes every core
 //! it can, so the host runs few at once; when they are all busy, each
-//! tenant waits in a queue of its own and the queues are served in turn, so
-//! a tenant uploading twenty slow components holds every other tenant's
-//! deploy up by at most one compile per slot. A tenant's queue is bounded:
+//! tenant waits in a queue of its own, and a freed slot goes to the waiting
+//! tenant served longest ago, so a tenant uploading twenty slow components
+//! holds another tenant's deploy up by at most the compile in flight. A tenant's queue is bounded:
 //! past it, the upload is refused at once (429) instead of held, as is an
 //! upload past the tenant's [`UPLOADS_PER_TENANT`] in progress.
 
@@ -30,9 +30,38 @@ pub struct FairSlots {
 #[derive(Debug, Default)]
 struct State {
     free: usize,
-    /// Tenants with someone waiting, in the order they are served.
+    /// Tenants with someone waiting.
     turns: VecDeque<String>,
     waiting: HashMap<String, VecDeque<oneshot::Sender<SlotPermit>>>,
+    /// When each tenant was last handed a slot, by a count of hand-outs:
+    /// the waiting tenant served longest ago goes next, so a tenant that
+    /// has just had its turn waits behind one that arrives after it.
+    served: HashMap<String, u64>,
+    handed: u64,
+}
+
+impl State {
+    /// The waiting tenant served longest ago (never, for a newcomer).
+    fn next_turn(&mut self) -> Option<String> {
+        let (at, _) = self
+            .turns
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, tenant)| self.served.get(*tenant).copied().unwrap_or(0))?;
+        self.turns.remove(at)
+    }
+
+    fn note_served(&mut self, tenant: &str) {
+        self.handed += 1;
+        let handed = self.handed;
+        self.served.insert(tenant.to_string(), handed);
+        // Forget tenants served long ago that wait for nothing: they would
+        // go first anyway, as newcomers do.
+        if self.served.len() > 1024 {
+            let waiting = &self.waiting;
+            self.served.retain(|t, _| waiting.contains_key(t));
+        }
+    }
 }
 
 /// One slot, given back when dropped: to the next tenant in turn.
@@ -74,6 +103,7 @@ impl FairSlots {
             let mut state = self.state();
             if state.free > 0 && state.turns.is_empty() {
                 state.free -= 1;
+                state.note_served(tenant);
                 return Ok(SlotPermit {
                     slots: Some(Arc::clone(self)),
                 });
@@ -99,7 +129,7 @@ impl FairSlots {
     /// frees it.
     fn give_back(&self, me: Arc<Self>) {
         let mut state = self.state();
-        while let Some(tenant) = state.turns.pop_front() {
+        while let Some(tenant) = state.next_turn() {
             let Some(queue) = state.waiting.get_mut(&tenant) else {
                 continue;
             };
@@ -123,9 +153,10 @@ impl FairSlots {
             if queue.is_empty() {
                 state.waiting.remove(&tenant);
             } else {
-                state.turns.push_back(tenant);
+                state.turns.push_back(tenant.clone());
             }
             if handed {
+                state.note_served(&tenant);
                 return;
             }
         }
@@ -215,8 +246,9 @@ mod tests {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        // The small tenant came in last and waits for one compile only.
-        assert_eq!(order[..2], ["bulk0".to_string(), "small0".to_string()]);
+        // The small tenant came in last, behind five of bulk's, and waits
+        // only for the compile in flight: bulk has just had its turn.
+        assert_eq!(order[..2], ["small0".to_string(), "bulk0".to_string()]);
         assert_eq!(order.len(), 6);
         Ok(())
     }
