@@ -145,3 +145,71 @@ async fn stored_bytes_no_version_names_are_deleted() -> Result<()> {
     );
     Ok(())
 }
+
+/// The tenant's request count in its own metrics view.
+async fn requests_counted(admin: &berth_e2e::Admin) -> Result<f64> {
+    let view = admin.get("/v1/tenants/acme/metrics").await?;
+    ensure!(view.status == 200, "{view:?}");
+    let text = view.body.as_str().unwrap_or_default().to_string();
+    ensure!(
+        !text.contains("berth_incarnation"),
+        "the incarnation label leaked: {text}"
+    );
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("berth_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+#[tokio::test]
+async fn a_tenant_made_again_under_its_name_sees_nothing_of_the_old_one() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    let request = |method: reqwest::Method, path: &str| {
+        client()
+            .request(method, host.url(path))
+            .header("host", "acme.localhost")
+    };
+    for round in 0..2 {
+        let acme = host.admin_as(&op.create_tenant("acme").await?)?;
+        acme.deploy("acme", "a", "1", &component("testing-capabilities")?, "/a")
+            .await?;
+        // Nothing of round 0 is left for round 1 to see.
+        ensure!(requests_counted(&acme).await? == 0.0, "round {round}");
+        let logs = acme.get("/v1/tenants/acme/services/a/logs").await?;
+        ensure!(
+            !logs.body.to_string().contains("the old owner's line"),
+            "round {round}: {logs:?}"
+        );
+        let kept = request(reqwest::Method::GET, "/a/kv/default/k")
+            .send()
+            .await?;
+        ensure!(kept.status() == 404, "round {round}: {}", kept.status());
+
+        let logged = request(reqwest::Method::POST, "/a/log")
+            .body("the old owner's line")
+            .send()
+            .await?;
+        ensure!(logged.status().is_success());
+        let put = request(reqwest::Method::PUT, "/a/kv/default/k")
+            .body("kept")
+            .send()
+            .await?;
+        ensure!(put.status().is_success());
+        ensure!(requests_counted(&acme).await? >= 2.0, "round {round}");
+        ensure!(op.delete("/v1/tenants/acme").await?.status == 204);
+        // A deleted tenant's series leave the host's exposition too.
+        let all = client()
+            .get(format!(
+                "{}/metrics",
+                host.admin.clone().unwrap_or_default()
+            ))
+            .send()
+            .await?
+            .text()
+            .await?;
+        ensure!(!all.contains("tenant=\"acme\""), "round {round}");
+    }
+    Ok(())
+}

@@ -123,7 +123,12 @@ pub async fn tenant_metrics(
     let text = state
         .metrics
         .as_ref()
-        .map(|handle| tenant_view(&handle.render(), &tenant))
+        .map(|handle| {
+            tenant_view(
+                &crate::telemetry::incarnation::scrub(&handle.render()),
+                &tenant,
+            )
+        })
         .unwrap_or_default();
     Ok((
         [(header::CONTENT_TYPE, super::system::PROMETHEUS_TEXT)],

@@ -82,7 +82,7 @@ pub async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     let body = state
         .metrics
         .as_ref()
-        .map(metrics_exporter_prometheus::PrometheusHandle::render)
+        .map(|handle| crate::telemetry::incarnation::scrub(&handle.render()))
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response()
 }

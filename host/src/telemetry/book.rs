@@ -67,6 +67,7 @@ impl TelemetryBook {
 
     /// Drops a deleted service's entry (or, with `None`, the tenant's).
     pub fn forget(&self, tenant: &str, service: Option<&str>) {
+        super::incarnation::forget(tenant, service);
         let mut services = self.services.lock().unwrap_or_else(PoisonError::into_inner);
         services.retain(|(t, s), _| t != tenant || service.is_some_and(|name| name != s));
     }

@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::incarnation::{self, LABEL};
 use super::stats::ServiceStats;
 
 /// Bucket bounds of every `*_seconds` histogram: 50 µs to 60 s.
@@ -147,7 +148,7 @@ fn describe() {
 
 /// The metric handles of one service version, and its service's stats.
 pub struct ServiceMetrics {
-    labels: [Label; 3],
+    labels: [Label; 4],
     /// By status class: 1xx to 5xx.
     requests: [Counter; 5],
     duration: Histogram,
@@ -166,6 +167,7 @@ impl ServiceMetrics {
             Label::new("tenant", tenant.to_string()),
             Label::new("service", service.to_string()),
             Label::new("version", version.to_string()),
+            Label::new(LABEL, incarnation::current(tenant, Some(service))),
         ];
         let with = |extra: Option<(&'static str, &'static str)>| {
             let mut all = labels.to_vec();
@@ -250,7 +252,7 @@ impl ServiceMetrics {
 /// A change made through the control plane, and how it went.
 pub fn deploy_finished(tenant: &str, action: &'static str, ok: bool, took: Duration) {
     let result = if ok { "ok" } else { "error" };
-    metrics::counter!("berth_deploys_total", "tenant" => tenant.to_string(), "action" => action, "result" => result)
+    metrics::counter!("berth_deploys_total", "tenant" => tenant.to_string(), LABEL => incarnation::current(tenant, None), "action" => action, "result" => result)
         .increment(1);
     metrics::histogram!("berth_deploy_duration_seconds", "action" => action)
         .record(took.as_secs_f64());
@@ -275,6 +277,7 @@ pub fn outbound(tenant: &str, service: &str, kind: &'static str, result: &'stati
         "berth_outbound_requests_total",
         "tenant" => tenant.to_string(),
         "service" => service.to_string(),
+        LABEL => incarnation::current(tenant, Some(service)),
         "kind" => kind,
         "result" => result,
     )
@@ -287,6 +290,7 @@ pub fn guest_log_dropped(tenant: &str, service: &str, lines: u64) {
         "berth_guest_log_lines_dropped_total",
         "tenant" => tenant.to_string(),
         "service" => service.to_string(),
+        LABEL => incarnation::current(tenant, Some(service)),
     )
     .increment(lines);
 }
@@ -357,6 +361,7 @@ impl KvCounters {
                 "berth_kv_operations_total",
                 "tenant" => tenant.to_string(),
                 "service" => service.to_string(),
+                LABEL => incarnation::current(tenant, Some(service)),
                 "op" => op.name(),
             )
         }))

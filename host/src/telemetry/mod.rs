@@ -2,6 +2,7 @@
 
 pub mod book;
 pub mod guest_clock;
+pub mod incarnation;
 pub mod metered;
 pub mod metrics;
 pub mod otlp;
