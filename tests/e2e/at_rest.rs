@@ -200,15 +200,7 @@ async fn a_tenant_made_again_under_its_name_sees_nothing_of_the_old_one() -> Res
         ensure!(requests_counted(&acme).await? >= 2.0, "round {round}");
         ensure!(op.delete("/v1/tenants/acme").await?.status == 204);
         // A deleted tenant's series leave the host's exposition too.
-        let all = client()
-            .get(format!(
-                "{}/metrics",
-                host.admin.clone().unwrap_or_default()
-            ))
-            .send()
-            .await?
-            .text()
-            .await?;
+        let all = host.metrics_text().await?;
         ensure!(!all.contains("tenant=\"acme\""), "round {round}");
     }
     Ok(())

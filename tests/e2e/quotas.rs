@@ -221,15 +221,7 @@ async fn a_tenant_past_its_concurrency_and_queue_gets_503_while_others_are_serve
     // away at once.
     assert_eq!((served, refused), (2, 8));
     // Each refusal is counted by its cause, for the refused tenant only.
-    let metrics = berth_e2e::client()
-        .get(format!(
-            "{}/metrics",
-            host.admin.clone().unwrap_or_default()
-        ))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = host.metrics_text().await?;
     let rejected: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("berth_rejected_requests_total{"))

@@ -266,6 +266,20 @@ impl BerthProcess {
         proc_status_kib(self.pid(), "VmRSS:")
     }
 
+    /// The admin listener's `/metrics` text, as a scraper sees it.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let admin = self
+            .admin
+            .clone()
+            .context("the host has no admin listener")?;
+        Ok(client()
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
     /// Virtual size (address space reserved) now, in KiB.
     pub fn vsz_kib(&self) -> Result<u64> {
         proc_status_kib(self.pid(), "VmSize:")

@@ -19,7 +19,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{
     HostOutgoingResponse,
 };
 use wasmtime_wasi_http::p2::types as http;
-use wasmtime_wasi_http::{FieldMap, WasiHttpView};
+use wasmtime_wasi_http::{FieldMap, WasiHttpCtxView, WasiHttpView};
 
 use crate::invoke::HostState;
 
@@ -72,6 +72,17 @@ fn header_result<T>(
     }
 }
 
+/// Runs wasmtime-wasi-http's own function that makes a map, then charges
+/// the map it made.
+fn made_and_charged(
+    state: &mut HostState,
+    make: impl FnOnce(&mut WasiHttpCtxView<'_>) -> wasmtime::Result<Resource<FieldMap>>,
+) -> wasmtime::Result<(Resource<FieldMap>,)> {
+    let fields = make(&mut state.http())?;
+    state.charge_fields(&fields)?;
+    Ok((fields,))
+}
+
 /// Redefines the `fields` functions that make or grow a map so that they
 /// charge it; call after wasmtime-wasi-http's own are in the linker.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -88,10 +99,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
     types.func_wrap("[constructor]fields", |mut store: Store<'_>, (): ()| {
-        let state = store.data_mut();
-        let fields = HostFields::new(&mut state.http())?;
-        state.charge_fields(&fields)?;
-        Ok((fields,))
+        made_and_charged(store.data_mut(), |view| HostFields::new(view))
     })?;
     types.func_wrap(
         "[static]fields.from-list",
@@ -131,46 +139,39 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     types.func_wrap(
         "[method]fields.clone",
         |mut store: Store<'_>, (fields,): (Resource<FieldMap>,)| {
-            let state = store.data_mut();
-            let copy = HostFields::clone(&mut state.http(), fields)?;
-            state.charge_fields(&copy)?;
-            Ok((copy,))
+            made_and_charged(store.data_mut(), |view| HostFields::clone(view, fields))
         },
     )?;
     types.func_wrap(
         "[method]incoming-request.headers",
         |mut store: Store<'_>, (request,): (Resource<http::HostIncomingRequest>,)| {
-            let state = store.data_mut();
-            let fields = HostIncomingRequest::headers(&mut state.http(), request)?;
-            state.charge_fields(&fields)?;
-            Ok((fields,))
+            made_and_charged(store.data_mut(), |view| {
+                HostIncomingRequest::headers(view, request)
+            })
         },
     )?;
     types.func_wrap(
         "[method]outgoing-request.headers",
         |mut store: Store<'_>, (request,): (Resource<http::HostOutgoingRequest>,)| {
-            let state = store.data_mut();
-            let fields = HostOutgoingRequest::headers(&mut state.http(), request)?;
-            state.charge_fields(&fields)?;
-            Ok((fields,))
+            made_and_charged(store.data_mut(), |view| {
+                HostOutgoingRequest::headers(view, request)
+            })
         },
     )?;
     types.func_wrap(
         "[method]incoming-response.headers",
         |mut store: Store<'_>, (response,): (Resource<http::HostIncomingResponse>,)| {
-            let state = store.data_mut();
-            let fields = HostIncomingResponse::headers(&mut state.http(), response)?;
-            state.charge_fields(&fields)?;
-            Ok((fields,))
+            made_and_charged(store.data_mut(), |view| {
+                HostIncomingResponse::headers(view, response)
+            })
         },
     )?;
     types.func_wrap(
         "[method]outgoing-response.headers",
         |mut store: Store<'_>, (response,): (Resource<http::HostOutgoingResponse>,)| {
-            let state = store.data_mut();
-            let fields = HostOutgoingResponse::headers(&mut state.http(), response)?;
-            state.charge_fields(&fields)?;
-            Ok((fields,))
+            made_and_charged(store.data_mut(), |view| {
+                HostOutgoingResponse::headers(view, response)
+            })
         },
     )?;
     linker.allow_shadowing(false);

@@ -221,15 +221,7 @@ pub async fn guest_logs(s: &mut Suite) -> Result<()> {
         logs.body.to_string().contains("were dropped"),
         "no note of dropped lines in the service's log"
     );
-    let metrics = client()
-        .get(format!(
-            "{}/metrics",
-            s.host.admin.clone().unwrap_or_default()
-        ))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = s.host.metrics_text().await?;
     ensure!(
         metrics.contains(
             "berth_guest_log_lines_dropped_total{tenant=\"hoarder\",service=\"hostile\"}"
