@@ -166,6 +166,10 @@ echo "compile fairness: hello beside twenty slow uploads of another tenant..."
 FAIR=$(python3 bench/compile_fairness.py target/release/berth "$HELLO" components/target/python/python_hello.wasm "$WORK")
 fair() { echo "$FAIR" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
+echo "key-value fairness: small writes beside another tenant's 1,000 KiB writes..."
+KVFAIR=$(python3 bench/kv_fairness.py target/release/berth components/target/wasm32-wasip2/release/testing_capabilities.wasm "$WORK")
+kvf() { echo "$KVFAIR" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
 echo "fleet: three hosts sharing Postgres..."
 FLEET=$(python3 bench/fleet.py target/release/berth "$HELLO" "$WORK" "$DURATION" "$CONNECTIONS")
 flt() { echo "$FLEET" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
@@ -259,6 +263,20 @@ served). Compile slots go to tenants in turn (\`control/fair.rs\`).
 | one \`python_hello\` compile under that load (median gap between two bulk uploads finishing) | $(fair slow_compile_loaded_ms) ms |
 | \`hello\` deploy beside the twenty uploads | **$(fair hello_beside_20_ms) ms** ($(fair in_loaded_compiles) compiles of that load) |
 | 429s the bulk tenant retried | $(fair bulk_429_retries) |
+
+## Key-value fairness
+
+Measured by \`bench/kv_fairness.py\`: tenant \`control\` writes a small value per request, one
+request at a time, in four quiet windows and four windows beside tenant \`bulk\`, whose four
+clients write 1,000 KiB values as fast as the host takes them (each tenant's writes are paced,
+\`--kv-write-rate\` and \`--kv-write-burst\`, and each has its own SQLite file). Host on CPU 0,
+clients on CPU 1.
+
+| figure | quiet | beside the bulk writer |
+|---|---:|---:|
+| control write p50 | $(kvf quiet_p50_ms) ms | $(kvf loaded_p50_ms) ms |
+| control write p99 | $(kvf quiet_p99_ms) ms | **$(kvf loaded_p99_ms) ms** ($(kvf p99_ratio)×) |
+| bulk tenant's writes | | $(kvf bulk_writes) ($(kvf bulk_mib_per_s) MiB/s) |
 
 ## Fleet
 

@@ -12,7 +12,8 @@ type Handler = Box<dyn Fn(Request, Params) -> Pin<Box<dyn Future<Output = Respon
 /// Patterns are paths whose segments may be `{name}` (one segment, read with
 /// [`Params::get`]) or, last, `{*name}` (the rest of the path). A path that
 /// matches no pattern is a 404; one that matches with another method is a 405
-/// with an `Allow` header.
+/// with an `Allow` header. `HEAD` runs the `GET` route unless a `HEAD` route
+/// is given.
 ///
 /// When Berth mounts a service under a route prefix (say `/shop`), the router
 /// matches the path after the prefix, so the same component works at any
@@ -125,13 +126,24 @@ impl Router {
     async fn dispatch(&self, request: Request) -> Response {
         let path = routing_path(&request);
         let mut allowed: Vec<&str> = Vec::new();
+        let mut get_route = None;
         for (method, pattern, handler) in &self.routes {
             if let Some(params) = match_path(pattern, &path) {
                 if method == request.method() {
                     return handler(request, params).await;
                 }
+                if method == Method::GET && get_route.is_none() {
+                    get_route = Some((handler, params));
+                }
                 allowed.push(method.as_str());
             }
+        }
+        // HEAD is GET without the body, as HTTP defines it: the host sends
+        // the head only.
+        if request.method() == Method::HEAD
+            && let Some((handler, params)) = get_route
+        {
+            return handler(request, params).await;
         }
         if allowed.is_empty() {
             return Error::not_found(format!("no route for {path}")).into_response();

@@ -157,6 +157,7 @@ fn main() -> anyhow::Result<()> {
         component: Default::default(),
         max_call_depth: 10,
         kv: Default::default(),
+        kv_write_pace: Default::default(),
     })?;
     host.load_services(&[spec("a", &component), spec("b", &component)])?;
     let version = host

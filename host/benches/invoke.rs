@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         component: Default::default(),
         max_call_depth: 10,
         kv: Default::default(),
+        kv_write_pace: Default::default(),
     })?;
     host.load_services(&[ServiceSpec {
         name: "hello".into(),

@@ -10,6 +10,7 @@ use crate::capabilities::ServiceCapabilities;
 use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
 use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
+use crate::kv::paced::{PacedKv, WritePace};
 use crate::kv::postgres::PostgresKv;
 use crate::kv::sharded::TenantShardedKv;
 use crate::kv::{KvBackend, KvQuota};
@@ -63,6 +64,8 @@ pub struct HostSettings {
     pub max_call_depth: u32,
     /// Where guests' key-value data lives.
     pub kv: KvLocation,
+    /// How fast one tenant may write key-value data.
+    pub kv_write_pace: WritePace,
 }
 
 /// Where guests' key-value data lives.
@@ -120,10 +123,11 @@ impl Host {
         })?;
         let linker = WorldLinker::new(engine.engine())?;
         let quick_linker = engine.quick_engine().map(WorldLinker::new).transpose()?;
-        let kv: Arc<dyn KvBackend> = match &settings.kv {
+        let stored: Arc<dyn KvBackend> = match &settings.kv {
             KvLocation::DataDir => Arc::new(TenantShardedKv::new(&settings.data_dir)),
             KvLocation::Postgres(url) => Arc::new(PostgresKv::new(url)),
         };
+        let kv: Arc<dyn KvBackend> = Arc::new(PacedKv::new(stored, settings.kv_write_pace));
         Ok(Arc::new_cyclic(|me| Self {
             own_listeners: OnceLock::new(),
             no_listeners: Arc::from(Vec::new()),

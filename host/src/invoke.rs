@@ -30,6 +30,7 @@ use crate::capabilities::stdio::{GuestLog, Stdio};
 use crate::error::RequestError;
 use crate::host::Host;
 use crate::limits::{ComponentLimits, HostCharge, InstanceMemoryLimiter, Limits};
+use crate::lingering_body::LingeringBody;
 use crate::logbook::ServiceLog;
 use crate::telemetry::guest_clock::GuestClock;
 use crate::telemetry::metrics::ServiceMetrics;
@@ -238,7 +239,8 @@ fn limit_response(
     }
     Ok(response.map(|inner| {
         http_body_util::BodyExt::boxed_unsync(CappedBody {
-            inner,
+            // hyper drops the body of a 204 or of an answer to HEAD unread.
+            inner: LingeringBody::wrap(inner),
             remaining: limit,
             limit,
             too_large: wasmtime_wasi_http::Error::HttpResponseBodySize,

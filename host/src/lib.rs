@@ -47,6 +47,7 @@ pub mod host;
 pub mod invoke;
 pub mod kv;
 pub mod limits;
+pub mod lingering_body;
 pub mod logbook;
 pub mod quotas;
 pub mod registry;

@@ -575,3 +575,47 @@ async fn the_cli_sets_config_secrets_and_buckets() -> Result<()> {
     assert_eq!(err.lines().count(), 1, "{err}");
     Ok(())
 }
+
+/// hyper sends no body with a 204 or an answer to `HEAD` and drops it unread;
+/// the guest writing it must not see its stream torn down under it (it used
+/// to log "sending the response failed: connection reset" now and then).
+#[tokio::test]
+async fn bodiless_answers_never_fail_the_guest() -> Result<()> {
+    use futures::StreamExt;
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    let acme = host.admin_as(&op.create_tenant("acme").await?)?;
+    probe(&acme, "acme", "a").await?;
+    let http = client();
+    let statuses: Vec<u16> = futures::stream::iter(0..600)
+        .map(|i| {
+            let request = if i % 2 == 0 {
+                http.put(host.url(&format!("/a/kv/default/k{}", i % 8)))
+                    .body("v")
+            } else {
+                http.head(host.url("/a/big/100000"))
+            };
+            let request = request.header("host", "acme.localhost");
+            async move { request.send().await.map_or(0, |r| r.status().as_u16()) }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| *s == 204 || *s == 200),
+        "statuses: {:?}",
+        statuses
+            .iter()
+            .filter(|s| **s != 204 && **s != 200)
+            .collect::<Vec<_>>()
+    );
+    let log = host.log();
+    assert!(
+        !log.contains("sending the response failed"),
+        "a guest's response failed: {}",
+        log.lines()
+            .find(|l| l.contains("sending the response failed"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}

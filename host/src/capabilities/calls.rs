@@ -5,18 +5,13 @@
 //! calls deeper than its bound is answered 508, so a loop between services
 //! ends.
 
-use bytes::Bytes;
 use http::HeaderValue;
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
-use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
-use std::time::Duration;
-use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+use wasmtime_wasi_http::WasiBody;
 
 use crate::error::RequestError;
 use crate::host::Host;
+use crate::lingering_body::LingeringBody;
 use crate::router::roll;
 use crate::telemetry::metered::RequestRecord;
 use crate::telemetry::otlp::{SpanRecord, Value};
@@ -119,71 +114,6 @@ pub fn internal_target(uri: &http::Uri) -> Option<String> {
     (!service.is_empty() && !service.contains('.')).then(|| service.to_string())
 }
 
-/// How long the rest of a request body the callee left unread is taken in.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The most of such a body taken in before it is dropped after all.
-const DRAIN_LIMIT_BYTES: usize = 1024 * 1024;
-
-/// A callee's request body that, once the callee is done with it, takes in
-/// what the caller still sends. A service may answer without reading its
-/// request; the caller is still writing the body as it waits for the
-/// answer, and a body dropped under it would fail its whole call.
-struct DrainOnDrop {
-    inner: Option<WasiBody>,
-}
-
-impl Body for DrainOnDrop {
-    type Data = Bytes;
-    type Error = HttpError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        match self.inner.as_mut() {
-            Some(body) => Pin::new(body).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
-    }
-}
-
-impl Drop for DrainOnDrop {
-    fn drop(&mut self) {
-        let Some(mut body) = self.inner.take() else {
-            return;
-        };
-        if body.is_end_stream() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let mut taken = 0usize;
-            let drain = async {
-                while let Some(Ok(frame)) = body.frame().await {
-                    taken += frame.data_ref().map_or(0, Bytes::len);
-                    if taken > DRAIN_LIMIT_BYTES {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
-        });
-    }
-}
-
 /// What one instance needs to call its tenant's other services.
 #[derive(Clone)]
 pub struct ServiceCalls {
@@ -221,7 +151,7 @@ impl ServiceCalls {
     ) -> Result<http::Response<WasiBody>, RequestError> {
         // Taken first, so that a call refused here leaves the caller's body
         // writes unharmed too.
-        let mut request = request.map(|body| DrainOnDrop { inner: Some(body) });
+        let mut request = request.map(LingeringBody::wrap);
         let started = std::time::Instant::now();
         let depth = self.chain.depth + 1;
         if depth > self.max_depth {

@@ -20,7 +20,6 @@ pub mod clocks;
 mod config;
 pub mod fields;
 pub mod keyvalue;
-mod lingering_body;
 pub mod log_rate;
 pub mod logging;
 pub mod outbound;

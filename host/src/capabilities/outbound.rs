@@ -8,7 +8,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::addresses::AddressPolicy;
 use super::calls::{ServiceCalls, internal_target};
-use super::lingering_body::LingeringBody;
+use crate::lingering_body::LingeringBody;
 use crate::telemetry::metrics;
 
 /// How long resolving a destination's name may take.
@@ -313,8 +313,6 @@ impl OutboundHooks {
     fn call_service(&self, service: String, request: http::Request<WasiBody>) -> SendFuture {
         let calls = self.calls.clone();
         Box::new(async move {
-            // A callee that answers without reading the body drops it.
-            let request = request.map(LingeringBody::wrap);
             let response = calls.call(&service, request).await;
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use berth::body_rate::MinBodyRate;
 use berth::host::{Host, HostSettings, KvLocation, LoadedService};
+use berth::kv::paced::WritePace;
 use berth::limits::ComponentLimits;
 use berth::server::FrontDoor;
 use berth::units::{ByteSize, DurationSpec};
@@ -70,6 +71,13 @@ pub struct HostFlags {
     /// answered 508 (Loop Detected).
     #[arg(long, value_name = "N", default_value_t = berth::capabilities::calls::DEFAULT_MAX_CALL_DEPTH, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_call_depth: u32,
+    /// Key-value bytes one tenant may write per second, on average; writes
+    /// past it wait (bursts of --kv-write-burst go at once).
+    #[arg(long, value_name = "SIZE", default_value = "4MiB")]
+    pub kv_write_rate: ByteSize,
+    /// Key-value bytes one tenant may write at once after a quiet spell.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB")]
+    pub kv_write_burst: ByteSize,
 }
 
 impl HostFlags {
@@ -78,6 +86,10 @@ impl HostFlags {
     }
 
     pub fn host_with_kv(&self, kv: KvLocation) -> anyhow::Result<Arc<Host>> {
+        anyhow::ensure!(
+            self.kv_write_rate.0 >= 1024,
+            "--kv-write-rate must be at least 1KiB (per second)"
+        );
         berth::files::create_private_dir(&self.data_dir)
             .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
         Ok(Host::new(&HostSettings {
@@ -93,6 +105,10 @@ impl HostFlags {
             },
             max_call_depth: self.max_call_depth,
             kv,
+            kv_write_pace: WritePace {
+                bytes_per_second: self.kv_write_rate.0,
+                burst_bytes: self.kv_write_burst.0,
+            },
         })?)
     }
 

@@ -6,6 +6,7 @@
 //! directory; a backend for a fleet (Postgres, Redis) implements
 //! [`KvBackend`] the same way.
 
+pub mod paced;
 pub mod postgres;
 pub mod sharded;
 pub mod sqlite;

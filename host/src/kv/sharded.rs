@@ -4,11 +4,8 @@
 //! tenants' reads and writes never queue behind it (they share the disk and
 //! the CPU, not a lock). Files are opened on a tenant's first use.
 //!
-//! What they share is paced: each tenant may write [`WRITE_BYTES_PER_SECOND`]
-//! on average (bursts of [`WRITE_BURST_BYTES`]); a write past that waits its
-//! turn before it takes its file's lock, so one tenant streaming large
-//! values cannot take the disk and the cores from everyone else's small
-//! ones. A wait counts against the guest's wall-clock time, not its CPU.
+//! What they share (the disk, the cores) is paced in front of this, by
+//! [`PacedKv`](super::paced::PacedKv).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,22 +14,8 @@ use std::sync::{Arc, Mutex};
 use super::sqlite::SqliteKv;
 use super::{KvBackend, KvQuota, KvResult, Namespace};
 
-/// Bytes of values a tenant may write per second, on average.
-pub const WRITE_BYTES_PER_SECOND: f64 = 8.0 * 1024.0 * 1024.0;
-/// Bytes a tenant may write at once after a quiet spell.
-pub const WRITE_BURST_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
-
-/// One tenant's write allowance: when it is next free, in the bucket's
-/// terms (a "virtual finish time").
-#[derive(Debug)]
-struct Pace {
-    /// The instant the allowance is back to a full burst.
-    full_at: tokio::time::Instant,
-}
-
 pub struct TenantShardedKv {
     dir: PathBuf,
-    paces: Mutex<HashMap<String, Pace>>,
     /// `kv.db`, where an older Berth kept every tenant's data: each
     /// tenant's file takes its rows from there when it is first made.
     legacy: PathBuf,
@@ -44,32 +27,7 @@ impl TenantShardedKv {
         Self {
             dir: data_dir.join("kv"),
             legacy: data_dir.join("kv.db"),
-            paces: Mutex::new(HashMap::new()),
             shards: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Waits until `tenant` may write `bytes` more.
-    async fn pace(&self, tenant: &str, bytes: usize) {
-        let wait = {
-            let mut paces = self
-                .paces
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = tokio::time::Instant::now();
-            let pace = paces
-                .entry(tenant.to_string())
-                .or_insert(Pace { full_at: now });
-            // Each byte pushes the time the bucket is full again further
-            // out; past a burst's worth ahead of now, the writer waits.
-            let cost = std::time::Duration::from_secs_f64(bytes as f64 / WRITE_BYTES_PER_SECOND);
-            pace.full_at = pace.full_at.max(now) + cost;
-            let burst =
-                std::time::Duration::from_secs_f64(WRITE_BURST_BYTES / WRITE_BYTES_PER_SECOND);
-            pace.full_at.saturating_duration_since(now + burst)
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
         }
     }
 
@@ -102,7 +60,6 @@ impl KvBackend for TenantShardedKv {
     }
 
     async fn set(&self, ns: &Namespace, key: &str, value: &[u8], quota: &KvQuota) -> KvResult<()> {
-        self.pace(&ns.tenant, key.len() + value.len()).await;
         self.shard(&ns.tenant)?.set(ns, key, value, quota).await
     }
 
@@ -143,7 +100,6 @@ impl KvBackend for TenantShardedKv {
         value: &[u8],
         quota: &KvQuota,
     ) -> KvResult<Result<(), Option<Vec<u8>>>> {
-        self.pace(&ns.tenant, key.len() + value.len()).await;
         self.shard(&ns.tenant)?
             .swap(ns, key, expected, value, quota)
             .await
@@ -166,22 +122,6 @@ impl KvBackend for TenantShardedKv {
 mod tests {
     use super::*;
     use crate::kv::KvError;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_tenant_past_its_write_rate_waits_and_others_do_not() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let kv = TenantShardedKv::new(dir.path());
-        let started = tokio::time::Instant::now();
-        // A burst goes at once; 8 MiB more waits about a second.
-        kv.pace("bulk", 16 << 20).await;
-        assert!(started.elapsed() < std::time::Duration::from_millis(1));
-        kv.pace("bulk", 8 << 20).await;
-        let waited = started.elapsed();
-        assert!((900..1100).contains(&waited.as_millis()), "{waited:?}");
-        let other = tokio::time::Instant::now();
-        kv.pace("small", 100).await;
-        assert!(other.elapsed() < std::time::Duration::from_millis(1));
-    }
 
     fn ns(tenant: &str) -> Namespace {
         Namespace {

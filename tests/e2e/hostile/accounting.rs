@@ -305,8 +305,9 @@ pub async fn kv_fairness(s: &mut Suite) -> Result<()> {
     for writer in writers {
         written += writer.await?;
     }
+    // Its default pace lets a burst of 8 MiB through at once.
     ensure!(
-        written > 20,
+        written >= 8,
         "the hoarder wrote only {written} large values"
     );
     ensure!(
