@@ -436,3 +436,81 @@ async fn config_file_services_live_in_the_default_tenant_beside_deployed_ones() 
     assert_eq!(echoed.text().await?, "ping");
     Ok(())
 }
+
+/// Two changes to different parts of a service's settings at once both land:
+/// each is applied to the record the store reads inside its revision retry.
+#[tokio::test]
+async fn concurrent_settings_changes_both_land() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    let acme = host.admin_as(&op.create_tenant("acme").await?)?;
+    acme.deploy("acme", "web", "1", &component("hello")?, "/")
+        .await?;
+    let path = "/v1/tenants/acme/services/web";
+    for round in 0..30 {
+        let (first, second, config) = (
+            format!("first{round}"),
+            format!("second{round}"),
+            format!("round{round}"),
+        );
+        let (a, b, c) = tokio::join!(
+            acme.put(path, json!({ "secrets": { first.clone(): "1" } })),
+            acme.put(path, json!({ "secrets": { second.clone(): "2" } })),
+            acme.put(path, json!({ "config": { config.clone(): "3" } })),
+        );
+        for answer in [a?, b?, c?] {
+            anyhow::ensure!(answer.status == 200, "round {round}: {answer:?}");
+        }
+        let now = acme.get(path).await?;
+        let secrets = now.body["secrets"].as_array().context("secrets")?;
+        for name in [&first, &second] {
+            anyhow::ensure!(
+                secrets.iter().any(|s| s == name.as_str()),
+                "round {round}: secret {name} was lost: {}",
+                now.body
+            );
+        }
+        anyhow::ensure!(
+            now.body["config"][config.as_str()] == "3",
+            "round {round}: config lost: {}",
+            now.body
+        );
+    }
+    Ok(())
+}
+
+/// A tenant and its first token are made in one step: a creation racing a
+/// deletion of the same name either wins whole (its token works) or loses
+/// whole, never a created tenant with a failed answer or no token.
+#[tokio::test]
+async fn a_tenant_is_created_with_its_token_in_one_step() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    for round in 0..40 {
+        let (created, deleted) =
+            tokio::join!(op.post("/v1/tenants", json!({ "name": "race" })), async {
+                // Give the creation a head start of a few hundred µs.
+                tokio::time::sleep(std::time::Duration::from_micros(200 * (round % 5))).await;
+                op.delete("/v1/tenants/race").await
+            });
+        let (created, deleted) = (created?, deleted?);
+        anyhow::ensure!(
+            created.status == 201,
+            "round {round}: creation answered {created:?}"
+        );
+        anyhow::ensure!(
+            deleted.status == 204 || deleted.status == 404,
+            "round {round}: deletion answered {deleted:?}"
+        );
+        if deleted.status == 404 {
+            // The deletion came first; the new tenant is whole.
+            let token = created.body["token"].as_str().context("token")?;
+            let tenant = host.admin_as(token)?;
+            let seen = tenant.get("/v1/tenants/race").await?;
+            anyhow::ensure!(seen.status == 200, "round {round}: {seen:?}");
+            let gone = op.delete("/v1/tenants/race").await?;
+            anyhow::ensure!(gone.status == 204, "round {round}: {gone:?}");
+        }
+    }
+    Ok(())
+}

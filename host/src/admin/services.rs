@@ -16,7 +16,7 @@ use super::auth::Caller;
 use super::problem::{ApiError, Problem};
 use crate::control::ControlError;
 use crate::store::blobs::BlobError;
-use crate::store::{Deployment, ServiceRecord, ServiceSettings, ServiceUpdate, VersionRecord};
+use crate::store::{Deployment, ServiceRecord, ServiceUpdate, SettingsChange, VersionRecord};
 
 /// A service as the API shows it.
 #[derive(Serialize, ToSchema)]
@@ -196,48 +196,33 @@ pub async fn put_service(
         (None, Some(split)) => Some(Deployment(split)),
         (None, None) => None,
     };
-    let settings = if change.config.is_some()
-        || change.limits.is_some()
-        || change.allowed_outbound_hosts.is_some()
-        || change.secrets.is_some()
-        || change.buckets.is_some()
-    {
-        let current = state.control.store().service(&tenant, &service).await?;
-        let ServiceSettings {
-            config,
-            limits,
-            allowed_outbound_hosts,
-            buckets,
-            mut secrets,
-        } = current.settings;
-        for (key, value) in change.secrets.unwrap_or_default() {
-            match value {
-                Some(value) => {
-                    let scope = crate::secrets::SecretScope {
-                        tenant: &tenant,
-                        service: &service,
-                        key: &key,
-                    };
-                    let sealed = state.control.seal(scope, &value)?;
-                    secrets.insert(key, sealed);
-                }
-                None => {
-                    secrets.remove(&key);
-                }
+    let mut secrets = BTreeMap::new();
+    for (key, value) in change.secrets.unwrap_or_default() {
+        let sealed = match value {
+            Some(value) => {
+                let scope = crate::secrets::SecretScope {
+                    tenant: &tenant,
+                    service: &service,
+                    key: &key,
+                };
+                Some(state.control.seal(scope, &value)?)
             }
-        }
-        Some(ServiceSettings {
-            config: change.config.unwrap_or(config),
-            limits: change.limits.unwrap_or(limits),
-            allowed_outbound_hosts: change
-                .allowed_outbound_hosts
-                .unwrap_or(allowed_outbound_hosts),
-            buckets: change.buckets.unwrap_or(buckets),
-            secrets,
-        })
-    } else {
-        None
+            None => None,
+        };
+        secrets.insert(key, sealed);
+    }
+    let settings = SettingsChange {
+        config: change.config,
+        limits: change.limits,
+        allowed_outbound_hosts: change.allowed_outbound_hosts,
+        buckets: change.buckets,
+        secrets,
     };
+    let changes_settings = settings.config.is_some()
+        || settings.limits.is_some()
+        || settings.allowed_outbound_hosts.is_some()
+        || settings.buckets.is_some()
+        || !settings.secrets.is_empty();
     let record = state
         .control
         .configure(
@@ -246,7 +231,7 @@ pub async fn put_service(
             ServiceUpdate {
                 route: change.route,
                 deployment,
-                settings,
+                settings: changes_settings.then_some(settings),
             },
         )
         .await?;

@@ -91,11 +91,8 @@ fn io_error(e: std::io::Error) -> ApiError {
     ApiError::Control(ControlError::Internal(e.to_string()))
 }
 
-async fn issue_token(
-    state: &AdminState,
-    tenant: &str,
-    description: String,
-) -> Result<CreatedToken, ApiError> {
+/// A new token of `tenant`: its record and its secret, shown once.
+fn new_token(tenant: &str, description: String) -> Result<(TokenRecord, String), ApiError> {
     let secret = new_secret("berth_")?;
     let record = TokenRecord {
         id: new_token_id().map_err(io_error)?,
@@ -103,6 +100,15 @@ async fn issue_token(
         description,
         created_at: now(),
     };
+    Ok((record, secret))
+}
+
+async fn issue_token(
+    state: &AdminState,
+    tenant: &str,
+    description: String,
+) -> Result<CreatedToken, ApiError> {
+    let (record, secret) = new_token(tenant, description)?;
     state
         .control
         .store()
@@ -135,14 +141,17 @@ pub async fn create_tenant(
 ) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
     caller.require_operator()?;
     let Json(body) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    state.control.create_tenant(&body.name).await?;
-    let token = issue_token(&state, &body.name, "created with the tenant".into()).await?;
+    let (token, secret) = new_token(&body.name, "created with the tenant".into())?;
+    state
+        .control
+        .create_tenant(&body.name, &token, &hash_secret(&secret))
+        .await?;
     tracing::info!(tenant = %body.name, "tenant created");
     Ok((
         StatusCode::CREATED,
         Json(CreatedTenant {
             name: body.name,
-            token: token.token,
+            token: secret,
             token_id: token.id,
         }),
     ))

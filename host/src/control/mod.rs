@@ -21,7 +21,7 @@ use crate::secrets::{SealedSecret, SecretError, SecretScope, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{
     DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceUpdate, Store, StoreError,
-    TenantRecord, Usage, VersionRecord, now, now_millis,
+    TenantRecord, TokenRecord, Usage, VersionRecord, now, now_millis,
 };
 use crate::telemetry::metrics;
 
@@ -199,9 +199,15 @@ impl ControlPlane {
         &self.settings
     }
 
-    pub async fn create_tenant(&self, tenant: &str) -> Result<(), ControlError> {
+    /// Creates a tenant and its first token in one step.
+    pub async fn create_tenant(
+        &self,
+        tenant: &str,
+        first_token: &TokenRecord,
+        hash: &str,
+    ) -> Result<(), ControlError> {
         name("tenant name", tenant)?;
-        self.store.create_tenant(tenant).await?;
+        self.store.create_tenant(tenant, first_token, hash).await?;
         self.apply().await
     }
 
@@ -474,7 +480,10 @@ impl ControlPlane {
                 validate_label(label).map_err(ControlError::InvalidInput)?;
             }
         }
-        if let Some(settings) = &update.settings {
+        if let Some(change) = &update.settings {
+            // Checked as they would be now; the store applies the change to
+            // the record it reads inside its revision retry.
+            let settings = &change.applied(&current.settings);
             check_capabilities(settings)?;
             let quotas = self.quotas(tenant).await?;
             resolve_settings(settings, &quotas)?;

@@ -3,7 +3,7 @@
 
 use super::{ControlError, ControlPlane};
 use crate::secrets::{SealedSecret, SecretScope};
-use crate::store::ServiceUpdate;
+use crate::store::{ServiceUpdate, SettingsChange};
 
 impl ControlPlane {
     /// Seals again, bound to their place, the secrets an older Berth stored
@@ -16,9 +16,8 @@ impl ControlPlane {
         let mut resealed = 0;
         for tenant in self.store.list_tenants().await? {
             for service in self.store.list_services(&tenant.name).await? {
-                let mut settings = service.settings.clone();
-                let mut changed = false;
-                for (name, sealed) in settings.secrets.iter_mut() {
+                let mut change = SettingsChange::default();
+                for (name, sealed) in &service.settings.secrets {
                     if !sealed.needs_resealing() {
                         continue;
                     }
@@ -32,8 +31,7 @@ impl ControlPlane {
                         .and_then(|value| SealedSecret::seal(Some(key), scope, &value))
                     {
                         Ok(again) => {
-                            *sealed = again;
-                            changed = true;
+                            change.secrets.insert(name.clone(), Some(again));
                             resealed += 1;
                         }
                         Err(error) => tracing::error!(
@@ -42,7 +40,7 @@ impl ControlPlane {
                         ),
                     }
                 }
-                if changed {
+                if !change.secrets.is_empty() {
                     self.store
                         .update_service(
                             &tenant.name,
@@ -50,7 +48,7 @@ impl ControlPlane {
                             ServiceUpdate {
                                 route: None,
                                 deployment: None,
-                                settings: Some(settings),
+                                settings: Some(change),
                             },
                         )
                         .await?;

@@ -151,7 +151,59 @@ impl ServiceRecord {
 pub struct ServiceUpdate {
     pub route: Option<String>,
     pub deployment: Option<Deployment>,
-    pub settings: Option<ServiceSettings>,
+    pub settings: Option<SettingsChange>,
+}
+
+/// A change to a service's settings. The store applies it to the record it
+/// reads inside its revision retry, so concurrent changes to different
+/// parts (two secrets, say) both land.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange {
+    /// Replaces the whole set.
+    pub config: Option<BTreeMap<String, String>>,
+    /// Replaces the whole set.
+    pub limits: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Replaces the whole list.
+    pub allowed_outbound_hosts: Option<Vec<String>>,
+    /// Replaces the whole list.
+    pub buckets: Option<Vec<String>>,
+    /// Each key given is set to its sealed value, or removed (`None`);
+    /// other secrets stay.
+    pub secrets: BTreeMap<String, Option<crate::secrets::SealedSecret>>,
+}
+
+impl SettingsChange {
+    pub fn apply_to(&self, settings: &mut ServiceSettings) {
+        if let Some(config) = &self.config {
+            settings.config = config.clone();
+        }
+        if let Some(limits) = &self.limits {
+            settings.limits = limits.clone();
+        }
+        if let Some(hosts) = &self.allowed_outbound_hosts {
+            settings.allowed_outbound_hosts = hosts.clone();
+        }
+        if let Some(buckets) = &self.buckets {
+            settings.buckets = buckets.clone();
+        }
+        for (key, value) in &self.secrets {
+            match value {
+                Some(sealed) => {
+                    settings.secrets.insert(key.clone(), sealed.clone());
+                }
+                None => {
+                    settings.secrets.remove(key);
+                }
+            }
+        }
+    }
+
+    /// `settings` with this change applied.
+    pub fn applied(&self, settings: &ServiceSettings) -> ServiceSettings {
+        let mut next = settings.clone();
+        self.apply_to(&mut next);
+        next
+    }
 }
 
 /// What storing a version did.
@@ -219,7 +271,14 @@ pub struct Snapshot {
 /// The control plane's metadata. Implementations make each method atomic.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
-    async fn create_tenant(&self, name: &str) -> StoreResult<()>;
+    /// Creates a tenant together with its first token, in one step: a
+    /// tenant never exists without a way in.
+    async fn create_tenant(
+        &self,
+        name: &str,
+        first_token: &TokenRecord,
+        hash: &str,
+    ) -> StoreResult<()>;
     /// Creates the tenant unless it exists; for the built-in `default` tenant.
     async fn ensure_tenant(&self, name: &str) -> StoreResult<()>;
     async fn tenant(&self, name: &str) -> StoreResult<TenantRecord>;

@@ -145,7 +145,12 @@ impl SqlStore {
 
 #[async_trait::async_trait]
 impl Store for SqlStore {
-    async fn create_tenant(&self, name: &str) -> StoreResult<()> {
+    async fn create_tenant(
+        &self,
+        name: &str,
+        first_token: &TokenRecord,
+        hash: &str,
+    ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         let result = sqlx::query("INSERT INTO tenants (name, created_at) VALUES ($1, $2)")
             .bind(name)
@@ -153,6 +158,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await;
         conflict_on_unique(result, || format!("tenant `{name}` already exists"))?;
+        insert_token(&mut tx, first_token, hash).await?;
         bump_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -256,16 +262,7 @@ impl Store for SqlStore {
     async fn create_token(&self, token: &TokenRecord, hash: &str) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         require_tenant(&mut tx, &token.tenant).await?;
-        sqlx::query(
-            "INSERT INTO tokens (id, tenant, description, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&token.id)
-        .bind(&token.tenant)
-        .bind(&token.description)
-        .bind(hash)
-        .bind(token.created_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_token(&mut tx, token, hash).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -440,8 +437,8 @@ impl Store for SqlStore {
             if let Some(route) = &update.route {
                 record.route = Some(route.clone());
             }
-            if let Some(settings) = &update.settings {
-                record.settings = settings.clone();
+            if let Some(change) = &update.settings {
+                change.apply_to(&mut record.settings);
             }
             if let Some(deployment) = &update.deployment {
                 activate(record, deployment.clone())?;
@@ -616,4 +613,22 @@ impl Store for SqlStore {
     async fn wait_for_change(&self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.changed.notified()).await;
     }
+}
+
+async fn insert_token(
+    tx: &mut Transaction<'_, Any>,
+    token: &TokenRecord,
+    hash: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO tokens (id, tenant, description, hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&token.id)
+    .bind(&token.tenant)
+    .bind(&token.description)
+    .bind(hash)
+    .bind(token.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
