@@ -14,7 +14,7 @@ COMPONENTIZE_PY_VERSION := 0.25.1
 COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
 PYTHON_OUT   := components/target/python
 
-.PHONY: postgres all setup browser components python-components build run test fmt-check lint unit e2e bench clean
+.PHONY: postgres all setup browser components python-components build run test fmt-check module-cycles lint unit e2e bench clean
 
 all: build components
 
@@ -48,7 +48,11 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 	cd components && $(CARGO) fmt --all -- --check
 
-lint: fmt-check
+# Dependencies between a crate's modules run one way: a new import cycle fails.
+module-cycles:
+	python3 tools/module_cycles.py .
+
+lint: fmt-check module-cycles
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # `make test` lints while it builds: clippy-driver compiles the workspace's
@@ -77,7 +81,7 @@ postgres:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends postgresql; }
 
-test: components browser postgres fmt-check
+test: components browser postgres fmt-check module-cycles
 	$(LINTING) $(CARGO) build --workspace --all-targets
 	$(LINTING) $(CARGO) test --workspace -- --test-threads=1
 

@@ -8,11 +8,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::time::{Duration, Instant};
 
-use berth::capabilities::calls::{CallChain, TraceContext};
 use berth::config::ServiceSpec;
 use berth::host::{Host, HostSettings};
 use berth::limits::Limits;
 use berth::outbound::OutboundPolicy;
+use berth::telemetry::trace_context::{CallChain, TraceContext};
 
 /// The allocator the `berth` binary runs with (`host/src/main.rs`), so the
 /// host measured here is the one that ships.

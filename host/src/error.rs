@@ -10,7 +10,7 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use std::time::Duration;
 
-use crate::invoke::ResponseBody;
+use crate::body::ResponseBody;
 
 /// A request that could not be answered by the guest.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use crate::admission::{TenantGate, default_cpu_slots};
 use crate::capabilities::ServiceCapabilities;
+use crate::capabilities::calls::ServiceDispatch;
 use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
 use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
@@ -23,8 +24,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-/// The tenant that services declared in `berth.toml` belong to.
-pub const DEFAULT_TENANT: &str = "default";
+pub use crate::router::DEFAULT_TENANT;
 
 /// How long a request waits for a free instance slot before a 503.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -105,7 +105,8 @@ pub struct Host {
     /// Guests' key-value data.
     kv: Arc<dyn KvBackend>,
     /// The host itself, for service-to-service calls made by its guests.
-    me: Weak<Host>,
+    /// This host, as the capabilities reach it for service calls.
+    me: Weak<dyn ServiceDispatch>,
     max_call_depth: u32,
     /// Every service's usage figures.
     telemetry: TelemetryBook,
@@ -142,7 +143,7 @@ impl Host {
             quick_linker,
             registry: Registry::default(),
             kv,
-            me: me.clone(),
+            me: me.clone() as Weak<dyn ServiceDispatch>,
             max_call_depth: settings.max_call_depth,
             max_instances: settings.max_instances as usize,
             max_instances_per_tenant: settings.max_instances_per_tenant,
@@ -189,7 +190,7 @@ impl Host {
             slots: &self.slots,
             queue_timeout: QUEUE_TIMEOUT,
             own_listeners: self.own_listeners.get().unwrap_or(&self.no_listeners),
-            host: &self.me,
+            dispatch: &self.me,
             max_call_depth: self.max_call_depth,
             component: self.component,
         }

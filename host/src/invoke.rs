@@ -13,27 +13,29 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
-use crate::admission::{Admission, CpuShare, TenantGate};
+use crate::admission::{Admission, TenantGate};
+use crate::body::{ResponseBody, declared_length};
 use crate::capabilities::ServiceCapabilities;
 use crate::capabilities::addresses::AddressPolicy;
-use crate::capabilities::calls::{CallChain, ServiceCalls};
+use crate::capabilities::calls::{ServiceCalls, ServiceDispatch};
 use crate::capabilities::clocks::{CoarseMonotonicClock, CoarseWallClock};
+use crate::capabilities::guest_output::GuestIdentity;
 use crate::capabilities::log_rate::LogRate;
-use crate::capabilities::logging::GuestIdentity;
 use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
+pub use crate::capabilities::state::HostState;
 use crate::capabilities::stdio::{GuestLog, Stdio};
 use crate::error::RequestError;
-use crate::host::Host;
-use crate::limits::{ComponentLimits, HostCharge, InstanceMemoryLimiter, Limits};
+use crate::limits::{ComponentLimits, InstanceMemoryLimiter, Limits};
 use crate::lingering_body::LingeringBody;
 use crate::logbook::ServiceLog;
 use crate::telemetry::guest_clock::GuestClock;
 use crate::telemetry::metrics::ServiceMetrics;
+use crate::telemetry::trace_context::CallChain;
 
 /// Largest `wasi:random` buffer one call may ask for; the host allocates it
 /// outside the guest's memory limit, so a larger ask traps instead.
@@ -42,48 +44,6 @@ const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
 /// Host-side resources (streams, fields, requests) one instance may hold at
 /// once; they live outside the guest's memory limit too.
 const MAX_RESOURCES: usize = 16 * 1024;
-
-/// The body of every response the data plane sends.
-pub type ResponseBody =
-    http_body_util::combinators::UnsyncBoxBody<Bytes, wasmtime_wasi_http::Error>;
-
-/// Everything one instance owns, dropped with it at the end of the request.
-pub struct HostState {
-    pub(crate) table: ResourceTable,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    pub(crate) hooks: OutboundHooks,
-    pub(crate) limiter: InstanceMemoryLimiter,
-    /// What each wasi:http header map the guest holds is charged, by handle.
-    pub(crate) fields_held: std::collections::HashMap<u32, HostCharge>,
-    /// Key-value data and configuration of the service.
-    pub(crate) capabilities: Arc<ServiceCapabilities>,
-    /// Who is running, for `wasi:logging` lines.
-    pub(crate) identity: GuestIdentity,
-    /// Epoch ticks this request has spent running guest code.
-    cpu_ticks: u64,
-    cpu_budget_ticks: u64,
-    cpu_share: CpuShare,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HostState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
 
 /// A component could not be linked against Berth's world.
 #[derive(Debug, thiserror::Error)]
@@ -220,14 +180,6 @@ where
     }
 }
 
-/// The `Content-Length` a message declares, if any.
-pub(crate) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-}
-
 /// Refuses a response that declares a length above the limit, and cuts off
 /// one that streams past it.
 fn limit_response(
@@ -289,8 +241,8 @@ pub struct InvokeContext<'a> {
     pub queue_timeout: Duration,
     /// The host's own listening sockets, which guests may never call.
     pub own_listeners: &'a Arc<[std::net::SocketAddr]>,
-    /// The host, for service-to-service calls.
-    pub host: &'a Weak<Host>,
+    /// Where this instance's service calls go (the host).
+    pub dispatch: &'a Weak<dyn ServiceDispatch>,
     pub max_call_depth: u32,
     /// What one component instance may create: held by its store's limiter.
     pub component: ComponentLimits,
@@ -483,7 +435,7 @@ fn new_store(
             remaining: version.limits.outbound_requests,
             limit: version.limits.outbound_requests,
             calls: ServiceCalls {
-                host: cx.host.clone(),
+                dispatch: cx.dispatch.clone(),
                 tenant: Arc::clone(&version.tenant),
                 request_id: Arc::clone(request_id),
                 chain,

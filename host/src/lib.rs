@@ -33,9 +33,18 @@
 //! - [`telemetry`]: logging set-up, request ids, Prometheus metrics, the
 //!   usage stats behind `berth stats`, and OTLP span export.
 //! - [`units`]: sizes and durations as people write them.
+//! - [`body`], [`lingering_body`]: response bodies every layer shares, and
+//!   bodies a guest writes that outlive hyper's interest in them.
+//! - [`random`]: fast, non-cryptographic random numbers (splits, trace ids).
+//! - [`service_dispatch`]: how the host runs a service call the capability
+//!   layer hands it through `ServiceDispatch`.
+//!
+//! Imports between these modules run one way (`tools/module_cycles.py`,
+//! run by `make test`); `docs/architecture.md` lists the layers.
 
 pub mod admin;
 pub mod admission;
+pub mod body;
 pub mod body_rate;
 pub mod capabilities;
 pub mod config;
@@ -50,10 +59,12 @@ pub mod limits;
 pub mod lingering_body;
 pub mod logbook;
 pub mod quotas;
+pub mod random;
 pub mod registry;
 pub mod router;
 pub mod secrets;
 pub mod server;
+pub mod service_dispatch;
 pub mod store;
 pub mod telemetry;
 pub mod units;

@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 use crate::invoke::ServiceVersion;
 
+/// The tenant that services declared in `berth.toml` belong to, and that
+/// a host name naming no tenant reaches.
+pub const DEFAULT_TENANT: &str = "default";
+
 /// The versions behind one route: one, or several with weights.
 #[derive(Clone)]
 pub struct Backends {
@@ -133,9 +137,9 @@ impl RoutingTableBuilder {
 impl RoutingTable {
     /// A table of the default tenant's routes alone.
     pub fn new(routes: Vec<Route>) -> Self {
-        let mut builder = RoutingTableBuilder::new("localhost", crate::host::DEFAULT_TENANT);
+        let mut builder = RoutingTableBuilder::new("localhost", DEFAULT_TENANT);
         for route in routes {
-            builder.route(crate::host::DEFAULT_TENANT, route);
+            builder.route(DEFAULT_TENANT, route);
         }
         builder.build()
     }
@@ -215,24 +219,6 @@ pub fn path_info<'a>(prefix: &str, path: &'a str) -> &'a str {
     }
 }
 
-/// A fast, non-cryptographic random number for picking split versions.
-pub fn roll() -> u64 {
-    use std::cell::Cell;
-    use std::hash::{BuildHasher, RandomState};
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
-    }
-    STATE.with(|state| {
-        // xorshift64*
-        let mut x = state.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        state.set(x);
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,16 +252,5 @@ mod tests {
         assert_eq!(table.tenant_for_host(Some("127.0.0.1:80")), "default");
         assert_eq!(table.tenant_for_host(Some("[::1]:80")), "default");
         assert_eq!(table.tenant_for_host(None), "default");
-    }
-
-    #[test]
-    fn rolls_spread_evenly() {
-        let mut low = 0;
-        for _ in 0..10_000 {
-            if roll() % 100 < 10 {
-                low += 1;
-            }
-        }
-        assert!((800..1200).contains(&low), "{low} of 10000 below 10%");
     }
 }

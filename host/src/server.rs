@@ -15,15 +15,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::body::ResponseBody;
 use crate::body_rate::{MinBodyRate, RateGuardedBody};
-use crate::capabilities::calls::{CallChain, TraceContext};
 use crate::error::RequestError;
 use crate::host::Host;
-use crate::invoke::{ResponseBody, invoke};
-use crate::router::{path_info, roll};
+use crate::invoke::invoke;
+use crate::random::roll;
+use crate::router::path_info;
 use crate::telemetry::metered::RequestRecord;
 use crate::telemetry::next_request_id;
 use crate::telemetry::otlp::{SpanRecord, Value};
+use crate::telemetry::trace_context::{CallChain, TraceContext};
 
 /// Headers a client may not set: the host sets them for the guest.
 const HOST_SET_HEADERS: [&str; 4] = [

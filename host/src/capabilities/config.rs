@@ -2,7 +2,7 @@
 //! only, under both names guests import it by.
 
 use super::bindings::{config_draft_store, config_store};
-use crate::invoke::HostState;
+use super::state::HostState;
 
 /// The two versions are the same interface; one implementation serves both.
 macro_rules! config_host {

@@ -21,7 +21,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{
 use wasmtime_wasi_http::p2::types as http;
 use wasmtime_wasi_http::{FieldMap, WasiHttpCtxView, WasiHttpView};
 
-use crate::invoke::HostState;
+use super::state::HostState;
 
 /// The interface whose `fields` functions are redefined; the linker serves
 /// every 0.2.x import from it.

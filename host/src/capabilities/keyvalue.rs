@@ -7,7 +7,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::kv_store::{Error, KeyResponse};
 use super::bindings::{atomics, batch, kv_store};
-use crate::invoke::HostState;
+use super::state::HostState;
 use crate::kv::{KvError, LIST_PAGE, Namespace};
 use crate::limits::{HostCharge, HostMemoryExceeded};
 use crate::telemetry::metrics::KvOp;

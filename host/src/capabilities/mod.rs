@@ -19,20 +19,22 @@ pub mod calls;
 pub mod clocks;
 mod config;
 pub mod fields;
+pub mod guest_output;
 pub mod keyvalue;
 pub mod log_rate;
 pub mod logging;
 pub mod outbound;
 pub mod service_call;
+pub mod state;
 pub mod stdio;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::invoke::HostState;
 use crate::kv::{KvBackend, KvQuota};
 use crate::telemetry::metrics::KvCounters;
+use state::HostState;
 
 /// The bucket every service has.
 pub const DEFAULT_BUCKET: &str = "default";

@@ -17,7 +17,7 @@ use wasmtime_wasi_http::WasiBody;
 
 use super::bindings::service_call::{self as wit, Error as CallError};
 use super::calls::{INTERNAL_SUFFIX, ServiceCalls, internal_target};
-use crate::invoke::HostState;
+use super::state::HostState;
 use crate::limits::{HostCharge, InstanceBudget};
 use std::sync::Arc;
 
@@ -124,7 +124,7 @@ async fn take_whole(response: http::Response<WasiBody>, budget: Arc<InstanceBudg
         ))
     };
     let (parts, mut body) = response.into_parts();
-    if crate::invoke::declared_length(&parts.headers).is_some_and(|n| n > limit) {
+    if crate::body::declared_length(&parts.headers).is_some_and(|n| n > limit) {
         return (Err(too_large(limit)), None);
     }
     let mut charge = match budget.charge(0) {

@@ -1,5 +1,5 @@
 //! [`KvBackend`] on one SQLite file in the data directory (one per tenant,
-//! `kv/{tenant}.db`, through [`TenantShardedKv`](super::sharded::TenantShardedKv)),
+//! `kv/{tenant}.db`, through `TenantShardedKv`),
 //! apart from the control plane's database so that guest traffic never
 //! waits on deploys.
 //!

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::metrics::ServiceMetrics;
 use super::otlp::SpanRecord;
-use crate::invoke::ResponseBody;
+use crate::body::ResponseBody;
 
 /// What to record about one request once its response is done.
 pub struct RequestRecord {

@@ -7,6 +7,7 @@ pub mod metered;
 pub mod metrics;
 pub mod otlp;
 pub mod stats;
+pub mod trace_context;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};

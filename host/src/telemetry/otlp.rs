@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
-use crate::capabilities::calls::TraceContext;
+use super::trace_context::TraceContext;
 
 /// Spans waiting for the exporter; past this they are dropped (and counted)
 /// rather than slowing requests down.
