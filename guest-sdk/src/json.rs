@@ -4,8 +4,25 @@ use crate::{Body, Error, IntoResponse, Request, Response};
 
 /// A value sent or received as JSON.
 ///
-/// As a response it is serialized with `content-type: application/json`.
+/// As a response it is serialized with `content-type: application/json`;
+/// [`Json::from_request`] reads one from a request body.
 pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> Json<T> {
+    /// Reads the request body as JSON, as [`read_json`] does: a body that is
+    /// not JSON, or does not fit `T`, is a 400 that says where and what.
+    ///
+    /// ```no_run
+    /// # async fn f(mut request: berth_sdk::Request) -> Result<(), berth_sdk::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct NewItem { name: String }
+    /// let berth_sdk::Json(item) = berth_sdk::Json::<NewItem>::from_request(&mut request).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_request(request: &mut Request) -> Result<Self, Error> {
+        read_json(request).await.map(Json)
+    }
+}
 
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {

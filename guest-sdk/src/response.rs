@@ -1,6 +1,8 @@
 use http::StatusCode;
 
-use crate::{Body, Error, Response};
+#[cfg(doc)]
+use crate::Error;
+use crate::{Body, Response};
 
 /// What a handler may return.
 pub trait IntoResponse {
@@ -41,7 +43,9 @@ impl<T: IntoResponse> IntoResponse for (StatusCode, T) {
     }
 }
 
-impl<T: IntoResponse> IntoResponse for Result<T, Error> {
+/// `Ok` as its value, `Err` as its error: any error type that makes a
+/// response (an [`Error`], a status, a `(status, message)` pair, ...).
+impl<T: IntoResponse, E: IntoResponse> IntoResponse for Result<T, E> {
     fn into_response(self) -> Response {
         match self {
             Ok(value) => value.into_response(),

@@ -18,12 +18,30 @@ type Handler = Box<dyn Fn(Request, Params) -> Pin<Box<dyn Future<Output = Respon
 /// When Berth mounts a service under a route prefix (say `/shop`), the router
 /// matches the path after the prefix, so the same component works at any
 /// prefix, and at `/` under `wasmtime serve`.
+/// One builder method per HTTP method, each a [`Router::route`] call.
+macro_rules! method_routes {
+    ($($(#[$doc:meta])* $name:ident $method:ident,)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
+            where
+                F: Fn(Request, Params) -> Fut + 'static,
+                Fut: Future<Output = R> + 'static,
+                R: IntoResponse,
+            {
+                self.route(Method::$method, pattern, handler)
+            }
+        )*
+    };
+}
+
 #[derive(Default)]
 pub struct Router {
     /// Patterns are kept as written and read only while matching: a router
     /// is built for every request (each runs in a fresh instance), so
     /// building one must cost next to nothing.
-    routes: Vec<(Method, Cow<'static, str>, Handler)>,
+    /// A method of `None` takes every method ([`Router::any`]).
+    routes: Vec<(Option<Method>, Cow<'static, str>, Handler)>,
 }
 
 enum Segment<'a> {
@@ -37,7 +55,8 @@ enum Segment<'a> {
 pub struct Params(Vec<(String, String)>);
 
 impl Params {
-    /// The raw (still percent-encoded) value of a parameter.
+    /// The value of a parameter, percent-decoded (`/items/a%20b` gives
+    /// `a b`; a segment that does not decode to UTF-8 is kept as sent).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -69,8 +88,22 @@ impl Router {
     /// read only when a request is matched, so building a router for each
     /// request costs next to nothing.
     pub fn route<F, Fut, R>(
-        mut self,
+        self,
         method: Method,
+        pattern: impl Into<Cow<'static, str>>,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(Request, Params) -> Fut + 'static,
+        Fut: Future<Output = R> + 'static,
+        R: IntoResponse,
+    {
+        self.add(Some(method), pattern, handler)
+    }
+
+    fn add<F, Fut, R>(
+        mut self,
+        method: Option<Method>,
         pattern: impl Into<Cow<'static, str>>,
         handler: F,
     ) -> Self
@@ -87,48 +120,45 @@ impl Router {
         self
     }
 
-    pub fn get<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
+    /// Adds a handler for `pattern` that takes every method, after the
+    /// routes of a given method that match the same path.
+    pub fn any<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
     where
         F: Fn(Request, Params) -> Fut + 'static,
         Fut: Future<Output = R> + 'static,
         R: IntoResponse,
     {
-        self.route(Method::GET, pattern, handler)
+        self.add(None, pattern, handler)
     }
 
-    pub fn post<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
-    where
-        F: Fn(Request, Params) -> Fut + 'static,
-        Fut: Future<Output = R> + 'static,
-        R: IntoResponse,
-    {
-        self.route(Method::POST, pattern, handler)
-    }
-
-    pub fn put<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
-    where
-        F: Fn(Request, Params) -> Fut + 'static,
-        Fut: Future<Output = R> + 'static,
-        R: IntoResponse,
-    {
-        self.route(Method::PUT, pattern, handler)
-    }
-
-    pub fn delete<F, Fut, R>(self, pattern: impl Into<Cow<'static, str>>, handler: F) -> Self
-    where
-        F: Fn(Request, Params) -> Fut + 'static,
-        Fut: Future<Output = R> + 'static,
-        R: IntoResponse,
-    {
-        self.route(Method::DELETE, pattern, handler)
+    method_routes! {
+        /// Adds a `GET` handler (it answers `HEAD` too, unless a `HEAD` route is given).
+        get GET,
+        /// Adds a `POST` handler.
+        post POST,
+        /// Adds a `PUT` handler.
+        put PUT,
+        /// Adds a `PATCH` handler.
+        patch PATCH,
+        /// Adds a `DELETE` handler.
+        delete DELETE,
+        /// Adds a `HEAD` handler.
+        head HEAD,
+        /// Adds an `OPTIONS` handler.
+        options OPTIONS,
     }
 
     async fn dispatch(&self, request: Request) -> Response {
         let path = routing_path(&request);
         let mut allowed: Vec<&str> = Vec::new();
         let mut get_route = None;
+        let mut any_route = None;
         for (method, pattern, handler) in &self.routes {
             if let Some(params) = match_path(pattern, &path) {
+                let Some(method) = method else {
+                    any_route = any_route.or(Some((handler, params)));
+                    continue;
+                };
                 if method == request.method() {
                     return handler(request, params).await;
                 }
@@ -143,6 +173,9 @@ impl Router {
         if request.method() == Method::HEAD
             && let Some((handler, params)) = get_route
         {
+            return handler(request, params).await;
+        }
+        if let Some((handler, params)) = any_route {
             return handler(request, params).await;
         }
         if allowed.is_empty() {
@@ -204,25 +237,58 @@ fn match_path(pattern: &str, path: &str) -> Option<Params> {
                     if !rest.is_empty() {
                         rest.push('/');
                     }
-                    rest.push_str(part);
+                    rest.push_str(&percent_decode(part));
                 }
                 params.push((name.to_string(), rest));
                 return Some(Params(params));
             }
             Segment::Literal(literal) => {
-                if parts.next()? != literal {
+                if percent_decode(parts.next()?) != literal {
                     return None;
                 }
             }
-            Segment::Param(name) => params.push((name.to_string(), parts.next()?.to_string())),
+            Segment::Param(name) => {
+                params.push((name.to_string(), percent_decode(parts.next()?).into_owned()))
+            }
         }
     }
     parts.next().is_none().then_some(Params(params))
 }
 
+/// `%XX` escapes decoded; a segment whose bytes are not UTF-8 once decoded
+/// (or with a broken escape) is kept as sent.
+fn percent_decode(segment: &str) -> Cow<'_, str> {
+    if !segment.contains('%') {
+        return Cow::Borrowed(segment);
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(byte) => {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+                None => return Cow::Borrowed(segment),
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).map_or(Cow::Borrowed(segment), Cow::Owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StatusCode;
 
     #[test]
     fn matches_literals_params_and_rest() {
@@ -241,6 +307,65 @@ mod tests {
         );
         assert!(match_path("/", "/").is_some());
         assert!(match_path("/{*path}/x", "/a/x").is_none());
+    }
+
+    #[test]
+    fn params_are_percent_decoded() {
+        let m = match_path("/items/{id}", "/items/a%20b%2Fc");
+        assert_eq!(
+            m.and_then(|m| m.get("id").map(String::from)),
+            Some("a b/c".into())
+        );
+        let m = match_path("/files/{*path}", "/files/x%41/y");
+        assert_eq!(
+            m.and_then(|m| m.get("path").map(String::from)),
+            Some("xA/y".into())
+        );
+        // A literal matches its encoded form; broken escapes stay as sent.
+        assert!(match_path("/caf\u{e9}", "/caf%C3%A9").is_some());
+        let m = match_path("/items/{id}", "/items/100%");
+        assert_eq!(
+            m.and_then(|m| m.get("id").map(String::from)),
+            Some("100%".into())
+        );
+        let m = match_path("/items/{id}", "/items/%FF");
+        assert_eq!(
+            m.and_then(|m| m.get("id").map(String::from)),
+            Some("%FF".into())
+        );
+    }
+
+    fn status_of(router: &Router, method: &str, path: &str) -> u16 {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(crate::Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        futures_lite::future::block_on(router.dispatch(request))
+            .status()
+            .as_u16()
+    }
+
+    #[test]
+    fn every_method_routes_and_any_takes_the_rest() {
+        let router = Router::new()
+            .patch("/items/{id}", |_, _| async { StatusCode::ACCEPTED })
+            .get("/items/{id}", |_, p: Params| async move {
+                p.parse::<u32>("id").map(|_| "item")
+            })
+            .any("/items/{id}", |_, _| async { StatusCode::IM_A_TEAPOT });
+        assert_eq!(status_of(&router, "PATCH", "/items/1"), 202);
+        assert_eq!(status_of(&router, "GET", "/items/1"), 200);
+        assert_eq!(status_of(&router, "HEAD", "/items/1"), 200);
+        // `Result<_, Error>` answers with the error's status.
+        assert_eq!(status_of(&router, "GET", "/items/x"), 400);
+        assert_eq!(status_of(&router, "DELETE", "/items/1"), 418);
+        assert_eq!(status_of(&router, "GET", "/other"), 404);
+        let strict = Router::new().get("/a", |_, _| async {
+            Err::<&str, _>((StatusCode::CONFLICT, "taken"))
+        });
+        assert_eq!(status_of(&strict, "GET", "/a"), 409);
+        assert_eq!(status_of(&strict, "POST", "/a"), 405);
     }
 
     #[test]

@@ -86,8 +86,22 @@ async fn products(_request: Request, _params: Params) -> Result<Json<Value>, Err
     Ok(Json(json("catalog", products).await?))
 }
 
+/// A path parameter as one segment of a path again: the router hands it
+/// over percent-decoded, and the cart service judges what it holds.
+fn segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 async fn cart(_request: Request, params: Params) -> Result<Json<CartView>, Error> {
-    let user = params.get("user").unwrap_or_default();
+    let user = segment(params.get("user").unwrap_or_default());
     let (cart, catalog) = join(
         call("cart", get(&format!("/carts/{user}"))?),
         call("catalog", get("/products")?),
@@ -119,7 +133,7 @@ async fn cart(_request: Request, params: Params) -> Result<Json<CartView>, Error
 }
 
 async fn add(mut request: Request, params: Params) -> Result<Response, Error> {
-    let user = params.get("user").unwrap_or_default().to_string();
+    let user = segment(params.get("user").unwrap_or_default());
     let line: Value = read_json(&mut request).await?;
     let Some(product_id) = line["product_id"].as_u64() else {
         return Err(Error::bad_request("`product_id` must be a product's id"));
