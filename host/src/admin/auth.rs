@@ -160,7 +160,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
             return Ok(Self::Operator);
         }
         let hex_hash = hex::encode(hash);
-        match state.control.store().token_by_hash(&hex_hash).await? {
+        match state.control.token_by_hash(&hex_hash).await? {
             Some((token, stored)) if bool::from(stored.as_bytes().ct_eq(hex_hash.as_bytes())) => {
                 Ok(Self::Tenant(token.tenant))
             }

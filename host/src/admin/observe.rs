@@ -54,7 +54,7 @@ pub async fn service_stats_route(
     Path((tenant, service)): Path<(String, String)>,
 ) -> Result<Json<ServiceStatsView>, ApiError> {
     caller.require_tenant(&tenant)?;
-    state.control.store().service(&tenant, &service).await?;
+    state.control.service(&tenant, &service).await?;
     Ok(Json(service_stats(&state, &tenant, &service)))
 }
 
@@ -69,8 +69,7 @@ pub async fn tenant_stats(
     Path(tenant): Path<String>,
 ) -> Result<Json<TenantStatsView>, ApiError> {
     caller.require_tenant(&tenant)?;
-    state.control.store().tenant(&tenant).await?;
-    let services = state.control.store().list_services(&tenant).await?;
+    let services = state.control.services(&tenant).await?;
     Ok(Json(TenantStatsView {
         services: services
             .iter()
@@ -119,7 +118,7 @@ pub async fn tenant_metrics(
     Path(tenant): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require_tenant(&tenant)?;
-    state.control.store().tenant(&tenant).await?;
+    state.control.tenant(&tenant).await?;
     let text = state
         .metrics
         .as_ref()

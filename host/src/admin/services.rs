@@ -148,8 +148,7 @@ pub async fn list_services(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<ServiceView>>, ApiError> {
     caller.require_tenant(&tenant)?;
-    state.control.store().tenant(&tenant).await?;
-    let services = state.control.store().list_services(&tenant).await?;
+    let services = state.control.services(&tenant).await?;
     Ok(Json(
         services
             .into_iter()
@@ -168,7 +167,7 @@ pub async fn get_service(
     Path((tenant, service)): Path<(String, String)>,
 ) -> Result<Json<ServiceView>, ApiError> {
     caller.require_tenant(&tenant)?;
-    let record = state.control.store().service(&tenant, &service).await?;
+    let record = state.control.service(&tenant, &service).await?;
     Ok(Json(ServiceView::new(record, &state)))
 }
 
@@ -391,7 +390,7 @@ pub async fn logs(
     Query(query): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     caller.require_tenant(&tenant)?;
-    state.control.store().service(&tenant, &service).await?;
+    state.control.service(&tenant, &service).await?;
     let log = state.control.logbook().service(&tenant, &service);
     let limit = query.limit.unwrap_or(100).min(crate::logbook::LINES_KEPT);
     let follower = query.follow.then(|| log.follow());

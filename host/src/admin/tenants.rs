@@ -111,8 +111,7 @@ async fn issue_token(
     let (record, secret) = new_token(tenant, description)?;
     state
         .control
-        .store()
-        .create_token(&record, &hash_secret(&secret))
+        .add_token(&record, &hash_secret(&secret))
         .await?;
     Ok(CreatedToken {
         id: record.id,
@@ -166,7 +165,7 @@ pub async fn list_tenants(
 ) -> Result<Json<Vec<TenantView>>, ApiError> {
     caller.require_operator()?;
     let base = &state.control.settings().base_domain;
-    let tenants = state.control.store().list_tenants().await?;
+    let tenants = state.control.tenants().await?;
     Ok(Json(
         tenants
             .into_iter()
@@ -185,7 +184,7 @@ pub async fn get_tenant(
     Path(tenant): Path<String>,
 ) -> Result<Json<TenantView>, ApiError> {
     caller.require_tenant(&tenant)?;
-    let record = state.control.store().tenant(&tenant).await?;
+    let record = state.control.tenant(&tenant).await?;
     Ok(Json(TenantView::new(
         record,
         &state.control.settings().base_domain,
@@ -257,8 +256,7 @@ pub async fn list_tokens(
     Path(tenant): Path<String>,
 ) -> Result<Json<Vec<TokenRecord>>, ApiError> {
     caller.require_tenant(&tenant)?;
-    state.control.store().tenant(&tenant).await?;
-    Ok(Json(state.control.store().list_tokens(&tenant).await?))
+    Ok(Json(state.control.tokens(&tenant).await?))
 }
 
 /// Revoke a token; it stops working at once.
@@ -271,7 +269,7 @@ pub async fn revoke_token(
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_tenant(&tenant)?;
-    state.control.store().revoke_token(&tenant, &id).await?;
+    state.control.revoke_token(&tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
