@@ -11,11 +11,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
+use wasmtime::component::Resource;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::admission::{Admission, TenantGate};
@@ -248,7 +250,8 @@ pub struct InvokeContext<'a> {
     pub component: ComponentLimits,
 }
 
-/// Runs one request in a fresh instance of `version`.
+/// Runs one request in a fresh instance of `version`: admission, a fresh
+/// instance, the guest's task, and the response head it sets.
 pub async fn invoke<B>(
     cx: &InvokeContext<'_>,
     version: &Arc<ServiceVersion>,
@@ -261,48 +264,11 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let limits = version.limits;
-    check_headers(request.headers(), &limits)?;
-    if declared_length(request.headers()).is_some_and(|n| n > limits.request_body_bytes) {
-        return Err(RequestError::BodyTooLarge {
-            limit_bytes: limits.request_body_bytes,
-        });
-    }
-
+    check_request(request.headers(), &limits)?;
     let started = Instant::now();
-    // Refusals before any guest runs are counted here, where both the
-    // front door's requests and service calls pass.
-    let refused = |error: RequestError| {
-        version.metrics.rejected(error.kind());
-        error
-    };
-    let admission = version.gate.admit().await.map_err(refused)?;
-    let slot =
-        match tokio::time::timeout(cx.queue_timeout, Arc::clone(cx.slots).acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
-            Ok(Err(_)) | Err(_) => return Err(refused(RequestError::PoolExhausted)),
-        };
+    let held = admit(cx, version).await?;
     let mut store = new_store(cx, version, &request_id, chain);
-    let instantiating = Instant::now();
-    let proxy = match version.pre.instantiate_async(&mut store).await {
-        Ok(proxy) => {
-            version.metrics.instantiated(instantiating.elapsed());
-            proxy
-        }
-        Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
-            return Err(refused(RequestError::PoolExhausted));
-        }
-        Err(e) => {
-            let error = classify_failure(&e, &store, &limits);
-            tracing::warn!(error = %format!("{e:#}"), "instantiation failed");
-            let error = match error {
-                RequestError::GuestTrap => RequestError::Instantiate,
-                other => other,
-            };
-            version.metrics.guest_failed(error.kind());
-            return Err(error);
-        }
-    };
-
+    let proxy = instantiate(version, &mut store).await?;
     let exceeded = Arc::new(AtomicBool::new(false));
     let request = request.map(|inner| CappedBody {
         inner,
@@ -323,73 +289,182 @@ where
             .map_err(|_| RequestError::Instantiate)?;
         (guest_request, outparam)
     };
+    let guest = tokio::spawn(
+        run_guest(GuestRun {
+            store,
+            proxy,
+            guest_request,
+            outparam,
+            wall_left: limits.wall_time.saturating_sub(started.elapsed()),
+            limits,
+            metrics: Arc::clone(&version.metrics),
+            held,
+        })
+        .in_current_span(),
+    );
+    response_head(receiver, guest, &exceeded, &limits).await
+}
 
-    let wall_left = limits.wall_time.saturating_sub(started.elapsed());
-    let metrics = Arc::clone(&version.metrics);
+/// A request's head against its limits, before anything is admitted.
+fn check_request(headers: &http::HeaderMap, limits: &Limits) -> Result<(), RequestError> {
+    check_headers(headers, limits)?;
+    if declared_length(headers).is_some_and(|n| n > limits.request_body_bytes) {
+        return Err(RequestError::BodyTooLarge {
+            limit_bytes: limits.request_body_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// What a running request holds until its guest ends: a place in its
+/// tenant's admission and an instance slot of the pool.
+struct Held {
+    slot: tokio::sync::OwnedSemaphorePermit,
+    admission: Admission,
+}
+
+/// Refusals before any guest runs are counted here, where both the front
+/// door's requests and service calls pass.
+fn refused(version: &ServiceVersion, error: RequestError) -> RequestError {
+    version.metrics.rejected(error.kind());
+    error
+}
+
+/// A place in the tenant's admission, then an instance slot (waiting for
+/// one at most the queue timeout).
+async fn admit(cx: &InvokeContext<'_>, version: &ServiceVersion) -> Result<Held, RequestError> {
+    let admission = version
+        .gate
+        .admit()
+        .await
+        .map_err(|e| refused(version, e))?;
+    match tokio::time::timeout(cx.queue_timeout, Arc::clone(cx.slots).acquire_owned()).await {
+        Ok(Ok(slot)) => Ok(Held { slot, admission }),
+        Ok(Err(_)) | Err(_) => Err(refused(version, RequestError::PoolExhausted)),
+    }
+}
+
+async fn instantiate(
+    version: &ServiceVersion,
+    store: &mut Store<HostState>,
+) -> Result<Proxy, RequestError> {
+    let instantiating = Instant::now();
+    match version.pre.instantiate_async(&mut *store).await {
+        Ok(proxy) => {
+            version.metrics.instantiated(instantiating.elapsed());
+            Ok(proxy)
+        }
+        Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
+            Err(refused(version, RequestError::PoolExhausted))
+        }
+        Err(e) => {
+            let error = classify_failure(&e, store, &version.limits);
+            tracing::warn!(error = %format!("{e:#}"), "instantiation failed");
+            let error = match error {
+                RequestError::GuestTrap => RequestError::Instantiate,
+                other => other,
+            };
+            version.metrics.guest_failed(error.kind());
+            Err(error)
+        }
+    }
+}
+
+/// Everything the guest's task owns.
+struct GuestRun {
+    store: Store<HostState>,
+    proxy: Proxy,
+    guest_request: Resource<HostIncomingRequest>,
+    outparam: Resource<HostResponseOutparam>,
+    wall_left: Duration,
+    limits: Limits,
+    metrics: Arc<ServiceMetrics>,
+    held: Held,
+}
+
+/// Runs the guest's handler to its end (it may stream the body after the
+/// head is sent), bounded by the wall-clock time left, and releases the
+/// instance, its slot and its admission, in that order.
+async fn run_guest(run: GuestRun) -> GuestOutcome {
+    let GuestRun {
+        mut store,
+        proxy,
+        guest_request,
+        outparam,
+        wall_left,
+        limits,
+        metrics,
+        held,
+    } = run;
     // A guest that waits in the host (on a service it called, an upstream,
     // a timer) uses no CPU: holding its tenant's CPU slot meanwhile would
     // stall the tenant's other guests, the callee of a service call among
     // them.
     let cpu_share = store.data().cpu_share.clone();
-    let guest = tokio::spawn(
-        async move {
-            let mut clock = GuestClock::new();
-            let call = proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, guest_request, outparam);
-            let call = clock.run(call, || cpu_share.release());
-            let outcome = match tokio::time::timeout(wall_left, call).await {
-                Ok(Ok(())) => GuestOutcome::Finished,
-                Ok(Err(e)) => {
-                    let failure = classify_failure(&e, &store, &limits);
-                    tracing::warn!(kind = failure.kind(), error = %format!("{e:#}"), "request failed in the guest");
-                    GuestOutcome::Failed(failure)
-                }
-                Err(_) => {
-                    tracing::warn!(kind = "wall-deadline", "request stopped at its wall-clock deadline");
-                    GuestOutcome::Failed(RequestError::WallDeadline {
-                        limit: limits.wall_time,
-                    })
-                }
-            };
-            if let GuestOutcome::Failed(failure) = &outcome {
-                metrics.guest_failed(failure.kind());
-            }
-            metrics.guest_used(clock.total(), store.data().limiter.budget().peak());
-            // Dropping the store releases the instance's pool slot.
-            drop(store);
-            drop(slot);
-            drop::<Admission>(admission);
-            outcome
+    let mut clock = GuestClock::new();
+    let call = proxy
+        .wasi_http_incoming_handler()
+        .call_handle(&mut store, guest_request, outparam);
+    let call = clock.run(call, || cpu_share.release());
+    let outcome = match tokio::time::timeout(wall_left, call).await {
+        Ok(Ok(())) => GuestOutcome::Finished,
+        Ok(Err(e)) => {
+            let failure = classify_failure(&e, &store, &limits);
+            tracing::warn!(kind = failure.kind(), error = %format!("{e:#}"), "request failed in the guest");
+            GuestOutcome::Failed(failure)
         }
-        .in_current_span(),
-    );
+        Err(_) => {
+            tracing::warn!(
+                kind = "wall-deadline",
+                "request stopped at its wall-clock deadline"
+            );
+            GuestOutcome::Failed(RequestError::WallDeadline {
+                limit: limits.wall_time,
+            })
+        }
+    };
+    if let GuestOutcome::Failed(failure) = &outcome {
+        metrics.guest_failed(failure.kind());
+    }
+    metrics.guest_used(clock.total(), store.data().limiter.budget().peak());
+    // Dropping the store releases the instance's pool slot.
+    drop(store);
+    let Held { slot, admission } = held;
+    drop(slot);
+    drop(admission);
+    outcome
+}
 
+/// The response head the guest set, or why it set none.
+async fn response_head(
+    receiver: tokio::sync::oneshot::Receiver<
+        Result<
+            http::Response<ResponseBody>,
+            wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+        >,
+    >,
+    guest: tokio::task::JoinHandle<GuestOutcome>,
+    exceeded: &AtomicBool,
+    limits: &Limits,
+) -> Result<http::Response<ResponseBody>, RequestError> {
+    let body_too_large = || RequestError::BodyTooLarge {
+        limit_bytes: limits.request_body_bytes,
+    };
     let body_limit_hit = || exceeded.load(Ordering::Relaxed);
     match receiver.await {
-        Ok(Ok(response)) => {
-            if body_limit_hit() {
-                return Err(RequestError::BodyTooLarge {
-                    limit_bytes: limits.request_body_bytes,
-                });
-            }
-            limit_response(response, limits.response_body_bytes)
-        }
+        Ok(Ok(_)) if body_limit_hit() => Err(body_too_large()),
+        Ok(Ok(response)) => limit_response(response, limits.response_body_bytes),
         Ok(Err(code)) => {
             tracing::debug!(?code, "guest answered with an error code");
             Err(if body_limit_hit() {
-                RequestError::BodyTooLarge {
-                    limit_bytes: limits.request_body_bytes,
-                }
+                body_too_large()
             } else {
                 RequestError::BadGuestResponse
             })
         }
         // The guest ended without setting a response: its outcome says why.
         Err(_) => match guest.await {
-            _ if body_limit_hit() => Err(RequestError::BodyTooLarge {
-                limit_bytes: limits.request_body_bytes,
-            }),
+            _ if body_limit_hit() => Err(body_too_large()),
             Ok(GuestOutcome::Failed(failure)) => Err(failure),
             Ok(GuestOutcome::Finished) => Err(RequestError::NoResponse),
             Err(_) => Err(RequestError::GuestTrap),

@@ -19,7 +19,7 @@ use crate::body::ResponseBody;
 use crate::body_rate::{MinBodyRate, RateGuardedBody};
 use crate::error::RequestError;
 use crate::host::Host;
-use crate::invoke::invoke;
+use crate::invoke::{ServiceVersion, invoke};
 use crate::random::roll;
 use crate::router::path_info;
 use crate::telemetry::metered::RequestRecord;
@@ -211,39 +211,98 @@ pub async fn handle(
 ) -> http::Response<ResponseBody> {
     let started = std::time::Instant::now();
     let request_id = next_request_id();
-    let uri_length = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
-    if uri_length > front.max_uri_bytes {
+    if let Err(error) = check_uri(&request, front) {
         crate::telemetry::metrics::unrouted("uri-too-long");
-        return RequestError::UriTooLong {
-            length: uri_length,
-            limit: front.max_uri_bytes,
-        }
-        .to_response(&request_id);
+        return error.to_response(&request_id);
     }
     let too_slow = Arc::new(AtomicBool::new(false));
     let mut request =
         request.map(|body| RateGuardedBody::new(body, front.body_rate, Arc::clone(&too_slow)));
-    let table = host.registry().snapshot();
-    let path = request.uri().path();
-    let authority = match routing_authority(&request) {
-        Ok(authority) => authority,
-        Err(error) => {
-            crate::telemetry::metrics::unrouted("bad-request");
-            return error.to_response(&request_id);
-        }
+    let (version, prefix) = match pick_version(host, &request, &request_id) {
+        Ok(picked) => picked,
+        Err(error) => return error.to_response(&request_id),
     };
-    let Some(route) = table.route(authority, path) else {
-        tracing::debug!(request_id = %request_id, path, "no route");
-        crate::telemetry::metrics::unrouted("no-route");
-        return RequestError::NoRoute.to_response(&request_id);
-    };
-    let version = Arc::clone(route.backends.pick(roll()));
     let chain = CallChain::root(TraceContext::continuing(
         request.headers().get("traceparent"),
     ));
+    let (span, exported) = request_span(&request, &version, &prefix, &chain, &request_id);
+    let record = RequestRecord::start(&version.metrics, started, exported);
+    let info = path_info(&prefix, request.uri().path()).to_string();
+    set_host_headers(request.headers_mut(), &request_id, &prefix, &info, &chain);
+    let result = invoke(
+        &host.invoke_context(),
+        &version,
+        request,
+        Arc::clone(&request_id),
+        chain,
+    )
+    .instrument(span)
+    .await;
+    let mut response = match result {
+        _ if too_slow.load(Ordering::Relaxed) => RequestError::BodyTooSlow.to_response(&request_id),
+        Ok(response) => response,
+        Err(error) => error.to_response(&request_id),
+    };
+    let headers = response.headers_mut();
+    // Request ids are hex and dashes, always a valid header value.
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", v);
+    }
+    // Which version answered: what canary analysis and clients debugging a
+    // rollout need to see.
+    if let Ok(v) = HeaderValue::from_str(&version.version) {
+        headers.insert("x-berth-version", v);
+    }
+    record.wrap(response)
+}
+
+fn check_uri<B>(request: &http::Request<B>, front: &FrontDoor) -> Result<(), RequestError> {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if length > front.max_uri_bytes {
+        return Err(RequestError::UriTooLong {
+            length,
+            limit: front.max_uri_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// The version that serves the request, by its authority and path and the
+/// route's split, with the route's prefix.
+fn pick_version<B>(
+    host: &Host,
+    request: &http::Request<B>,
+    request_id: &str,
+) -> Result<(Arc<ServiceVersion>, String), RequestError> {
+    let authority = routing_authority(request).inspect_err(|_| {
+        crate::telemetry::metrics::unrouted("bad-request");
+    })?;
+    let path = request.uri().path();
+    let table = host.registry().snapshot();
+    let Some(route) = table.route(authority, path) else {
+        tracing::debug!(request_id, path, "no route");
+        crate::telemetry::metrics::unrouted("no-route");
+        return Err(RequestError::NoRoute);
+    };
+    Ok((
+        Arc::clone(route.backends.pick(roll())),
+        route.prefix.clone(),
+    ))
+}
+
+/// The request's `tracing` span (tenant, service, version, request id,
+/// trace id) and, when traces are exported, its OTLP span.
+fn request_span<B>(
+    request: &http::Request<B>,
+    version: &ServiceVersion,
+    prefix: &str,
+    chain: &CallChain,
+    request_id: &str,
+) -> (tracing::Span, Option<SpanRecord>) {
+    let path = request.uri().path();
     let span = tracing::info_span!(
         "request",
         tenant = %version.tenant,
@@ -254,10 +313,10 @@ pub async fn handle(
         http.request.method = %request.method(),
         url.path = path,
     );
-    let exported = SpanRecord::start(chain.trace, request.method(), &route.prefix).map(|mut s| {
+    let exported = SpanRecord::start(chain.trace, request.method(), prefix).map(|mut s| {
         s.set("url.path", Value::Str(path));
         s.set("url.scheme", Value::Str("http"));
-        if let Some(host) = authority {
+        if let Ok(Some(host)) = routing_authority(request) {
             s.set("server.address", Value::Str(host));
         }
         if let Some(agent) = request
@@ -275,42 +334,11 @@ pub async fn handle(
             &version.tenant,
             &version.service,
             &version.version,
-            &request_id,
+            request_id,
         );
         s
     });
-    let record = RequestRecord::start(&version.metrics, started, exported);
-    let info = path_info(&route.prefix, path).to_string();
-    let prefix = route.prefix.clone();
-    set_host_headers(request.headers_mut(), &request_id, &prefix, &info, &chain);
-    // Request ids are hex and dashes, always a valid header value.
-    let id_header = HeaderValue::from_str(&request_id).ok();
-    drop(table);
-
-    let result = invoke(
-        &host.invoke_context(),
-        &version,
-        request,
-        Arc::clone(&request_id),
-        chain,
-    )
-    .instrument(span)
-    .await;
-    let mut response = match result {
-        _ if too_slow.load(Ordering::Relaxed) => RequestError::BodyTooSlow.to_response(&request_id),
-        Ok(response) => response,
-        Err(error) => error.to_response(&request_id),
-    };
-    let headers = response.headers_mut();
-    if let Some(v) = id_header {
-        headers.insert("x-request-id", v);
-    }
-    // Which version answered: what canary analysis and clients debugging a
-    // rollout need to see.
-    if let Ok(v) = HeaderValue::from_str(&version.version) {
-        headers.insert("x-berth-version", v);
-    }
-    record.wrap(response)
+    (span, exported)
 }
 
 fn protocol_version(version: http::Version) -> &'static str {
