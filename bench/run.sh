@@ -182,6 +182,9 @@ PROBE=components/target/wasm32-wasip2/release/testing_capabilities.wasm
 CAPS=$(taskset -c 0 cargo bench -q -p berth --bench capabilities -- "$PWD/$PROBE" 5000 2>/dev/null)
 cap() { echo "$CAPS" | grep "$1"; }
 
+echo "service-call hop timeline (the hop-trace feature's marks)..."
+HOPS=$(./bench/hop_trace.sh 2000 2>/dev/null)
+
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 R_WASMTIME=$(ratio "$B_RPS" "$W_RPS")
 R_NATIVE=$(ratio "$B_RPS" "$N_RPS")
@@ -320,5 +323,15 @@ request making 100 \`get\`s (or \`set\`s) on SQLite minus one making none, over 
 - $(cap "key-value set")
 
 Machines here are noisy: compare ratios from one run, not absolute figures across runs.
+
+## Service-call hop timeline
+
+\`bench/hop_trace.sh 2000\`: each mark's median offset from the start of the request, in
+microseconds (\`h>\`/\`h<\`: the guest calling the host and the host returning; depth 1 is the
+callee). The marks cost time of their own: read them for where the time goes, not for the total.
+
+\`\`\`
+$HOPS
+\`\`\`
 MD
 cat "$OUT"

@@ -17,6 +17,9 @@
 //!   in a block of its own, as earlier runs did, is printed after.
 //! - key-value: the median of `n` operations in one request minus the
 //!   median of none, divided by `n`.
+//! - `trace` (built with `--features hop-trace`, as `bench/hop_trace.sh`
+//!   does): a timeline of `/whoami`, `/call/b` and `/call-http/b`, each
+//!   mark's median offset from the start of the request.
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -171,6 +174,14 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        #[cfg(feature = "hop-trace")]
+        if only.as_deref() == Some("trace") {
+            timeline::install();
+            for path in ["/whoami", "/call/b", "/call-http/b"] {
+                timeline::trace(&host, &version, path, iterations).await?;
+            }
+            return Ok(());
+        }
         if only.as_deref() != Some("kv") {
             hop(&host, &version, iterations).await?;
         }
@@ -248,4 +259,123 @@ async fn key_value(
         }
     }
     Ok(())
+}
+
+/// The `trace` mode: `berth::hop_trace` marks collected by a `tracing`
+/// layer, and their median offsets printed in order.
+#[cfg(feature = "hop-trace")]
+mod timeline {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    static MARKS: Mutex<Vec<(String, u32, Instant)>> = Mutex::new(Vec::new());
+
+    struct Marks;
+
+    #[derive(Default)]
+    struct Fields {
+        event: String,
+        depth: u32,
+    }
+
+    impl tracing::field::Visit for Fields {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            if field.name() == "event" {
+                self.event = value.to_string();
+            }
+        }
+        fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+            if field.name() == "depth" {
+                self.depth = u32::try_from(value).unwrap_or(u32::MAX);
+            }
+        }
+        fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Marks {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if event.metadata().target() != berth::hop_trace::TARGET {
+                return;
+            }
+            let at = Instant::now();
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            if let Ok(mut marks) = MARKS.lock() {
+                marks.push((fields.event, fields.depth, at));
+            }
+        }
+    }
+
+    pub fn install() {
+        let filter = tracing_subscriber::filter::Targets::new()
+            .with_target(berth::hop_trace::TARGET, tracing::Level::TRACE);
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::Layer::with_filter(Marks, filter));
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    }
+
+    fn mark(event: &str) {
+        if let Ok(mut marks) = MARKS.lock() {
+            marks.push((event.to_string(), 99, Instant::now()));
+        }
+    }
+
+    pub async fn trace(
+        host: &Host,
+        version: &Arc<ServiceVersion>,
+        path: &str,
+        iterations: usize,
+    ) -> anyhow::Result<()> {
+        let cx = host.invoke_context();
+        let mut offsets: BTreeMap<(u32, String, usize), Vec<f64>> = BTreeMap::new();
+        for _ in 0..iterations {
+            if let Ok(mut marks) = MARKS.lock() {
+                marks.clear();
+            }
+            let request_id = berth::telemetry::next_request_id();
+            let chain = CallChain::root(TraceContext::continuing(None));
+            let request = front_door_request("GET", path, &request_id, &chain)?;
+            let started = Instant::now();
+            let response = berth::invoke::invoke(&cx, version, request, request_id, chain)
+                .await
+                .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            mark("bench.head");
+            let _ = response.into_body().collect().await?.to_bytes();
+            mark("bench.end");
+            tokio::task::yield_now().await;
+            mark("bench.yielded");
+            let marks = MARKS.lock().map(|m| m.clone()).unwrap_or_default();
+            for (i, (what, depth, at)) in marks.into_iter().enumerate() {
+                offsets
+                    .entry((depth, what, i))
+                    .or_default()
+                    .push(micros(at.duration_since(started)));
+            }
+        }
+        println!("{path}:");
+        // Marks in fewer than nine requests in ten came in another order:
+        // their medians would mislead.
+        let mut rows: Vec<(f64, String)> = offsets
+            .into_iter()
+            .filter(|(_, v)| v.len() * 10 >= iterations * 9)
+            .map(|((depth, what, i), mut v)| {
+                v.sort_by(|a, b| a.total_cmp(b));
+                (
+                    v[v.len() / 2],
+                    format!("#{i:<2} depth {depth:<2} {what:<16} n={}", v.len()),
+                )
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (median, what) in rows {
+            println!("  {median:>8.1} us  {what}");
+        }
+        Ok(())
+    }
 }

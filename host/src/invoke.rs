@@ -32,6 +32,7 @@ use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
 pub use crate::capabilities::state::HostState;
 use crate::capabilities::stdio::{GuestLog, Stdio};
 use crate::error::RequestError;
+use crate::hop_trace::mark;
 use crate::limits::{ComponentLimits, InstanceMemoryLimiter, Limits};
 use crate::lingering_body::LingeringBody;
 use crate::logbook::ServiceLog;
@@ -266,9 +267,13 @@ where
     let limits = version.limits;
     check_request(request.headers(), &limits)?;
     let started = Instant::now();
+    mark("invoke.start", chain.depth);
     let held = admit(cx, version).await?;
+    mark("admitted", chain.depth);
     let mut store = new_store(cx, version, &request_id, chain);
+    mark("store", chain.depth);
     let proxy = instantiate(version, &mut store).await?;
+    mark("instantiated", chain.depth);
     let exceeded = Arc::new(AtomicBool::new(false));
     let request = request.map(|inner| CappedBody {
         inner,
@@ -299,10 +304,11 @@ where
             limits,
             metrics: Arc::clone(&version.metrics),
             held,
+            depth: chain.depth,
         })
         .in_current_span(),
     );
-    response_head(receiver, guest, &exceeded, &limits).await
+    response_head(receiver, guest, &exceeded, &limits, chain.depth).await
 }
 
 /// A request's head against its limits, before anything is admitted.
@@ -380,6 +386,7 @@ struct GuestRun {
     limits: Limits,
     metrics: Arc<ServiceMetrics>,
     held: Held,
+    depth: u32,
 }
 
 /// Runs the guest's handler to its end (it may stream the body after the
@@ -395,7 +402,9 @@ async fn run_guest(run: GuestRun) -> GuestOutcome {
         limits,
         metrics,
         held,
+        depth,
     } = run;
+    mark("guest.task", depth);
     // A guest that waits in the host (on a service it called, an upstream,
     // a timer) uses no CPU: holding its tenant's CPU slot meanwhile would
     // stall the tenant's other guests, the callee of a service call among
@@ -406,7 +415,9 @@ async fn run_guest(run: GuestRun) -> GuestOutcome {
         .wasi_http_incoming_handler()
         .call_handle(&mut store, guest_request, outparam);
     let call = clock.run(call, || cpu_share.release());
-    let outcome = match tokio::time::timeout(wall_left, call).await {
+    let returned = tokio::time::timeout(wall_left, call).await;
+    mark("guest.returned", depth);
+    let outcome = match returned {
         Ok(Ok(())) => GuestOutcome::Finished,
         Ok(Err(e)) => {
             let failure = classify_failure(&e, &store, &limits);
@@ -429,6 +440,7 @@ async fn run_guest(run: GuestRun) -> GuestOutcome {
     metrics.guest_used(clock.total(), store.data().limiter.budget().peak());
     // Dropping the store releases the instance's pool slot.
     drop(store);
+    mark("store.dropped", depth);
     let Held { slot, admission } = held;
     drop(slot);
     drop(admission);
@@ -446,12 +458,15 @@ async fn response_head(
     guest: tokio::task::JoinHandle<GuestOutcome>,
     exceeded: &AtomicBool,
     limits: &Limits,
+    depth: u32,
 ) -> Result<http::Response<ResponseBody>, RequestError> {
     let body_too_large = || RequestError::BodyTooLarge {
         limit_bytes: limits.request_body_bytes,
     };
     let body_limit_hit = || exceeded.load(Ordering::Relaxed);
-    match receiver.await {
+    let received = receiver.await;
+    mark("head", depth);
+    match received {
         Ok(Ok(_)) if body_limit_hit() => Err(body_too_large()),
         Ok(Ok(response)) => limit_response(response, limits.response_body_bytes),
         Ok(Err(code)) => {
@@ -541,6 +556,17 @@ fn new_store(
         Ok(UpdateDeadline::YieldCustom(1, state.cpu_share.next_slice()))
     });
     store.set_epoch_deadline(1);
+    #[cfg(feature = "hop-trace")]
+    store.call_hook(|mut ctx, hook| {
+        let depth = ctx.data_mut().hooks.calls.chain.depth;
+        match hook {
+            wasmtime::CallHook::CallingWasm | wasmtime::CallHook::ReturningFromHost => {
+                mark("  h<", depth)
+            }
+            _ => mark("h>", depth),
+        }
+        Ok(())
+    });
     store
 }
 

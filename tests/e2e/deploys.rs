@@ -190,8 +190,15 @@ async fn deploys_under_load_drop_no_request() -> Result<()> {
         failed.len(),
         results.len()
     );
+    // Speed is `make bench`'s to measure; here every change must have met
+    // traffic, at least 50 requests a change on average.
     let rate = results.len() as f64 / elapsed;
-    assert!(rate >= 2000.0, "only {rate:.0} requests per second");
+    println!("{} requests at {rate:.0} per second", results.len());
+    assert!(
+        results.len() >= 20 * 50,
+        "only {} requests for 20 changes",
+        results.len()
+    );
 
     // A version is allowed for a request if it served at some moment of it:
     // before the first change it overlaps, through the last one, including

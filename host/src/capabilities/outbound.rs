@@ -8,6 +8,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 use super::addresses::AddressPolicy;
 use super::calls::{ServiceCalls, internal_target};
+use crate::hop_trace::mark;
 use crate::lingering_body::LingeringBody;
 use crate::telemetry::metrics;
 
@@ -240,6 +241,7 @@ impl WasiHttpHooks for OutboundHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
+        mark("send_request", self.calls.chain.depth);
         let internal = internal_target(request.uri());
         let refused = if internal.is_none() && !self.policy.permits(request.uri()) {
             Some(Refusal::NotAllowed)
@@ -313,7 +315,9 @@ impl OutboundHooks {
     fn call_service(&self, service: String, request: http::Request<WasiBody>) -> SendFuture {
         let calls = self.calls.clone();
         Box::new(async move {
+            mark("send.task", calls.chain.depth);
             let response = calls.call(&service, request).await;
+            mark("send.done", calls.chain.depth);
             let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))

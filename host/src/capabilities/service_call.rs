@@ -18,6 +18,7 @@ use wasmtime_wasi_http::WasiBody;
 use super::bindings::service_call::{self as wit, Error as CallError};
 use super::calls::{INTERNAL_SUFFIX, ServiceCalls, internal_target};
 use super::state::HostState;
+use crate::hop_trace::mark;
 use crate::limits::{HostCharge, InstanceBudget};
 use std::sync::Arc;
 
@@ -163,9 +164,18 @@ fn start_call(
     request: http::Request<WasiBody>,
     budget: Arc<InstanceBudget>,
 ) -> CallTask {
+    let depth = calls.chain.depth;
+    mark("call.start", depth);
     CallTask(tokio::spawn(
-        async move { take_whole(calls.call(&service, request).await, budget).await }
-            .in_current_span(),
+        async move {
+            mark("call.task", depth);
+            let response = calls.call(&service, request).await;
+            mark("call.head", depth);
+            let whole = take_whole(response, budget).await;
+            mark("call.whole", depth);
+            whole
+        }
+        .in_current_span(),
     ))
 }
 
