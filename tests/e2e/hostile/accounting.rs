@@ -111,6 +111,11 @@ pub async fn accounting(s: &mut Suite) -> Result<()> {
             "/kv/kv-hoard/512/1000",
             507,
         ),
+        (
+            "1,000 CAS handles on one 512 KiB value",
+            "/cas-hoard?count=1000&kib=512",
+            507,
+        ),
     ] {
         let get = attacker_get.clone();
         s.host.reset_peak_rss()?;
@@ -136,9 +141,17 @@ pub async fn accounting(s: &mut Suite) -> Result<()> {
             "{case}: peak RSS grew by {grew} MiB, past the 32 MiB budget and 32 MiB of slack"
         );
     }
-    // Under the budget, the same guest is served.
+    // Under the budget, the same guests are served.
     let r = attacker_get("/kv/kv-hoard/512/8".into()).send().await?;
     ensure!(r.status() == 200, "a batch within budget: {}", r.status());
+    let r = attacker_get("/cas-hoard?count=8&kib=512".into())
+        .send()
+        .await?;
+    ensure!(
+        r.status() == 200,
+        "CAS handles within budget: {}",
+        r.status()
+    );
 
     let base = s.host.base.clone();
     s.case_once("a tenant asks for 3x its share of the pool", || {

@@ -38,7 +38,16 @@ impl ControlLoad {
         let stop = Arc::new(AtomicUsize::new(0));
         let (s, st) = (Arc::clone(&samples), Arc::clone(&stop));
         let task = tokio::spawn(async move {
-            let http = client();
+            // The host closes a keep-alive connection idle past its header
+            // read timeout (1 s here); a client reusing one at that moment
+            // sees it closed under its request, the race every keep-alive
+            // client has. Clients avoid it by idling less than the server.
+            let http = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(60))
+                .pool_idle_timeout(Duration::from_millis(500))
+                .build()
+                .unwrap_or_else(|_| client());
             let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / CONTROL_RATE));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Bounded: at most 10 minutes of load.
@@ -57,7 +66,11 @@ impl ControlLoad {
                         .await
                     {
                         Ok(r) => r.status().as_u16(),
-                        Err(_) => 0,
+                        Err(error) => {
+                            // Status 0 in the report; the cause here.
+                            eprintln!("control request failed: {error:?}");
+                            0
+                        }
                     };
                     if let Ok(mut v) = s.lock() {
                         v.push((started, started.elapsed(), status));

@@ -15,6 +15,9 @@
 //! - `/spin`: spins forever without yielding.
 //! - `/sleep?ms=N`: sleeps, then answers (a slow guest).
 //! - `/read`: reads the whole request body, then answers with its size.
+//! - `/cas-hoard?count=N&kib=K`: stores K KiB under one key, then opens N
+//!   compare-and-swap handles on it (each keeps the value it read) and
+//!   keeps them all; 507 when the host refuses one.
 //! - anything else: answers `ok`, quickly.
 
 use wasip2::clocks::monotonic_clock;
@@ -24,6 +27,36 @@ use wasip2::http::types::{
 };
 
 struct Hostile;
+
+/// `wasi:keyvalue`, bound directly: the hoarding case needs handles the
+/// SDK never keeps.
+mod kv {
+    wit_bindgen::generate!({
+        path: "../../../wit",
+        world: "berth:service/capabilities",
+        with: {
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+        },
+        generate_all,
+    });
+    pub use wasi::keyvalue::{atomics, store};
+}
+
+/// Opens `count` CAS handles on one `kib` KiB value; how many it got, or
+/// the host's refusal.
+fn cas_hoard(count: u64, kib: u64) -> Result<usize, String> {
+    let bucket = kv::store::open("default").map_err(|e| format!("{e:?}"))?;
+    let size = usize::try_from(kib).unwrap_or(0) * 1024;
+    bucket
+        .set("hoard", &vec![b'h'; size])
+        .map_err(|e| format!("{e:?}"))?;
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let cas = kv::atomics::Cas::new(&bucket, "hoard").map_err(|e| format!("{e:?}"))?;
+        held.push(cas);
+    }
+    Ok(held.len())
+}
 
 fn query_param(query: &str, name: &str, default: u64) -> u64 {
     query
@@ -60,6 +93,13 @@ impl Guest for Hostile {
         let (path, query) = path_query.split_once('?').unwrap_or((&path_query, ""));
         let path = path.rsplit('/').next().unwrap_or("");
         match path {
+            "cas-hoard" => match cas_hoard(
+                query_param(query, "count", 10),
+                query_param(query, "kib", 1),
+            ) {
+                Ok(n) => respond(out, 200, Fields::new(), &format!("holding {n} handles\n")),
+                Err(e) => respond(out, 507, Fields::new(), &format!("refused: {e}\n")),
+            },
             "random" => {
                 let bytes =
                     wasip2::random::random::get_random_bytes(query_param(query, "bytes", 16));
