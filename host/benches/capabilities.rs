@@ -69,7 +69,7 @@ fn front_door_request(
         .uri(format!("http://localhost/a{path}"))
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))?;
-    berth::server::set_host_headers(request.headers_mut(), request_id, "/a", path, chain);
+    berth::forwarding::set_host_headers(request.headers_mut(), request_id, "/a", path, chain);
     Ok(request)
 }
 

@@ -52,6 +52,7 @@ pub mod control;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod forwarding;
 pub mod hop_trace;
 pub mod host;
 pub mod invoke;

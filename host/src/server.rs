@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::body::ResponseBody;
 use crate::body_rate::{MinBodyRate, RateGuardedBody};
 use crate::error::RequestError;
+use crate::forwarding::set_host_headers;
 use crate::host::Host;
 use crate::invoke::{ServiceVersion, invoke};
 use crate::random::roll;
@@ -26,14 +27,6 @@ use crate::telemetry::metered::RequestRecord;
 use crate::telemetry::next_request_id;
 use crate::telemetry::otlp::{SpanRecord, Value};
 use crate::telemetry::trace_context::{CallChain, TraceContext};
-
-/// Headers a client may not set: the host sets them for the guest.
-const HOST_SET_HEADERS: [&str; 4] = [
-    "x-request-id",
-    "x-berth-route",
-    "x-berth-path-info",
-    "traceparent",
-];
 
 /// Protocol limits of the front door, before any service is chosen.
 #[derive(Debug, Clone)]
@@ -153,30 +146,6 @@ async fn refuse_connection(mut stream: tokio::net::TcpStream) {
         connection: close\r\ncontent-length: 0\r\n\r\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(REFUSAL)).await;
     let _ = stream.shutdown().await;
-}
-
-/// Sets the headers only the host may set on a request a guest receives:
-/// its id, the route it came by, the path below that route, and its trace
-/// context. Whatever a client sent under those names is dropped.
-pub fn set_host_headers(
-    headers: &mut http::HeaderMap,
-    request_id: &str,
-    route: &str,
-    path_info: &str,
-    chain: &CallChain,
-) {
-    for name in HOST_SET_HEADERS {
-        headers.remove(name);
-    }
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(name, v);
-        }
-    };
-    set("x-request-id", request_id);
-    set("x-berth-route", route);
-    set("x-berth-path-info", path_info);
-    set("traceparent", &chain.trace.header());
 }
 
 /// The authority a request is routed by: the request target's when it has

@@ -37,7 +37,13 @@ impl ServiceDispatch for Host {
         let prefix = route.prefix.clone();
         drop(table);
         let path = request.uri().path().to_string();
-        crate::server::set_host_headers(request.headers_mut(), &request_id, &prefix, &path, &chain);
+        crate::forwarding::set_host_headers(
+            request.headers_mut(),
+            &request_id,
+            &prefix,
+            &path,
+            &chain,
+        );
         let span = tracing::info_span!(
             "call",
             tenant = %version.tenant,
