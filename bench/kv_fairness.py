@@ -7,12 +7,14 @@ Quiet and loaded windows alternate, four of each, and the p99 is taken over
 each kind's pooled samples. The host is pinned to CPU 0; the clients share
 CPU 1, and the bulk writers run in processes of their own.
 
-Usage: bench/kv_fairness.py BERTH CAPABILITIES_WASM WORKDIR
-Prints one line of key=value figures.
+Usage: bench/kv_fairness.py BERTH CAPABILITIES_WASM WORKDIR [HOST FLAGS...]
+Prints one line of key=value figures. Host flags go to `berth serve`, e.g.
+`--kv-write-rate 8MiB --kv-write-burst 16MiB` for the former pace.
 """
 import http.client, json, multiprocessing, os, subprocess, sys, time, urllib.request
 
 berth, wasm_path, work = sys.argv[1:4]
+host_flags = sys.argv[4:]
 TOKEN = "berth_op_bench"
 ADMIN = "http://127.0.0.1:18098"
 PORT = 18097
@@ -67,7 +69,8 @@ def p(xs, q):
 
 host = subprocess.Popen(
     ["taskset", "-c", "0", berth, "serve", "--listen", f"127.0.0.1:{PORT}",
-     "--admin-listen", "127.0.0.1:18098", "--data-dir", os.path.join(work, "kvfair-data")],
+     "--admin-listen", "127.0.0.1:18098", "--data-dir", os.path.join(work, "kvfair-data"),
+     *host_flags],
     env={**os.environ, "BERTH_OPERATOR_TOKEN": TOKEN, "BERTH_LOG": "warn"},
     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:

@@ -195,7 +195,7 @@ fn limit_response(
     Ok(response.map(|inner| {
         http_body_util::BodyExt::boxed_unsync(CappedBody {
             // hyper drops the body of a 204 or of an answer to HEAD unread.
-            inner: LingeringBody::wrap(inner),
+            inner: LingeringBody::new(inner),
             remaining: limit,
             limit,
             too_large: wasmtime_wasi_http::Error::HttpResponseBodySize,

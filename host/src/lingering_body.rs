@@ -35,8 +35,13 @@ pub struct LingeringBody {
 }
 
 impl LingeringBody {
+    pub fn new(body: WasiBody) -> Self {
+        Self { inner: Some(body) }
+    }
+
+    /// The wrapped body, boxed again, for where a `WasiBody` is expected.
     pub fn wrap(body: WasiBody) -> WasiBody {
-        LingeringBody { inner: Some(body) }.boxed_unsync()
+        Self::new(body).boxed_unsync()
     }
 }
 
