@@ -61,14 +61,15 @@ impl FromStr for DurationSpec {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
             "" => {
                 return Err(UnitError(format!(
-                    "`{s}` needs a unit: ms, s or m (for example \"500ms\")"
+                    "`{s}` needs a unit: ms, s, m or h (for example \"500ms\")"
                 )));
             }
             other => {
                 return Err(UnitError(format!(
-                    "unknown duration unit `{other}` in `{s}` (use ms, s or m)"
+                    "unknown duration unit `{other}` in `{s}` (use ms, s, m or h)"
                 )));
             }
         };
@@ -127,6 +128,7 @@ mod tests {
             Ok(DurationSpec(Duration::from_millis(250)))
         );
         assert_eq!("2m".parse(), Ok(DurationSpec(Duration::from_secs(120))));
+        assert_eq!("1h".parse(), Ok(DurationSpec(Duration::from_secs(3600))));
         assert!("250".parse::<DurationSpec>().is_err());
         assert!("0s".parse::<DurationSpec>().is_err());
     }

@@ -2,9 +2,10 @@
 //! and secrets sealed even when the operator gave no key.
 
 use anyhow::{Result, ensure};
-use berth_e2e::{client, component};
+use berth_e2e::{BerthProcess, Launch, client, component};
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use crate::control::empty_host;
 
@@ -40,27 +41,139 @@ async fn data_files_are_private_and_secrets_are_sealed_without_a_key() -> Result
     ensure!(key.is_file(), "no generated secrets key");
     // Everything the host wrote, at any depth, is its owner's alone, and no
     // file holds the secret as it was given.
-    let mut pending = vec![data.clone()];
-    let mut files = 0;
+    let files = walk(&data)?;
+    for path in &files {
+        let m = mode(path)?;
+        ensure!(m & 0o077 == 0, "{} is {m:o}", path.display());
+    }
+    let files = files.iter().filter(|p| p.is_file()).collect::<Vec<_>>();
+    ensure!(files.len() > 3, "only {} files looked at", files.len());
+    ensure_nowhere(&data, secret)
+}
+
+/// Every file and directory under `dir`, at any depth.
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            let m = mode(&path)?;
-            ensure!(m & 0o077 == 0, "{} is {m:o}", path.display());
             if path.is_dir() {
-                pending.push(path);
-            } else {
-                files += 1;
-                let bytes = std::fs::read(&path)?;
-                ensure!(
-                    !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-                    "{} holds the secret in plain text",
-                    path.display()
-                );
+                pending.push(path.clone());
             }
+            found.push(path);
         }
     }
-    ensure!(files > 3, "only {files} files looked at");
+    Ok(found)
+}
+
+/// Fails if any file under `data` holds `secret` as it was given.
+fn ensure_nowhere(data: &Path, secret: &str) -> Result<()> {
+    for path in walk(data)?.iter().filter(|p| p.is_file()) {
+        let bytes = std::fs::read(path)?;
+        ensure!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{} holds the secret in plain text",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The settings of `acme`'s service `a`, as the database holds them.
+async fn stored_settings(db: &mut sqlx::SqliteConnection) -> Result<serde_json::Value> {
+    let (settings,): (String,) =
+        sqlx::query_as("SELECT settings FROM services WHERE tenant = 'acme' AND name = 'a'")
+            .fetch_one(&mut *db)
+            .await?;
+    Ok(serde_json::from_str(&settings)?)
+}
+
+/// A store an older Berth wrote holds secrets in plain text and sealed
+/// without their place: the host seals them again, bound, when it opens
+/// the store, leaves no plain copy in its files, and the guest reads the
+/// same values.
+#[tokio::test]
+async fn secrets_an_older_berth_stored_are_sealed_again_on_open() -> Result<()> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let launch = || {
+        BerthProcess::launch(Launch {
+            args: Vec::new(),
+            config: None,
+            data_dir: data.clone(),
+        })
+    };
+    let host = launch()?;
+    let acme = host.admin_as(&host.operator()?.create_tenant("acme").await?)?;
+    acme.deploy("acme", "a", "1", &component("testing-capabilities")?, "/a")
+        .await?;
+    let set = acme
+        .put(
+            "/v1/tenants/acme/services/a",
+            json!({"secrets": {"plain_one": "x", "unbound_one": "x"}}),
+        )
+        .await?;
+    ensure!(set.status == 200, "{set:?}");
+    host.stop()?;
+
+    // What an older Berth wrote: one secret as given, one sealed under the
+    // same key with no associated data.
+    let (plain, unbound) = ("legacy-plain-5b0e91", "legacy-unbound-c27a44");
+    let key = hex::decode(std::fs::read_to_string(data.join("secrets-key"))?.trim())?;
+    let cipher = chacha20poly1305::XChaCha20Poly1305::new_from_slice(&key)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let nonce = [7u8; 24];
+    let sealed = cipher
+        .encrypt(
+            chacha20poly1305::XNonce::from_slice(&nonce),
+            unbound.as_bytes(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let legacy = json!({
+        "plain_one": format!("plain:{plain}"),
+        "unbound_one": format!("xchacha20poly1305:{}{}", hex::encode(nonce), hex::encode(sealed)),
+    });
+    let url = format!("sqlite://{}", data.join("berth.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await?;
+    let mut settings = stored_settings(&mut db).await?;
+    settings["secrets"] = legacy;
+    sqlx::query("UPDATE services SET settings = ? WHERE tenant = 'acme' AND name = 'a'")
+        .bind(settings.to_string())
+        .execute(&mut db)
+        .await?;
+    db.close().await?;
+
+    let host = launch()?;
+    ensure!(
+        host.wait_for_log("sealed again", std::time::Duration::from_secs(5)),
+        "no reseal logged:\n{}",
+        host.log()
+    );
+    for (name, value) in [("plain_one", plain), ("unbound_one", unbound)] {
+        let got = client()
+            .get(host.url(&format!("/a/config/{name}")))
+            .header("host", "acme.localhost")
+            .send()
+            .await?;
+        ensure!(got.status() == 200, "{name}: {}", got.status());
+        ensure!(got.text().await? == value, "{name}");
+    }
+    // Looked at before this test opens the database again: its connection
+    // closing could move the pages itself.
+    ensure_nowhere(&data, plain)?;
+    let mut db = sqlx::SqliteConnection::connect(&url).await?;
+    let stored = stored_settings(&mut db).await?;
+    db.close().await?;
+    for name in ["plain_one", "unbound_one"] {
+        let value = stored["secrets"][name].as_str().unwrap_or_default();
+        ensure!(
+            value.starts_with("xchacha20poly1305-bound:"),
+            "{name} is stored as {value}"
+        );
+    }
     Ok(())
 }
 

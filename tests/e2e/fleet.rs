@@ -274,3 +274,74 @@ async fn hosts_serve_through_a_postgres_outage_and_converge_after_it() -> Result
     ensure!(status == 200, "readyz/admin after the outage: {status}");
     Ok(())
 }
+
+/// The digests of the component bytes in the shared database, sorted.
+async fn shared_blobs(pg: &Postgres) -> Result<Vec<String>> {
+    use sqlx::Connection as _;
+    let mut db = sqlx::PgConnection::connect(&pg.url()).await?;
+    let digests: Vec<(String,)> = sqlx::query_as("SELECT digest FROM blobs ORDER BY digest")
+        .fetch_all(&mut db)
+        .await?;
+    db.close().await?;
+    Ok(digests.into_iter().map(|(d,)| d).collect())
+}
+
+#[tokio::test]
+async fn shared_component_bytes_no_version_names_are_deleted() -> Result<()> {
+    let pg = Postgres::start()?;
+    let dir = tempfile::tempdir()?;
+    // The grace time keeps another host's upload in progress from losing
+    // its bytes; a millisecond lets this test see the collection at once.
+    let host = |name: &str| {
+        BerthProcess::launch(Launch {
+            args: [
+                "--store",
+                &pg.url(),
+                "--sync-interval",
+                "1s",
+                "--shared-blob-grace",
+                "1ms",
+            ]
+            .map(String::from)
+            .to_vec(),
+            config: None,
+            data_dir: dir.path().join(name),
+        })
+    };
+    let a = host("a")?;
+    let b = host("b")?;
+    let acme = a.admin_as(&a.operator()?.create_tenant("acme").await?)?;
+    let hello = component("hello")?;
+    deploy(&acme, "1", &hello).await?;
+    let echo = std::fs::read(component("echo")?)?;
+    let up = acme.upload("acme", "web", "2", echo.clone()).await?;
+    ensure!(up.status == 201, "{up:?}");
+    let sha = |bytes: &[u8]| {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(bytes))
+    };
+    let (hello_sha, echo_sha) = (sha(&std::fs::read(&hello)?), sha(&echo));
+    let stored = shared_blobs(&pg).await?;
+    ensure!(stored.len() == 2, "{stored:?}");
+
+    // Version 2 deleted through B takes echo's bytes with it; hello's stay,
+    // and a host that never saw them serves from them.
+    let on_b = b.admin_as(&acme.token)?;
+    let gone = on_b
+        .delete("/v1/tenants/acme/services/web/versions/2")
+        .await?;
+    ensure!(gone.status == 204, "{gone:?}");
+    let stored = shared_blobs(&pg).await?;
+    ensure!(
+        stored.len() == 1 && stored[0].contains(&hello_sha) && !stored[0].contains(&echo_sha),
+        "{stored:?}"
+    );
+    let c = host("c")?;
+    ensure!(version_at(&c, "/web/").await?.as_deref() == Some("1"));
+
+    // The service deleted through A leaves nothing behind.
+    ensure!(acme.delete("/v1/tenants/acme/services/web").await?.status == 204);
+    let stored = shared_blobs(&pg).await?;
+    ensure!(stored.is_empty(), "{stored:?}");
+    Ok(())
+}

@@ -65,6 +65,11 @@ pub struct ServeCommand {
     /// made (Postgres also wakes it at once).
     #[arg(long, value_name = "DURATION", default_value = "2s")]
     sync_interval: DurationSpec,
+    /// How old a component in the shared store must be, with no version
+    /// naming it, before it is deleted (Postgres only): longer than any
+    /// upload takes from storing its bytes to recording its version.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    shared_blob_grace: DurationSpec,
     /// Record no Prometheus metrics (for measuring what they cost).
     #[arg(long, hide = true)]
     no_metrics: bool,
@@ -172,6 +177,7 @@ impl ServeCommand {
                     max_upload_bytes: self.max_upload.0,
                     compile_timeout: self.compile_timeout.0,
                     secrets_key: secrets_key.clone(),
+                    shared_blob_grace: self.shared_blob_grace.0,
                 },
                 Arc::new(Logbook::default()),
                 &specs,

@@ -7,19 +7,15 @@
 //! for its whole pass, from reading which digests versions name to the last
 //! file it deletes: so an upload of the same digest as a version being
 //! deleted never loses its bytes. A fleet's shared blobs are collected only
-//! once they are older than [`SHARED_GRACE`], since another host's upload
-//! puts its blob before it records its version.
+//! once they are older than the grace time
+//! ([`ControlSettings::shared_blob_grace`](super::ControlSettings), an hour
+//! by default), since another host's upload puts its blob before it
+//! records its version.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use super::{ControlError, ControlPlane, lock};
 use crate::store::now_millis;
-
-/// How old an unreferenced shared blob must be before it is collected:
-/// longer than any upload takes from putting its blob to recording its
-/// version.
-pub const SHARED_GRACE: Duration = Duration::from_secs(3600);
 
 /// What one collection removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +70,8 @@ impl ControlPlane {
         lock(&self.compiled).retain(|digest, _| keep.contains(digest));
         drop(pins);
         if self.store.holds_blobs() {
-            let grace = i64::try_from(SHARED_GRACE.as_millis()).unwrap_or(i64::MAX);
+            let grace =
+                i64::try_from(self.settings.shared_blob_grace.as_millis()).unwrap_or(i64::MAX);
             collected.shared_blobs = self
                 .store
                 .delete_unreferenced_blobs(now_millis().saturating_sub(grace))

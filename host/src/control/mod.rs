@@ -75,6 +75,10 @@ pub struct ControlSettings {
     pub compile_timeout: Duration,
     /// Seals secrets at rest; without it they are stored as they are.
     pub secrets_key: Option<SecretsKey>,
+    /// How old an unreferenced blob in a shared store must be before it is
+    /// collected: longer than any upload takes from putting its blob to
+    /// recording its version, on any host of the fleet.
+    pub shared_blob_grace: Duration,
 }
 
 impl Default for ControlSettings {
@@ -84,6 +88,7 @@ impl Default for ControlSettings {
             max_upload_bytes: 100 * 1024 * 1024,
             compile_timeout: Duration::from_secs(120),
             secrets_key: None,
+            shared_blob_grace: Duration::from_secs(3600),
         }
     }
 }

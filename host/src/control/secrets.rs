@@ -55,6 +55,9 @@ impl ControlPlane {
                 }
             }
         }
+        if resealed > 0 {
+            self.store.purge_overwritten().await?;
+        }
         Ok(resealed)
     }
 }

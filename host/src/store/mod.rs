@@ -362,6 +362,13 @@ pub trait Store: Send + Sync {
     /// `put_before` (Unix milliseconds); returns how many went.
     async fn delete_unreferenced_blobs(&self, put_before: i64) -> StoreResult<u64>;
 
+    /// Makes values overwritten so far unreadable from the store's files
+    /// (a single host's SQLite keeps old pages until a checkpoint): used
+    /// after secrets stored in plain text are sealed.
+    async fn purge_overwritten(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// Returns when another host may have changed something, or after
     /// `at_most`; a store no other host writes to just waits.
     async fn wait_for_change(&self, at_most: std::time::Duration);

@@ -571,6 +571,18 @@ impl Store for SqlStore {
             .try_get("value")?)
     }
 
+    async fn purge_overwritten(&self) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            // Every connection zeroes what it frees (`secure_delete`); the
+            // checkpoint moves the new pages over the old ones in the main
+            // file and empties the write-ahead log.
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     fn holds_blobs(&self) -> bool {
         // A single host keeps component bytes in its data directory only.
         self.backend == Backend::Postgres

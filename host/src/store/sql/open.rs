@@ -22,9 +22,12 @@ impl SqlStore {
             .max_connections(4)
             .after_connect(|conn, _| {
                 Box::pin(async move {
+                    // secure_delete: a secret sealed over its plain form
+                    // leaves no copy in freed pages.
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                         PRAGMA secure_delete = ON;",
                     )
                     .await?;
                     Ok(())
