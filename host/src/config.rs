@@ -26,8 +26,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-use crate::limits::{Limits, LimitsSpec};
+use crate::limits::Limits;
 use crate::outbound::{AllowedHost, OutboundPolicy};
+use berth_api::limits::ServiceLimits;
+use berth_api::names::check_name;
 
 /// A config file that could not be used, with the place at fault.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +80,7 @@ struct RawService {
     #[serde(default)]
     route: Option<Spanned<String>>,
     #[serde(default)]
-    limits: LimitsSpec,
+    limits: ServiceLimits,
     #[serde(default)]
     allowed_outbound_hosts: Vec<Spanned<String>>,
     /// Lets the allowed hosts resolve to loopback, private and link-local
@@ -126,7 +128,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
         let raw = entry.into_inner();
 
         let name = raw.name.get_ref();
-        validate_name(name).map_err(|m| invalid(raw.name.span().start, m))?;
+        check_name(name).map_err(|m| invalid(raw.name.span().start, m.to_string()))?;
         if specs.iter().any(|s| &s.name == name) {
             return Err(invalid(
                 raw.name.span().start,
@@ -170,7 +172,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
         }
 
         for bucket in &raw.buckets {
-            validate_name(bucket.get_ref())
+            check_name(bucket.get_ref())
                 .map_err(|m| invalid(bucket.span().start, format!("bucket: {m}")))?;
         }
         if let Some(config) = &raw.config {
@@ -181,7 +183,7 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             name: name.clone(),
             component,
             route,
-            limits: raw.limits.apply_to(Limits::default()),
+            limits: Limits::default().overridden_by(&raw.limits),
             outbound: OutboundPolicy::new(allowed).allowing_private(raw.private_outbound),
             buckets: raw.buckets.iter().map(|b| b.get_ref().clone()).collect(),
             config: raw.config.map(Spanned::into_inner).unwrap_or_default(),
@@ -217,22 +219,6 @@ pub fn validate_config(config: &BTreeMap<String, String>) -> Result<(), String> 
         }
     }
     Ok(())
-}
-
-/// Tenant and service names: `[a-z0-9][a-z0-9-]{0,62}`.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if first_ok && rest_ok && name.len() <= 63 {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid name `{name}`: use 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit"
-        ))
-    }
 }
 
 /// Routes are path prefixes: they start with `/` and carry no trailing `/`

@@ -69,6 +69,6 @@ pub mod server;
 pub mod service_dispatch;
 pub mod store;
 pub mod telemetry;
-pub mod units;
+pub use berth_api::units;
 
 pub use capabilities::outbound;

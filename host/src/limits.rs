@@ -5,12 +5,10 @@
 //! invoker reads the time limits, and [`InstanceMemoryLimiter`] enforces the
 //! memory limit from inside wasmtime.
 
-use serde::Deserialize;
+use berth_api::limits::ServiceLimits;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-
-use crate::units::{ByteSize, DurationSpec};
 
 /// How long one epoch tick lasts; CPU budgets are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
@@ -80,35 +78,21 @@ impl Default for Limits {
     }
 }
 
-/// The `[service.limits]` table of `berth.toml`: every field optional, unset
-/// fields keep their defaults.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsSpec {
-    pub memory: Option<ByteSize>,
-    pub cpu_time: Option<DurationSpec>,
-    pub wall_time: Option<DurationSpec>,
-    pub request_body: Option<ByteSize>,
-    pub max_headers: Option<usize>,
-    pub header_bytes: Option<ByteSize>,
-    pub response_body: Option<ByteSize>,
-    pub outbound_requests: Option<u32>,
-}
-
-impl LimitsSpec {
-    /// Applies the fields that are set on top of `base`.
-    pub fn apply_to(&self, base: Limits) -> Limits {
+impl Limits {
+    /// These limits with the fields `spec` sets replaced: a service's own
+    /// limits (from `berth.toml` or the admin API) over its tenant's.
+    pub fn overridden_by(self, spec: &ServiceLimits) -> Limits {
         Limits {
-            memory_bytes: self.memory.map_or(base.memory_bytes, |b| b.0),
-            cpu_time: self.cpu_time.map_or(base.cpu_time, |d| d.0),
-            wall_time: self.wall_time.map_or(base.wall_time, |d| d.0),
-            request_body_bytes: self.request_body.map_or(base.request_body_bytes, |b| b.0),
-            max_headers: self.max_headers.unwrap_or(base.max_headers),
-            header_bytes: self.header_bytes.map_or(base.header_bytes, |b| {
+            memory_bytes: spec.memory.map_or(self.memory_bytes, |b| b.0),
+            cpu_time: spec.cpu_time.map_or(self.cpu_time, |d| d.0),
+            wall_time: spec.wall_time.map_or(self.wall_time, |d| d.0),
+            request_body_bytes: spec.request_body.map_or(self.request_body_bytes, |b| b.0),
+            max_headers: spec.max_headers.unwrap_or(self.max_headers),
+            header_bytes: spec.header_bytes.map_or(self.header_bytes, |b| {
                 usize::try_from(b.0).unwrap_or(usize::MAX)
             }),
-            response_body_bytes: self.response_body.map_or(base.response_body_bytes, |b| b.0),
-            outbound_requests: self.outbound_requests.unwrap_or(base.outbound_requests),
+            response_body_bytes: spec.response_body.map_or(self.response_body_bytes, |b| b.0),
+            outbound_requests: spec.outbound_requests.unwrap_or(self.outbound_requests),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! line is also broadcast to followers; a follower too slow to keep up misses
 //! lines rather than slowing the guest down.
 
-use serde::Serialize;
+pub use berth_api::services::LogLine;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -14,21 +14,6 @@ use crate::capabilities::log_rate::LogRate;
 
 /// Lines kept per service.
 pub const LINES_KEPT: usize = 1000;
-
-/// One line a guest wrote.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct LogLine {
-    /// Milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    pub version: String,
-    pub request_id: String,
-    /// `stdout`, `stderr`, or `log` (`wasi:logging`).
-    pub stream: &'static str,
-    /// `error`, `warn`, `info`, `debug` or `trace`; stdout is `info` and
-    /// stderr `warn`.
-    pub level: &'static str,
-    pub message: String,
-}
 
 /// One service's log.
 pub struct ServiceLog {
@@ -125,8 +110,8 @@ mod tests {
             time_ms: 0,
             version: "1".into(),
             request_id: "r".into(),
-            stream: "stdout",
-            level: "info",
+            stream: "stdout".into(),
+            level: "info".into(),
             message: message.into(),
         }
     }

@@ -10,6 +10,7 @@ mod commands;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use berth_api::{ServiceName, VersionLabel};
 use commands::client::{Client, ClientFlags, DeployArgs, TenantCommand, TokenCommand};
 
 /// Berth: a multi-tenant WebAssembly microservice host.
@@ -71,22 +72,22 @@ enum Command {
     },
     /// Show one service: its versions, what serves, its route.
     Service {
-        name: String,
+        name: ServiceName,
         #[command(flatten)]
         client: ClientFlags,
     },
     /// Serve an earlier version again (by default the previous deployment).
     Rollback {
-        name: String,
+        name: ServiceName,
         /// The version to go back to.
         #[arg(long, value_name = "LABEL")]
-        to: Option<String>,
+        to: Option<VersionLabel>,
         #[command(flatten)]
         client: ClientFlags,
     },
     /// Delete a service and all its versions.
     Delete {
-        name: String,
+        name: ServiceName,
         #[command(flatten)]
         client: ClientFlags,
     },
@@ -100,13 +101,13 @@ enum Command {
     /// Show request rate, errors, latency, CPU time and memory over the
     /// last 1, 5 and 15 minutes, for one service or all of them.
     Stats {
-        name: Option<String>,
+        name: Option<ServiceName>,
         #[command(flatten)]
         client: ClientFlags,
     },
     /// Print a service's recent guest output.
     Logs {
-        name: String,
+        name: ServiceName,
         /// Keep printing new lines as they are written.
         #[arg(short, long)]
         follow: bool,
@@ -156,7 +157,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
                 Client::new(client)?.rollback(&name, to).await
             }
             Command::Delete { name, client } => Client::new(client)?.delete(&name).await,
-            Command::Stats { name, client } => Client::new(client)?.stats(name.as_deref()).await,
+            Command::Stats { name, client } => Client::new(client)?.stats(name.as_ref()).await,
             Command::Config { args, client } => Client::new(client)?.config(args).await,
             Command::Logs {
                 name,

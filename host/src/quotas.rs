@@ -1,16 +1,16 @@
 //! A tenant's quotas: the ceilings on what each of its instances may use, how
 //! many of its requests run and wait at once, and how much it may store.
 //!
-//! The operator sets them as a JSON object (`PUT /v1/tenants/{t}`,
+//! The operator sets them as [`TenantLimits`] (`PUT /v1/tenants/{t}`,
 //! `berth tenant limits`); every field is optional and falls back to a
 //! default that is safe for a shared host.
 
-use serde::Deserialize;
+use berth_api::limits::TenantLimits;
+use berth_api::units::{ByteSize, DurationSpec};
 use std::time::Duration;
 
 use crate::kv::KvQuota;
-use crate::limits::{Limits, LimitsSpec};
-use crate::units::{ByteSize, DurationSpec};
+use crate::limits::Limits;
 
 /// Everything one tenant is held to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,43 +53,15 @@ impl Default for TenantQuotas {
     }
 }
 
-/// The `limits` object as the operator writes it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantQuotasSpec {
-    pub memory: Option<ByteSize>,
-    pub cpu_time: Option<DurationSpec>,
-    pub wall_time: Option<DurationSpec>,
-    pub request_body: Option<ByteSize>,
-    pub response_body: Option<ByteSize>,
-    pub max_headers: Option<usize>,
-    pub header_bytes: Option<ByteSize>,
-    pub outbound_requests: Option<u32>,
-    pub concurrency: Option<u32>,
-    pub queue: Option<u32>,
-    pub queue_timeout: Option<DurationSpec>,
-    pub services: Option<u32>,
-    pub versions: Option<u32>,
-    pub storage: Option<ByteSize>,
-    pub private_outbound: Option<bool>,
-    pub kv_keys: Option<u64>,
-    pub kv_value_size: Option<ByteSize>,
-    pub kv_storage: Option<ByteSize>,
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("invalid tenant limits: {0}")]
 pub struct QuotaError(pub String);
 
 impl TenantQuotas {
-    /// Reads the stored or submitted `limits` object; `null` means defaults.
-    pub fn from_json(value: &serde_json::Value) -> Result<Self, QuotaError> {
-        if value.is_null() {
-            return Ok(Self::default());
-        }
-        let spec: TenantQuotasSpec =
-            serde_json::from_value(value.clone()).map_err(|e| QuotaError(e.to_string()))?;
-        let quotas = spec.apply_to(Self::default());
+    /// The quotas the operator's `limits` make, unset ones at their
+    /// defaults; refused when they make no sense.
+    pub fn from_limits(limits: &TenantLimits) -> Result<Self, QuotaError> {
+        let quotas = Self::default().overridden_by(limits);
         if quotas.concurrency == 0 {
             return Err(QuotaError("concurrency must be at least 1".into()));
         }
@@ -102,58 +74,45 @@ impl TenantQuotas {
     }
 
     /// The resolved quotas, every field present, in the form they are set.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub fn to_limits(&self) -> TenantLimits {
         let l = &self.instance;
-        let ms = |d: Duration| format!("{}ms", d.as_millis());
-        serde_json::json!({
-            "memory": l.memory_bytes,
-            "cpu_time": ms(l.cpu_time),
-            "wall_time": ms(l.wall_time),
-            "request_body": l.request_body_bytes,
-            "response_body": l.response_body_bytes,
-            "max_headers": l.max_headers,
-            "header_bytes": l.header_bytes,
-            "outbound_requests": l.outbound_requests,
-            "concurrency": self.concurrency,
-            "queue": self.queue,
-            "queue_timeout": ms(self.queue_timeout),
-            "services": self.services,
-            "versions": self.versions,
-            "storage": self.storage_bytes,
-            "private_outbound": self.private_outbound,
-            "kv_keys": self.kv.keys,
-            "kv_value_size": self.kv.value_bytes,
-            "kv_storage": self.kv.total_bytes,
-        })
-    }
-}
-
-impl TenantQuotasSpec {
-    fn apply_to(&self, base: TenantQuotas) -> TenantQuotas {
-        let instance = LimitsSpec {
-            memory: self.memory,
-            cpu_time: self.cpu_time,
-            wall_time: self.wall_time,
-            request_body: self.request_body,
-            max_headers: self.max_headers,
-            header_bytes: self.header_bytes,
-            response_body: self.response_body,
-            outbound_requests: self.outbound_requests,
+        TenantLimits {
+            memory: Some(ByteSize(l.memory_bytes)),
+            cpu_time: Some(DurationSpec(l.cpu_time)),
+            wall_time: Some(DurationSpec(l.wall_time)),
+            request_body: Some(ByteSize(l.request_body_bytes)),
+            response_body: Some(ByteSize(l.response_body_bytes)),
+            max_headers: Some(l.max_headers),
+            header_bytes: Some(ByteSize(l.header_bytes as u64)),
+            outbound_requests: Some(l.outbound_requests),
+            concurrency: Some(self.concurrency),
+            queue: Some(self.queue),
+            queue_timeout: Some(DurationSpec(self.queue_timeout)),
+            services: Some(self.services),
+            versions: Some(self.versions),
+            storage: Some(ByteSize(self.storage_bytes)),
+            private_outbound: Some(self.private_outbound),
+            kv_keys: Some(self.kv.keys),
+            kv_value_size: Some(ByteSize(self.kv.value_bytes)),
+            kv_storage: Some(ByteSize(self.kv.total_bytes)),
         }
-        .apply_to(base.instance);
+    }
+
+    /// These quotas with the fields `limits` sets replaced.
+    fn overridden_by(self, limits: &TenantLimits) -> TenantQuotas {
         TenantQuotas {
-            instance,
-            concurrency: self.concurrency.unwrap_or(base.concurrency),
-            queue: self.queue.unwrap_or(base.queue),
-            queue_timeout: self.queue_timeout.map_or(base.queue_timeout, |d| d.0),
-            services: self.services.unwrap_or(base.services),
-            versions: self.versions.unwrap_or(base.versions),
-            storage_bytes: self.storage.map_or(base.storage_bytes, |b| b.0),
-            private_outbound: self.private_outbound.unwrap_or(base.private_outbound),
+            instance: self.instance.overridden_by(&limits.instance()),
+            concurrency: limits.concurrency.unwrap_or(self.concurrency),
+            queue: limits.queue.unwrap_or(self.queue),
+            queue_timeout: limits.queue_timeout.map_or(self.queue_timeout, |d| d.0),
+            services: limits.services.unwrap_or(self.services),
+            versions: limits.versions.unwrap_or(self.versions),
+            storage_bytes: limits.storage.map_or(self.storage_bytes, |b| b.0),
+            private_outbound: limits.private_outbound.unwrap_or(self.private_outbound),
             kv: KvQuota {
-                keys: self.kv_keys.unwrap_or(base.kv.keys),
-                value_bytes: self.kv_value_size.map_or(base.kv.value_bytes, |b| b.0),
-                total_bytes: self.kv_storage.map_or(base.kv.total_bytes, |b| b.0),
+                keys: limits.kv_keys.unwrap_or(self.kv.keys),
+                value_bytes: limits.kv_value_size.map_or(self.kv.value_bytes, |b| b.0),
+                total_bytes: limits.kv_storage.map_or(self.kv.total_bytes, |b| b.0),
             },
         }
     }
@@ -164,27 +123,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unset_fields_keep_their_defaults_and_round_trip() {
-        let quotas =
-            TenantQuotas::from_json(&serde_json::json!({"memory": "32MiB", "concurrency": 4}))
-                .unwrap_or_default();
+    fn unset_fields_keep_their_defaults_and_round_trip() -> Result<(), QuotaError> {
+        let limits = TenantLimits {
+            memory: Some(ByteSize(32 << 20)),
+            concurrency: Some(4),
+            ..TenantLimits::default()
+        };
+        let quotas = TenantQuotas::from_limits(&limits)?;
         assert_eq!(quotas.instance.memory_bytes, 32 << 20);
         assert_eq!(quotas.concurrency, 4);
         assert_eq!(quotas.queue, TenantQuotas::default().queue);
-        let again = TenantQuotas::from_json(&quotas.to_json()).unwrap_or_default();
-        assert_eq!(again, quotas);
+        assert_eq!(TenantQuotas::from_limits(&quotas.to_limits())?, quotas);
+        Ok(())
     }
 
     #[test]
-    fn refuses_unknown_fields_and_nonsense() {
+    fn refuses_nonsense() {
         for bad in [
-            serde_json::json!({"memroy": "1MiB"}),
-            serde_json::json!({"memory": "lots"}),
-            serde_json::json!({"concurrency": 0}),
-            serde_json::json!({"cpu_time": "5"}),
-            serde_json::json!([1, 2]),
+            TenantLimits {
+                concurrency: Some(0),
+                ..TenantLimits::default()
+            },
+            TenantLimits {
+                memory: Some(ByteSize(1024)),
+                ..TenantLimits::default()
+            },
         ] {
-            assert!(TenantQuotas::from_json(&bad).is_err(), "{bad}");
+            assert!(TenantQuotas::from_limits(&bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -4,42 +4,34 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use berth_api::Problem;
+use berth_api::observe::{ServiceStatsView, TenantStatsView};
+use berth_api::services::{DeployEventView, HistoryView};
 use http::header;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::sync::Arc;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::AdminState;
 use super::auth::Caller;
-use super::problem::{ApiError, Problem};
-use crate::store::DeployEvent;
+use super::problem::{ApiError, stored};
 use crate::telemetry::metrics::tenant_view;
-use crate::telemetry::stats::StatsSummary;
 
-/// One service's figures.
-#[derive(Serialize, ToSchema)]
-pub struct ServiceStatsView {
-    pub service: String,
-    #[serde(flatten)]
-    pub stats: StatsSummary,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TenantStatsView {
-    pub services: Vec<ServiceStatsView>,
-}
-
-fn service_stats(state: &AdminState, tenant: &str, service: &str) -> ServiceStatsView {
+fn service_stats(
+    state: &AdminState,
+    tenant: &str,
+    service: &str,
+) -> Result<ServiceStatsView, ApiError> {
     let stats = state
         .control
         .host()
         .telemetry()
         .stats(tenant, service)
         .unwrap_or_default();
-    ServiceStatsView {
-        service: service.to_string(),
+    Ok(ServiceStatsView {
+        service: stored(service)?,
         stats: stats.summary(),
-    }
+    })
 }
 
 /// Request rate, error rate, latency percentiles, guest CPU time and memory
@@ -55,7 +47,7 @@ pub async fn service_stats_route(
 ) -> Result<Json<ServiceStatsView>, ApiError> {
     caller.require_tenant(&tenant)?;
     state.control.service(&tenant, &service).await?;
-    Ok(Json(service_stats(&state, &tenant, &service)))
+    Ok(Json(service_stats(&state, &tenant, &service)?))
 }
 
 /// The same figures for every service of the tenant.
@@ -74,7 +66,7 @@ pub async fn tenant_stats(
         services: services
             .iter()
             .map(|s| service_stats(&state, &tenant, &s.name))
-            .collect(),
+            .collect::<Result<_, _>>()?,
     }))
 }
 
@@ -82,11 +74,6 @@ pub async fn tenant_stats(
 pub struct HistoryQuery {
     /// Most events returned, newest kept (default 50, at most 1000).
     limit: Option<u32>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct HistoryView {
-    pub events: Vec<DeployEvent>,
 }
 
 /// The service's deploy history, oldest first: uploads, activations,
@@ -104,7 +91,16 @@ pub async fn history(
     caller.require_tenant(&tenant)?;
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let events = state.control.history(&tenant, &service, limit).await?;
-    Ok(Json(HistoryView { events }))
+    Ok(Json(HistoryView {
+        events: events
+            .into_iter()
+            .map(|e| DeployEventView {
+                at: e.at,
+                action: e.action,
+                detail: e.detail,
+            })
+            .collect(),
+    }))
 }
 
 /// The tenant's series of `/metrics`, in the same Prometheus text format.

@@ -2,8 +2,9 @@
 //! `application/problem+json` body (RFC 9457).
 
 use axum::response::{IntoResponse, Response};
+use berth_api::NameError;
+pub use berth_api::Problem;
 use http::{HeaderValue, StatusCode, header};
-use serde::Serialize;
 
 use crate::control::ControlError;
 use crate::store::StoreError;
@@ -30,22 +31,24 @@ pub enum ApiError {
     Control(#[from] ControlError),
 }
 
+/// A name, label or digest the client sent that is not one.
+impl From<NameError> for ApiError {
+    fn from(error: NameError) -> Self {
+        Self::Control(ControlError::InvalidInput(error.to_string()))
+    }
+}
+
+/// A name, label or digest read back from the store: it was checked when it
+/// was written, so one that does not parse is the host's fault.
+pub fn stored<T: std::str::FromStr<Err = NameError>>(text: &str) -> Result<T, ApiError> {
+    text.parse()
+        .map_err(|e: NameError| ApiError::Control(ControlError::Internal(format!("stored {e}"))))
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         Self::Control(ControlError::Store(error))
     }
-}
-
-/// The problem document of RFC 9457, with Berth's request id.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A stable URI naming the kind of failure.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    pub request_id: String,
 }
 
 impl ApiError {

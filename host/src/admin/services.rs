@@ -4,76 +4,73 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use berth_api::services::{
+    LogLine, RollbackRequest, ServiceChange, ServiceView, UploadedVersion, VersionView,
+};
+use berth_api::{Problem, ServiceName, VersionLabel};
 use futures::StreamExt;
 use http::{HeaderMap, StatusCode, header};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use utoipa::ToSchema;
 
 use super::AdminState;
 use super::auth::Caller;
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, stored};
 use crate::control::ControlError;
 use crate::store::blobs::BlobError;
 use crate::store::{Deployment, ServiceRecord, ServiceUpdate, SettingsChange, VersionRecord};
 
-/// A service as the API shows it.
-#[derive(Serialize, ToSchema)]
-pub struct ServiceView {
-    tenant: String,
-    name: String,
-    route: Option<String>,
-    /// The version serving all traffic, when there is no split.
-    active: Option<String>,
-    /// Weights by version label, when traffic is split.
-    split: Option<BTreeMap<String, u32>>,
-    /// The deployment a rollback without a target returns to.
-    previous: Option<BTreeMap<String, u32>>,
-    versions: Vec<VersionRecord>,
-    config: BTreeMap<String, String>,
-    /// The names of the service's secrets; their values are never shown.
-    secrets: Vec<String>,
-    /// Key-value buckets besides `default`.
-    buckets: Vec<String>,
-    #[schema(value_type = Object)]
-    limits: serde_json::Map<String, serde_json::Value>,
-    allowed_outbound_hosts: Vec<String>,
-    /// Where the service answers, when it is deployed.
-    url: Option<String>,
-    updated_at: i64,
+/// The API's view of a stored service.
+fn service_view(record: ServiceRecord, state: &AdminState) -> Result<ServiceView, ApiError> {
+    let (active, split) = match &record.deployment {
+        Some(d) => match d.active() {
+            Some(label) => (Some(stored(label)?), None),
+            None => (None, Some(weights(d)?)),
+        },
+        None => (None, None),
+    };
+    let url = match (&record.route, &record.deployment) {
+        (Some(route), Some(_)) => Some(service_url(state, &record.tenant, route)),
+        _ => None,
+    };
+    Ok(ServiceView {
+        tenant: stored(&record.tenant)?,
+        name: stored(&record.name)?,
+        route: record.route,
+        active,
+        split,
+        previous: record.previous.as_ref().map(weights).transpose()?,
+        versions: record
+            .versions
+            .into_iter()
+            .map(version_view)
+            .collect::<Result<_, _>>()?,
+        config: record.settings.config,
+        secrets: record.settings.secrets.into_keys().collect(),
+        buckets: record.settings.buckets,
+        limits: record.settings.limits,
+        allowed_outbound_hosts: record.settings.allowed_outbound_hosts,
+        url,
+        updated_at: record.updated_at,
+    })
 }
 
-impl ServiceView {
-    fn new(record: ServiceRecord, state: &AdminState) -> Self {
-        let (active, split) = match &record.deployment {
-            Some(d) => match d.active() {
-                Some(label) => (Some(label.to_string()), None),
-                None => (None, Some(d.0.clone())),
-            },
-            None => (None, None),
-        };
-        let url = match (&record.route, &record.deployment) {
-            (Some(route), Some(_)) => Some(service_url(state, &record.tenant, route)),
-            _ => None,
-        };
-        Self {
-            tenant: record.tenant,
-            name: record.name,
-            route: record.route,
-            active,
-            split,
-            previous: record.previous.map(|d| d.0),
-            versions: record.versions,
-            config: record.settings.config,
-            secrets: record.settings.secrets.into_keys().collect(),
-            buckets: record.settings.buckets,
-            limits: record.settings.limits,
-            allowed_outbound_hosts: record.settings.allowed_outbound_hosts,
-            url,
-            updated_at: record.updated_at,
-        }
-    }
+fn weights(deployment: &Deployment) -> Result<BTreeMap<VersionLabel, u32>, ApiError> {
+    deployment
+        .0
+        .iter()
+        .map(|(label, weight)| Ok((stored(label)?, *weight)))
+        .collect()
+}
+
+fn version_view(record: VersionRecord) -> Result<VersionView, ApiError> {
+    Ok(VersionView {
+        label: stored(&record.label)?,
+        digest: stored(&record.digest)?,
+        size: record.size,
+        created_at: record.created_at,
+    })
 }
 
 fn service_url(state: &AdminState, tenant: &str, route: &str) -> String {
@@ -87,46 +84,6 @@ fn service_url(state: &AdminState, tenant: &str, route: &str) -> String {
     } else {
         format!("http://{tenant}.{base}:{port}{route}")
     }
-}
-
-/// A stored version.
-#[derive(Serialize, ToSchema)]
-pub struct UploadedVersion {
-    label: String,
-    digest: String,
-    size: u64,
-    /// Time spent compiling (0 when the bytes were already stored).
-    compile_ms: u64,
-}
-
-/// What `PUT .../services/{s}` may set; fields left out stay as they are.
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceChange {
-    /// Path prefix the service answers under, e.g. `/orders`.
-    route: Option<String>,
-    /// Serve all traffic from this version.
-    version: Option<String>,
-    /// Split traffic by weight between versions, e.g. `{"1.0.0": 90, "1.1.0": 10}`.
-    split: Option<BTreeMap<String, u32>>,
-    /// Configuration values, read by the guest through `wasi:config/store`;
-    /// replaces the whole set.
-    config: Option<BTreeMap<String, String>>,
-    /// Secret values, read like config but never shown again: each key given
-    /// is set, or removed when its value is `null`; others stay.
-    secrets: Option<BTreeMap<String, Option<String>>>,
-    /// Key-value buckets besides `default`; replaces the whole list.
-    buckets: Option<Vec<String>>,
-    #[schema(value_type = Option<Object>)]
-    limits: Option<serde_json::Map<String, serde_json::Value>>,
-    allowed_outbound_hosts: Option<Vec<String>>,
-}
-
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackRequest {
-    /// The version to serve; by default the previous deployment.
-    to: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -152,8 +109,8 @@ pub async fn list_services(
     Ok(Json(
         services
             .into_iter()
-            .map(|s| ServiceView::new(s, &state))
-            .collect(),
+            .map(|s| service_view(s, &state))
+            .collect::<Result<_, _>>()?,
     ))
 }
 
@@ -168,7 +125,7 @@ pub async fn get_service(
 ) -> Result<Json<ServiceView>, ApiError> {
     caller.require_tenant(&tenant)?;
     let record = state.control.service(&tenant, &service).await?;
-    Ok(Json(ServiceView::new(record, &state)))
+    Ok(Json(service_view(record, &state)?))
 }
 
 /// Set the route, activate a version or a split, and set config, limits and
@@ -192,7 +149,9 @@ pub async fn put_service(
             ));
         }
         (Some(label), None) => Some(Deployment::single(&label)),
-        (None, Some(split)) => Some(Deployment(split)),
+        (None, Some(split)) => Some(Deployment(
+            split.into_iter().map(|(l, w)| (l.into(), w)).collect(),
+        )),
         (None, None) => None,
     };
     let mut secrets = BTreeMap::new();
@@ -235,7 +194,7 @@ pub async fn put_service(
         )
         .await?;
     tracing::info!(%tenant, %service, deployment = ?record.deployment, "service deployed");
-    Ok(Json(ServiceView::new(record, &state)))
+    Ok(Json(service_view(record, &state)?))
 }
 
 /// Delete a service and its versions; it stops answering at once.
@@ -292,6 +251,7 @@ pub async fn upload_version(
         discard_some(&mut stream).await;
         return Err(ControlError::Upload(BlobError::TooLarge { limit }).into());
     }
+    let (service, label): (ServiceName, VersionLabel) = (service.parse()?, label.parse()?);
     let uploaded = match state
         .control
         .upload_version(&tenant, &service, &label, &mut stream)
@@ -313,8 +273,8 @@ pub async fn upload_version(
     Ok((
         status,
         Json(UploadedVersion {
-            label: uploaded.version.label,
-            digest: uploaded.version.digest,
+            label,
+            digest: stored(&uploaded.version.digest)?,
             size: uploaded.version.size,
             compile_ms: uploaded.compile_ms,
         }),
@@ -374,14 +334,14 @@ pub async fn rollback(
         .rollback(&tenant, &service, request.to.as_deref())
         .await?;
     tracing::info!(%tenant, %service, deployment = ?record.deployment, "service rolled back");
-    Ok(Json(ServiceView::new(record, &state)))
+    Ok(Json(service_view(record, &state)?))
 }
 
 /// The service's recent guest output, one JSON object per line; with
 /// `follow=true` the response stays open and streams new lines.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/services/{service}/logs", tag = "services",
     params(("tenant" = String, Path), ("service" = String, Path), LogQuery),
-    responses((status = 200, description = "Newline-delimited JSON log lines", body = crate::logbook::LogLine, content_type = "application/x-ndjson"),
+    responses((status = 200, description = "Newline-delimited JSON log lines", body = LogLine, content_type = "application/x-ndjson"),
         (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn logs(
     State(state): State<Arc<AdminState>>,

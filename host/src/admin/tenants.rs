@@ -2,89 +2,42 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use berth_api::Problem;
+use berth_api::tenants::{
+    CreatedTenant, CreatedToken, NewTenant, NewToken, Role, TenantUpdate, TenantView, TokenView,
+    WhoAmI,
+};
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use utoipa::ToSchema;
 
 use super::AdminState;
 use super::auth::{Caller, hash_secret, new_secret, new_token_id};
-use super::problem::{ApiError, Problem};
+use super::problem::{ApiError, stored};
 use crate::control::ControlError;
 use crate::quotas::TenantQuotas;
 use crate::store::{TenantRecord, TokenRecord, now};
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewTenant {
-    /// `[a-z0-9][a-z0-9-]{0,62}`
-    name: String,
+/// The API's view of a stored tenant.
+fn tenant_view(record: TenantRecord, base_domain: &str) -> Result<TenantView, ApiError> {
+    Ok(TenantView {
+        host: format!("{}.{base_domain}", record.name),
+        name: stored(&record.name)?,
+        domains: record.domains,
+        effective_limits: TenantQuotas::from_limits(&record.limits)
+            .unwrap_or_default()
+            .to_limits(),
+        limits: record.limits,
+        created_at: record.created_at,
+    })
 }
 
-/// A new tenant and its first token, shown only this once.
-#[derive(Serialize, ToSchema)]
-pub struct CreatedTenant {
-    name: String,
-    token: String,
-    token_id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TenantView {
-    name: String,
-    /// Domains bound to the tenant besides `{name}.{base-domain}`.
-    domains: Vec<String>,
-    /// The tenant's host name under the base domain.
-    host: String,
-    /// The limits the operator set; unset ones take their defaults.
-    #[schema(value_type = Object)]
-    limits: serde_json::Value,
-    /// Every limit the tenant runs under, defaults filled in.
-    #[schema(value_type = Object)]
-    effective_limits: serde_json::Value,
-    created_at: i64,
-}
-
-impl TenantView {
-    fn new(record: TenantRecord, base_domain: &str) -> Self {
-        Self {
-            host: format!("{}.{base_domain}", record.name),
-            name: record.name,
-            domains: record.domains,
-            effective_limits: TenantQuotas::from_json(&record.limits)
-                .unwrap_or_default()
-                .to_json(),
-            limits: record.limits,
-            created_at: record.created_at,
-        }
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantUpdate {
-    /// Replaces the domains bound to the tenant.
-    domains: Option<Vec<String>>,
-    /// Replaces the tenant's limits.
-    #[schema(value_type = Option<Object>)]
-    limits: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    /// What the token is for, to tell tokens apart when listing them.
-    #[serde(default)]
-    description: String,
-}
-
-/// A new token; the secret is shown only this once.
-#[derive(Serialize, ToSchema)]
-pub struct CreatedToken {
-    id: String,
-    tenant: String,
-    description: String,
-    token: String,
+fn token_view(record: TokenRecord) -> Result<TokenView, ApiError> {
+    Ok(TokenView {
+        tenant: stored(&record.tenant)?,
+        id: record.id,
+        description: record.description,
+        created_at: record.created_at,
+    })
 }
 
 fn io_error(e: std::io::Error) -> ApiError {
@@ -115,7 +68,7 @@ async fn issue_token(
         .await?;
     Ok(CreatedToken {
         id: record.id,
-        tenant: record.tenant,
+        tenant: stored(&record.tenant)?,
         description: record.description,
         token: secret,
     })
@@ -169,8 +122,8 @@ pub async fn list_tenants(
     Ok(Json(
         tenants
             .into_iter()
-            .map(|t| TenantView::new(t, base))
-            .collect(),
+            .map(|t| tenant_view(t, base))
+            .collect::<Result<_, _>>()?,
     ))
 }
 
@@ -185,10 +138,10 @@ pub async fn get_tenant(
 ) -> Result<Json<TenantView>, ApiError> {
     caller.require_tenant(&tenant)?;
     let record = state.control.tenant(&tenant).await?;
-    Ok(Json(TenantView::new(
+    Ok(Json(tenant_view(
         record,
         &state.control.settings().base_domain,
-    )))
+    )?))
 }
 
 /// Bind domains to a tenant or set its limits.
@@ -208,10 +161,10 @@ pub async fn update_tenant(
         .control
         .update_tenant(&tenant, body.domains, body.limits)
         .await?;
-    Ok(Json(TenantView::new(
+    Ok(Json(tenant_view(
         record,
         &state.control.settings().base_domain,
-    )))
+    )?))
 }
 
 /// Delete a tenant with its tokens, services and versions.
@@ -249,14 +202,20 @@ pub async fn create_token(
 /// List a tenant's tokens, without their secrets.
 #[utoipa::path(get, path = "/v1/tenants/{tenant}/tokens", tag = "tenants",
     params(("tenant" = String, Path)),
-    responses((status = 200, body = [TokenRecord]), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = [TokenView]), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_tokens(
     State(state): State<Arc<AdminState>>,
     caller: Caller,
     Path(tenant): Path<String>,
-) -> Result<Json<Vec<TokenRecord>>, ApiError> {
+) -> Result<Json<Vec<TokenView>>, ApiError> {
     caller.require_tenant(&tenant)?;
-    Ok(Json(state.control.tokens(&tenant).await?))
+    let tokens = state.control.tokens(&tenant).await?;
+    Ok(Json(
+        tokens
+            .into_iter()
+            .map(token_view)
+            .collect::<Result<_, _>>()?,
+    ))
 }
 
 /// Revoke a token; it stops working at once.
@@ -273,27 +232,18 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Who the token belongs to.
-#[derive(Serialize, ToSchema)]
-pub struct WhoAmI {
-    /// `operator` or `tenant`.
-    role: &'static str,
-    /// The tenant, for a tenant token.
-    tenant: Option<String>,
-}
-
 /// Who the presented token belongs to.
 #[utoipa::path(get, path = "/v1/whoami", tag = "tenants",
     responses((status = 200, body = WhoAmI), (status = 401, body = Problem)))]
 pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
     Json(match caller {
         Caller::Operator => WhoAmI {
-            role: "operator",
+            role: Role::Operator,
             tenant: None,
         },
         Caller::Tenant(tenant) => WhoAmI {
-            role: "tenant",
-            tenant: Some(tenant),
+            role: Role::Tenant,
+            tenant: tenant.parse().ok(),
         },
     })
 }

@@ -2,15 +2,17 @@
 //! secrets and key-value buckets.
 
 use anyhow::{Context, bail};
-use serde_json::{Map, Value, json};
+use berth_api::ServiceName;
+use berth_api::services::{ServiceChange, ServiceView};
+use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use super::client::{Client, s};
+use super::client::Client;
 
 /// Show or change a service's config, secrets and buckets.
 #[derive(clap::Args)]
 pub struct ConfigArgs {
-    service: String,
+    service: ServiceName,
     /// Values to set, as `KEY=VALUE`; other keys keep theirs.
     #[arg(value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -40,18 +42,17 @@ impl Client {
     pub async fn config(&self, args: ConfigArgs) -> anyhow::Result<()> {
         let tenant = self.tenant().await?;
         let path = format!("/v1/tenants/{tenant}/services/{}", args.service);
-        let current = self.send(self.request(reqwest::Method::GET, &path)).await?;
+        let current: ServiceView = self.send(self.request(reqwest::Method::GET, &path)).await?;
         let changing = !args.set.is_empty()
             || !args.secrets.is_empty()
             || !args.unset.is_empty()
             || args.buckets.is_some();
         let shown = if changing {
-            let mut config: Map<String, Value> =
-                current["config"].as_object().cloned().unwrap_or_default();
-            let mut secrets = Map::new();
+            let mut config = current.config.clone();
+            let mut secrets = BTreeMap::new();
             for pair in &args.set {
                 let (key, value) = split(pair)?;
-                config.insert(key, json!(value));
+                config.insert(key, value);
             }
             for pair in &args.secrets {
                 let (key, mut value) = split(pair)?;
@@ -63,26 +64,26 @@ impl Client {
                         .context("cannot read the secret from standard input")?;
                     value = value.trim_end_matches(['\r', '\n']).to_string();
                 }
-                secrets.insert(key, json!(value));
+                secrets.insert(key, Some(value));
             }
             for key in &args.unset {
                 config.remove(key);
-                let is_secret = current["secrets"]
-                    .as_array()
-                    .is_some_and(|names| names.iter().any(|n| n == key.as_str()));
-                if is_secret {
-                    secrets.insert(key.clone(), Value::Null);
+                if current.secrets.contains(key) {
+                    secrets.insert(key.clone(), None);
                 }
             }
-            let mut change = json!({"config": config, "secrets": secrets});
-            if let Some(buckets) = &args.buckets {
-                let list: Vec<&str> = buckets
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|b| !b.is_empty())
-                    .collect();
-                change["buckets"] = json!(list);
-            }
+            let change = ServiceChange {
+                config: Some(config),
+                secrets: Some(secrets),
+                buckets: args.buckets.as_ref().map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|b| !b.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }),
+                ..ServiceChange::default()
+            };
             self.send(self.request(reqwest::Method::PUT, &path).json(&change))
                 .await?
         } else {
@@ -90,19 +91,17 @@ impl Client {
         };
         self.print(&shown, |v| {
             let mut out = String::new();
-            if let Some(config) = v["config"].as_object() {
-                for (key, value) in config {
-                    out.push_str(&format!("{key}={}\n", value.as_str().unwrap_or_default()));
-                }
+            for (key, value) in &v.config {
+                out.push_str(&format!("{key}={value}\n"));
             }
-            for name in v["secrets"].as_array().into_iter().flatten() {
-                out.push_str(&format!("{}=<secret>\n", name.as_str().unwrap_or_default()));
+            for name in &v.secrets {
+                out.push_str(&format!("{name}=<secret>\n"));
             }
             out.push_str("buckets: default");
-            for bucket in v["buckets"].as_array().into_iter().flatten() {
-                out.push_str(&format!(", {}", bucket.as_str().unwrap_or_default()));
+            for bucket in &v.buckets {
+                out.push_str(&format!(", {bucket}"));
             }
-            out.push_str(&format!(" (service {})", s(v, "name")));
+            out.push_str(&format!(" (service {})", v.name));
             out
         });
         Ok(())

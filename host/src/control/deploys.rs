@@ -2,14 +2,14 @@
 //! roll back, delete. Each goes through [`ControlPlane::audited`], which
 //! times it into the deploy metrics and records it in the service's history.
 
+use berth_api::names::check_label;
+use berth_api::{ServiceName, VersionLabel};
 use bytes::Bytes;
 use futures::Stream;
 use std::time::Instant;
 
 use super::compile::Tier;
-use super::rules::{
-    check_capabilities, limits_spec, name, resolve_settings, storage_exceeded, validate_label,
-};
+use super::rules::{check_capabilities, resolve_settings, storage_exceeded};
 use super::{ControlError, ControlPlane, Uploaded, fair, lock};
 use crate::config::normalize_route;
 use crate::quotas::TenantQuotas;
@@ -26,8 +26,8 @@ impl ControlPlane {
     pub async fn upload_version<S, E>(
         &self,
         tenant: &str,
-        service: &str,
-        label: &str,
+        service: &ServiceName,
+        label: &VersionLabel,
         body: S,
     ) -> Result<Uploaded, ControlError>
     where
@@ -35,8 +35,6 @@ impl ControlPlane {
         E: std::fmt::Display,
     {
         let work = async {
-            name("service name", service)?;
-            validate_label(label).map_err(ControlError::InvalidInput)?;
             let _uploading = fair::UploadSlot::take(&self.uploading, tenant)?;
             let quotas = self.quotas(tenant).await?;
             let usage = self.check_counts(tenant, service, &quotas).await?;
@@ -188,7 +186,7 @@ impl ControlPlane {
                     ));
                 }
                 for label in deployment.labels() {
-                    validate_label(label).map_err(ControlError::InvalidInput)?;
+                    check_label(label).map_err(|e| ControlError::InvalidInput(e.to_string()))?;
                 }
             }
             if let Some(change) = &update.settings {
@@ -198,7 +196,7 @@ impl ControlPlane {
                 check_capabilities(settings)?;
                 let quotas = self.quotas(tenant).await?;
                 resolve_settings(settings, &quotas)?;
-                let asked = limits_spec(settings)?.apply_to(quotas.instance);
+                let asked = quotas.instance.overridden_by(&settings.limits);
                 if let Some(why) = asked.first_looser_than(&quotas.instance) {
                     return Err(ControlError::LimitAboveTenant(format!(
                         "limits: {why}; a service may tighten its tenant's limits, never loosen them"

@@ -3,6 +3,7 @@
 //! it; every change is recorded in the [`Store`] first and then made live by
 //! rebuilding the routing table and swapping it in one atomic step.
 
+use berth_api::{TenantLimits, TenantName};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,8 +30,7 @@ mod secrets;
 mod sync;
 mod table;
 
-pub use rules::validate_label;
-use rules::{check_counts, name, validate_domain};
+use rules::{check_counts, validate_domain};
 
 /// Why a control-plane operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -194,11 +194,10 @@ impl ControlPlane {
     /// Creates a tenant and its first token in one step.
     pub async fn create_tenant(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         first_token: &TokenRecord,
         hash: &str,
     ) -> Result<(), ControlError> {
-        name("tenant name", tenant)?;
         self.store.create_tenant(tenant, first_token, hash).await?;
         self.apply().await
     }
@@ -207,7 +206,7 @@ impl ControlPlane {
         &self,
         tenant: &str,
         domains: Option<Vec<String>>,
-        limits: Option<serde_json::Value>,
+        limits: Option<TenantLimits>,
     ) -> Result<TenantRecord, ControlError> {
         let domains = domains
             .map(|list| {
@@ -217,7 +216,7 @@ impl ControlPlane {
             })
             .transpose()?;
         if let Some(limits) = &limits {
-            TenantQuotas::from_json(limits)
+            TenantQuotas::from_limits(limits)
                 .map_err(|e| ControlError::InvalidInput(e.to_string()))?;
         }
         let record = self.store.update_tenant(tenant, domains, limits).await?;
@@ -270,7 +269,7 @@ impl ControlPlane {
     /// The tenant's quotas as stored; the tenant must exist.
     pub async fn quotas(&self, tenant: &str) -> Result<TenantQuotas, ControlError> {
         let record = self.store.tenant(tenant).await?;
-        TenantQuotas::from_json(&record.limits).map_err(|e| ControlError::Internal(e.to_string()))
+        TenantQuotas::from_limits(&record.limits).map_err(|e| ControlError::Internal(e.to_string()))
     }
 
     async fn usage(&self, tenant: &str) -> Result<Usage, ControlError> {

@@ -2,37 +2,15 @@
 //! quotas, and how a refused component is explained.
 
 use super::{ControlError, Usage};
-use crate::config::{validate_config, validate_name};
+use berth_api::names::check_name;
+
+use crate::config::validate_config;
 use crate::engine::EngineError;
 use crate::host::HostError;
-use crate::limits::{Limits, LimitsSpec};
+use crate::limits::Limits;
 use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::quotas::TenantQuotas;
 use crate::store::ServiceSettings;
-
-/// Version labels: what authors write (`1.4.2`, `2026-11-27.1`, `canary`).
-pub fn validate_label(label: &str) -> Result<(), String> {
-    let mut chars = label.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'));
-    if first_ok && rest_ok && label.len() <= 64 {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid version label `{}`: use 1 to 64 letters, digits, `.`, `-`, `_` or `+`, starting with a letter or digit",
-            label.chars().take(80).collect::<String>()
-        ))
-    }
-}
-
-pub(super) fn name(kind: &str, value: &str) -> Result<(), ControlError> {
-    validate_name(value).map_err(|m| {
-        ControlError::InvalidInput(format!(
-            "{kind}: {}",
-            m.chars().take(200).collect::<String>()
-        ))
-    })
-}
 
 pub(super) fn check_counts(
     tenant: &str,
@@ -66,7 +44,7 @@ pub(super) fn storage_exceeded(tenant: &str, quotas: &TenantQuotas, usage: &Usag
 /// Checks bucket names, configuration keys and values, and secret names.
 pub(super) fn check_capabilities(settings: &ServiceSettings) -> Result<(), ControlError> {
     for bucket in &settings.buckets {
-        validate_name(bucket).map_err(|m| ControlError::InvalidInput(format!("buckets: {m}")))?;
+        check_name(bucket).map_err(|m| ControlError::InvalidInput(format!("buckets: {m}")))?;
     }
     validate_config(&settings.config).map_err(ControlError::InvalidInput)?;
     let names: std::collections::BTreeMap<String, String> = settings
@@ -87,11 +65,6 @@ pub(super) fn check_capabilities(settings: &ServiceSettings) -> Result<(), Contr
     Ok(())
 }
 
-pub(super) fn limits_spec(settings: &ServiceSettings) -> Result<LimitsSpec, ControlError> {
-    serde_json::from_value(serde_json::Value::Object(settings.limits.clone()))
-        .map_err(|e| ControlError::InvalidInput(format!("limits: {e}")))
-}
-
 /// Turns stored settings into what an instance runs under: the service's own
 /// limits over its tenant's, and never above them (the tenant's may have been
 /// lowered since the service set its own).
@@ -99,7 +72,6 @@ pub(super) fn resolve_settings(
     settings: &ServiceSettings,
     quotas: &TenantQuotas,
 ) -> Result<(Limits, OutboundPolicy), ControlError> {
-    let spec = limits_spec(settings)?;
     let allowed = settings
         .allowed_outbound_hosts
         .iter()
@@ -109,7 +81,10 @@ pub(super) fn resolve_settings(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok((
-        spec.apply_to(quotas.instance).within(&quotas.instance),
+        quotas
+            .instance
+            .overridden_by(&settings.limits)
+            .within(&quotas.instance),
         OutboundPolicy::new(allowed).allowing_private(quotas.private_outbound),
     ))
 }

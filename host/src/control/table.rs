@@ -91,7 +91,7 @@ impl ControlPlane {
         let mut tenants: HashMap<&str, (TenantQuotas, Arc<TenantGate>)> = HashMap::new();
         for tenant in &snapshot.tenants {
             builder.tenant(&tenant.name, &tenant.domains);
-            let quotas = TenantQuotas::from_json(&tenant.limits).unwrap_or_else(|error| {
+            let quotas = TenantQuotas::from_limits(&tenant.limits).unwrap_or_else(|error| {
                 tracing::error!(tenant = %tenant.name, %error, "stored quotas are invalid; using defaults");
                 TenantQuotas::default()
             });

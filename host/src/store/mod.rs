@@ -10,6 +10,7 @@ pub mod blobs;
 mod listen;
 pub mod sql;
 
+use berth_api::limits::{ServiceLimits, TenantLimits};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -56,13 +57,13 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct TenantRecord {
     pub name: String,
     pub domains: Vec<String>,
-    /// The operator's limits for the tenant, as JSON.
-    pub limits: serde_json::Value,
+    /// The operator's limits for the tenant; unset ones take defaults.
+    pub limits: TenantLimits,
     pub created_at: i64,
 }
 
-/// A token as it is listed: never its secret, which is not stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+/// A token as it is stored: never its secret, only its hash (kept apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub id: String,
     pub tenant: String,
@@ -70,7 +71,7 @@ pub struct TokenRecord {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionRecord {
     pub label: String,
     pub digest: String,
@@ -112,7 +113,7 @@ pub struct ServiceSettings {
     #[serde(default)]
     pub config: BTreeMap<String, String>,
     #[serde(default)]
-    pub limits: serde_json::Map<String, serde_json::Value>,
+    pub limits: ServiceLimits,
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
     /// Key-value buckets besides `default`.
@@ -162,7 +163,7 @@ pub struct SettingsChange {
     /// Replaces the whole set.
     pub config: Option<BTreeMap<String, String>>,
     /// Replaces the whole set.
-    pub limits: Option<serde_json::Map<String, serde_json::Value>>,
+    pub limits: Option<ServiceLimits>,
     /// Replaces the whole list.
     pub allowed_outbound_hosts: Option<Vec<String>>,
     /// Replaces the whole list.
@@ -224,11 +225,9 @@ pub struct Usage {
 }
 
 /// One change to a service, for its deploy history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployEvent {
-    #[serde(skip)]
     pub tenant: String,
-    #[serde(skip)]
     pub service: String,
     /// Milliseconds since the Unix epoch.
     pub at: i64,
@@ -287,7 +286,7 @@ pub trait Store: Send + Sync {
         &self,
         name: &str,
         domains: Option<Vec<String>>,
-        limits: Option<serde_json::Value>,
+        limits: Option<TenantLimits>,
     ) -> StoreResult<TenantRecord>;
     async fn delete_tenant(&self, name: &str) -> StoreResult<()>;
 

@@ -7,7 +7,7 @@
 //! percentiles come from merging its slots. The ring is allocated on a
 //! service's first request: idle services cost a few words.
 
-use serde::Serialize;
+use berth_api::observe::{SeriesPoint, StatsSummary, WindowFigures};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -128,7 +128,7 @@ impl ServiceStats {
             .map(|(name, seconds)| {
                 let first = now + 1 - seconds / SLOT_SECONDS;
                 let slots: Vec<&Slot> = live.iter().filter(|s| s.index >= first).collect();
-                (name.to_string(), WindowFigures::of(&slots, *seconds))
+                (name.to_string(), window_figures(&slots, *seconds))
             })
             .collect();
         let mut series: Vec<SeriesPoint> = live
@@ -167,34 +167,9 @@ fn percentile(latency: &[u32; BUCKETS], q: f64) -> Option<f64> {
     None
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct StatsSummary {
-    pub slot_seconds: u64,
-    /// `1m`, `5m` and `15m`.
-    pub windows: std::collections::BTreeMap<String, WindowFigures>,
-    pub series: Vec<SeriesPoint>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WindowFigures {
-    pub requests: u64,
-    pub requests_per_second: f64,
-    /// Requests answered 5xx.
-    pub errors: u64,
-    /// `errors / requests`, 0 without requests.
-    pub error_rate: f64,
-    /// Latency percentiles, to within one √2-wide bucket (an upper bound).
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    /// Guest CPU time, in total and per request that ran a guest.
-    pub cpu_seconds: f64,
-    pub cpu_ms_per_request: Option<f64>,
-    /// The largest memory one instance held.
-    pub memory_peak_bytes: u64,
-}
-
-impl WindowFigures {
-    fn of(slots: &[&Slot], seconds: u64) -> Self {
+/// The figures of a window made of `slots`, `seconds` long.
+fn window_figures(slots: &[&Slot], seconds: u64) -> WindowFigures {
+    {
         let mut latency = [0u32; BUCKETS];
         let (mut requests, mut errors, mut cpu, mut runs, mut memory) = (0, 0, 0u64, 0, 0);
         for s in slots {
@@ -208,7 +183,7 @@ impl WindowFigures {
             }
         }
         let cpu_seconds = cpu as f64 / 1e9;
-        Self {
+        WindowFigures {
             requests,
             requests_per_second: requests as f64 / seconds as f64,
             errors,
@@ -224,16 +199,6 @@ impl WindowFigures {
             memory_peak_bytes: memory,
         }
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SeriesPoint {
-    /// Start of the slot, in seconds since the Unix epoch.
-    pub at: u64,
-    pub requests: u64,
-    pub errors: u64,
-    pub p50_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ mod records;
 mod snapshot;
 
 use records::{
-    activate, bump_generation, conflict_on_unique, load_service, parse_json, require_tenant,
+    activate, bump_generation, conflict_on_unique, load_service, parse_limits, require_tenant,
     strings, to_json,
 };
 
@@ -185,7 +185,7 @@ impl Store for SqlStore {
         Ok(TenantRecord {
             name: row.try_get("name")?,
             domains: self.tenant_domains(name).await?,
-            limits: parse_json("tenant limits", &limits)?,
+            limits: parse_limits(&limits)?,
             created_at: row.try_get("created_at")?,
         })
     }
@@ -208,7 +208,7 @@ impl Store for SqlStore {
         &self,
         name: &str,
         domains: Option<Vec<String>>,
-        limits: Option<serde_json::Value>,
+        limits: Option<berth_api::TenantLimits>,
     ) -> StoreResult<TenantRecord> {
         let mut tx = self.begin_write().await?;
         require_tenant(&mut tx, name).await?;

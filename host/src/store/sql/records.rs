@@ -32,6 +32,12 @@ pub(super) fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str)
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// A tenant's stored limits; `null` (which an older Berth stored for
+/// "defaults") is none set.
+pub(super) fn parse_limits(text: &str) -> StoreResult<berth_api::TenantLimits> {
+    Ok(parse_json::<Option<berth_api::TenantLimits>>("tenant limits", text)?.unwrap_or_default())
+}
+
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

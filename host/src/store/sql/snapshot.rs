@@ -3,7 +3,7 @@
 use sqlx::{AnyPool, Row};
 use std::collections::HashMap;
 
-use super::records::{parse_json, service_from_row, version_from_row};
+use super::records::{parse_limits, service_from_row, version_from_row};
 use crate::store::{Snapshot, StoreResult, TenantRecord};
 
 /// Every tenant and every service with a deployment, with its versions.
@@ -23,7 +23,7 @@ pub(super) async fn read(pool: &AnyPool) -> StoreResult<Snapshot> {
         tenants.push(TenantRecord {
             name: row.try_get("name")?,
             domains: Vec::new(),
-            limits: parse_json("tenant limits", &limits)?,
+            limits: parse_limits(&limits)?,
             created_at: row.try_get("created_at")?,
         });
     }

@@ -1,7 +1,7 @@
 //! Human-friendly sizes (`"64MiB"`) and durations (`"500ms"`) for config files
 //! and flags.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::{fmt, str::FromStr, time::Duration};
 
 /// A size in bytes, written as a plain integer or with a unit: `B`, `KiB`,
@@ -9,9 +9,32 @@ use std::{fmt, str::FromStr, time::Duration};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
-/// A duration written with a unit: `ms`, `s` or `m` (`"250ms"`, `"5s"`).
+/// A duration written with a unit: `ms`, `s`, `m` or `h` (`"250ms"`, `"5s"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationSpec(pub Duration);
+
+// In the API a size is a number of bytes (a string with a unit is also
+// accepted), and a duration a string with its unit.
+impl utoipa::PartialSchema for ByteSize {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .description(Some("bytes; `\"64MiB\"` is also accepted"))
+            .into()
+    }
+}
+impl utoipa::ToSchema for ByteSize {}
+
+impl utoipa::PartialSchema for DurationSpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("a number and a unit: `ms`, `s`, `m` or `h`"))
+            .examples(["250ms"])
+            .into()
+    }
+}
+impl utoipa::ToSchema for DurationSpec {}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
@@ -98,6 +121,18 @@ impl<'de> Deserialize<'de> for ByteSize {
             Raw::Int(n) => Ok(ByteSize(n)),
             Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
         }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl Serialize for DurationSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", self.0.as_millis()))
     }
 }
 

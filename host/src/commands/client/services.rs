@@ -1,0 +1,261 @@
+//! `berth deploy|services|service|rollback|delete|logs`.
+
+use anyhow::{Context, bail};
+use berth_api::services::{LogLine, RollbackRequest, ServiceChange, ServiceView, UploadedVersion};
+use berth_api::{ServiceName, VersionLabel};
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::progress::{Progress, file_chunks, spinner_style};
+use super::table::{or_dash, serving, table};
+use super::{Client, Output};
+
+/// Upload a component as a new version and activate it.
+#[derive(clap::Args)]
+pub struct DeployArgs {
+    /// The component (`.wasm`, built for wasm32-wasip2).
+    file: PathBuf,
+    #[arg(long)]
+    service: ServiceName,
+    /// The version label, e.g. `1.4.2`.
+    #[arg(long = "version", value_name = "LABEL")]
+    label: VersionLabel,
+    /// Path prefix to serve under (default `/SERVICE` on first deploy).
+    #[arg(long)]
+    route: Option<String>,
+    /// Split traffic instead of activating: `LABEL=WEIGHT,...`.
+    #[arg(long, value_name = "LABEL=WEIGHT,...")]
+    split: Option<String>,
+    /// Only upload; leave what serves unchanged.
+    #[arg(long)]
+    no_activate: bool,
+}
+
+/// What `berth deploy -o json` prints.
+#[derive(serde::Serialize)]
+struct Deployed {
+    version: UploadedVersion,
+    service: ServiceView,
+}
+
+fn parse_split(text: &str) -> anyhow::Result<BTreeMap<VersionLabel, u32>> {
+    let mut split = BTreeMap::new();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let Some((label, weight)) = part.split_once('=') else {
+            bail!("--split `{part}`: write LABEL=WEIGHT, e.g. 1.0.0=90,1.1.0=10");
+        };
+        let label: VersionLabel = label
+            .trim()
+            .parse()
+            .with_context(|| format!("--split `{part}`"))?;
+        let weight: u32 = weight
+            .trim()
+            .parse()
+            .with_context(|| format!("--split `{part}`: the weight must be a whole number"))?;
+        split.insert(label, weight);
+    }
+    if split.is_empty() {
+        bail!("--split needs at least one LABEL=WEIGHT");
+    }
+    Ok(split)
+}
+
+impl Client {
+    pub async fn deploy(&self, args: DeployArgs) -> anyhow::Result<()> {
+        let tenant = self.tenant().await?;
+        let split = args.split.as_deref().map(parse_split).transpose()?;
+        let file = tokio::fs::File::open(&args.file)
+            .await
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let size = file.metadata().await?.len();
+        let progress = Progress::new(size);
+        let bar = progress.bar.clone();
+        let stream = file_chunks(file).map(move |chunk| {
+            if let Ok(bytes) = &chunk {
+                bar.inc(bytes.len() as u64);
+                if bar.position() >= size {
+                    bar.set_style(spinner_style());
+                    bar.set_message("compiling");
+                }
+            }
+            chunk
+        });
+        let path = format!(
+            "/v1/tenants/{tenant}/services/{}/versions/{}",
+            args.service, args.label
+        );
+        let uploaded = self
+            .send::<UploadedVersion>(
+                self.request(Method::PUT, &path)
+                    .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(stream)),
+            )
+            .await;
+        progress.bar.finish_and_clear();
+        let uploaded = uploaded?;
+        if args.no_activate {
+            self.print(&uploaded, |v| {
+                format!("uploaded {} {} ({})", args.service, v.label, v.digest)
+            });
+            return Ok(());
+        }
+        let (version, split) = match split {
+            Some(split) => (None, Some(split)),
+            None => (Some(args.label.clone()), None),
+        };
+        let change = ServiceChange {
+            route: args.route.clone(),
+            version,
+            split,
+            ..ServiceChange::default()
+        };
+        let service: ServiceView = self
+            .send(
+                self.request(
+                    Method::PUT,
+                    &format!("/v1/tenants/{tenant}/services/{}", args.service),
+                )
+                .json(&change),
+            )
+            .await?;
+        let deployed = Deployed {
+            version: uploaded,
+            service,
+        };
+        self.print(&deployed, |d| {
+            format!(
+                "deployed {} {} ({}) at {}",
+                args.service,
+                args.label,
+                d.version.digest,
+                or_dash(d.service.url.as_ref())
+            )
+        });
+        Ok(())
+    }
+
+    pub async fn services(&self) -> anyhow::Result<()> {
+        let tenant = self.tenant().await?;
+        let services: Vec<ServiceView> = self
+            .send(self.request(Method::GET, &format!("/v1/tenants/{tenant}/services")))
+            .await?;
+        self.print(&services, |all| {
+            table(
+                &["SERVICE", "ROUTE", "SERVING", "URL"],
+                all.iter()
+                    .map(|s| {
+                        vec![
+                            s.name.to_string(),
+                            or_dash(s.route.as_ref()),
+                            serving(s),
+                            or_dash(s.url.as_ref()),
+                        ]
+                    })
+                    .collect(),
+            )
+        });
+        Ok(())
+    }
+
+    pub async fn service(&self, name: &ServiceName) -> anyhow::Result<()> {
+        let tenant = self.tenant().await?;
+        let service: ServiceView = self
+            .send(self.request(
+                Method::GET,
+                &format!("/v1/tenants/{tenant}/services/{name}"),
+            ))
+            .await?;
+        self.print(&service, |s| {
+            let mut out = format!(
+                "service {}\nroute    {}\nserving  {}\nurl      {}\n\n",
+                s.name,
+                or_dash(s.route.as_ref()),
+                serving(s),
+                or_dash(s.url.as_ref())
+            );
+            out.push_str(&table(
+                &["VERSION", "DIGEST", "SIZE"],
+                s.versions
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.label.to_string(),
+                            v.digest.to_string(),
+                            v.size.to_string(),
+                        ]
+                    })
+                    .collect(),
+            ));
+            out
+        });
+        Ok(())
+    }
+
+    pub async fn rollback(
+        &self,
+        name: &ServiceName,
+        to: Option<VersionLabel>,
+    ) -> anyhow::Result<()> {
+        let tenant = self.tenant().await?;
+        let service: ServiceView = self
+            .send(
+                self.request(
+                    Method::POST,
+                    &format!("/v1/tenants/{tenant}/services/{name}/rollback"),
+                )
+                .json(&RollbackRequest { to }),
+            )
+            .await?;
+        self.print(&service, |s| {
+            format!("{} now serves {}", s.name, serving(s))
+        });
+        Ok(())
+    }
+
+    pub async fn delete(&self, name: &ServiceName) -> anyhow::Result<()> {
+        let tenant = self.tenant().await?;
+        self.send_empty(self.request(
+            Method::DELETE,
+            &format!("/v1/tenants/{tenant}/services/{name}"),
+        ))
+        .await?;
+        self.print(&Value::Null, |_| format!("service {name} deleted"));
+        Ok(())
+    }
+
+    pub async fn logs(&self, name: &ServiceName, follow: bool) -> anyhow::Result<()> {
+        let tenant = self.tenant().await?;
+        let request = self
+            .request(
+                Method::GET,
+                &format!("/v1/tenants/{tenant}/services/{name}/logs"),
+            )
+            .query(&[("follow", follow)]);
+        let response = self.dispatch(request).await?;
+        let mut body = response.bytes_stream();
+        let mut pending = Vec::new();
+        while let Some(chunk) = body.next().await {
+            pending.extend_from_slice(&chunk.context("the log stream broke off")?);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let raw: Vec<u8> = pending.drain(..=end).collect();
+                let Ok(line) = serde_json::from_slice::<LogLine>(&raw) else {
+                    continue;
+                };
+                match self.output() {
+                    Output::Json => {
+                        println!("{}", serde_json::to_string(&line).unwrap_or_default())
+                    }
+                    Output::Text => println!(
+                        "{} {} {} {}",
+                        line.version, line.request_id, line.stream, line.message
+                    ),
+                }
+            }
+        }
+        Ok(())
+    }
+}
