@@ -1,7 +1,7 @@
 //! The control plane's life cycle through raw HTTP and through the CLI:
 //! create a tenant, deploy, serve, deploy again, split, roll back, delete.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use berth_e2e::{BerthProcess, Launch, berth_bin, component};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -512,5 +512,57 @@ async fn a_tenant_is_created_with_its_token_in_one_step() -> Result<()> {
             anyhow::ensure!(gone.status == 204, "round {round}: {gone:?}");
         }
     }
+    Ok(())
+}
+
+/// The OpenAPI document is generated from the same types the host answers
+/// with: every limit a tenant's answer shows is a property of the
+/// document's `TenantLimits`, and the answers parse as `berth-api` types.
+#[tokio::test]
+async fn the_openapi_document_describes_what_the_host_answers() -> Result<()> {
+    let (_dir, host) = empty_host(&[])?;
+    let op = host.operator()?;
+    let acme = host.admin_as(&op.create_tenant("acme").await?)?;
+    acme.deploy("acme", "web", "1.0.0", &component("hello")?, "/web")
+        .await?;
+    let doc = op.get("/v1/openapi.json").await?;
+    ensure!(doc.status == 200, "{doc:?}");
+    let schemas = &doc.body["components"]["schemas"];
+    for name in [
+        "TenantLimits",
+        "ServiceLimits",
+        "TenantView",
+        "ServiceView",
+        "ServiceChange",
+        "UploadedVersion",
+        "Problem",
+    ] {
+        ensure!(schemas[name].is_object(), "no schema {name}");
+    }
+    let documented: std::collections::BTreeSet<&String> = schemas["TenantLimits"]["properties"]
+        .as_object()
+        .context("TenantLimits has no properties")?
+        .keys()
+        .collect();
+    let tenant = acme.get("/v1/tenants/acme").await?;
+    let shown: std::collections::BTreeSet<&String> = tenant.body["effective_limits"]
+        .as_object()
+        .context("no effective limits")?
+        .keys()
+        .collect();
+    ensure!(documented == shown, "{documented:?} != {shown:?}");
+    let service = acme.service("acme", "web").await?;
+    ensure!(service.active.as_deref() == Some("1.0.0"), "{service:?}");
+    ensure!(
+        service.versions[0].digest.starts_with("sha256:"),
+        "{service:?}"
+    );
+    // A name the API would refuse is refused before anything is stored.
+    let bad = op
+        .post("/v1/tenants", serde_json::json!({"name": "Not A Name"}))
+        .await?;
+    ensure!(bad.status == 400, "{bad:?}");
+    let problem: berth_api::Problem = bad.parse()?;
+    ensure!(problem.detail.contains("lowercase"), "{problem:?}");
     Ok(())
 }

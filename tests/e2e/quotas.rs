@@ -3,6 +3,8 @@
 //! requests.
 
 use anyhow::Result;
+use berth_api::TenantLimits;
+use berth_api::units::{ByteSize, DurationSpec};
 use berth_e2e::{BerthProcess, client, component};
 use serde_json::json;
 use std::time::Duration;
@@ -27,9 +29,10 @@ async fn tenant_limits_are_checked_shown_and_enforced_on_deploys() -> Result<()>
     let token = op.create_tenant("acme").await?;
     let acme = host.admin_as(&token)?;
 
-    let shown = acme.get("/v1/tenants/acme").await?;
-    assert_eq!(shown.body["effective_limits"]["memory"], 128 * 1024 * 1024);
-    assert_eq!(shown.body["effective_limits"]["private_outbound"], false);
+    let shown = acme.tenant("acme").await?;
+    assert_eq!(shown.effective_limits.memory, Some(ByteSize(128 << 20)));
+    assert_eq!(shown.effective_limits.private_outbound, Some(false));
+    assert_eq!(shown.limits, TenantLimits::default());
 
     // Nonsense is refused with the reason, and nothing changes.
     for bad in [
@@ -152,10 +155,16 @@ async fn tenant_limits_are_checked_shown_and_enforced_on_deploys() -> Result<()>
     )?;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("concurrency") && out.contains('7'), "{out}");
-    let shown = acme.get("/v1/tenants/acme").await?;
-    assert_eq!(shown.body["limits"]["versions"], 3, "{shown:?}");
-    assert_eq!(shown.body["effective_limits"]["concurrency"], 7);
-    assert_eq!(shown.body["effective_limits"]["wall_time"], "20000ms");
+    let shown = acme.tenant("acme").await?;
+    assert_eq!(shown.limits.versions, Some(3), "{shown:?}");
+    assert_eq!(shown.effective_limits.concurrency, Some(7));
+    assert_eq!(
+        shown.effective_limits.wall_time,
+        Some(DurationSpec(std::time::Duration::from_secs(20)))
+    );
+    // On the wire a duration is written with its unit.
+    let raw = acme.get("/v1/tenants/acme").await?;
+    assert_eq!(raw.body["effective_limits"]["wall_time"], "20000ms");
     let (code, _, err) = cli(&host, op_token, &["tenant", "limits", "acme", "memory"])?;
     assert_ne!(code, 0);
     assert!(err.contains("LIMIT=VALUE"), "{err}");

@@ -367,6 +367,15 @@ pub struct Answer {
     pub content_type: String,
 }
 
+impl Answer {
+    /// The body as the API type `T`: what a client built on `berth-api`
+    /// would read, so a host answering in another shape fails here.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.body.clone())
+            .with_context(|| format!("answer is not a {}: {self:?}", std::any::type_name::<T>()))
+    }
+}
+
 impl Admin {
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, format!("{}{path}", self.base));
@@ -419,16 +428,43 @@ impl Admin {
 
     /// Creates a tenant; returns its token.
     pub async fn create_tenant(&self, name: &str) -> Result<String> {
+        let new = berth_api::tenants::NewTenant {
+            name: name.parse()?,
+        };
         let answer = self
-            .post("/v1/tenants", serde_json::json!({ "name": name }))
+            .send(
+                self.request(reqwest::Method::POST, "/v1/tenants")
+                    .json(&new),
+            )
             .await?;
         if answer.status != 201 {
             bail!("creating tenant {name}: {answer:?}");
         }
-        answer.body["token"]
-            .as_str()
-            .map(str::to_string)
-            .context("no token in answer")
+        Ok(answer.parse::<berth_api::tenants::CreatedTenant>()?.token)
+    }
+
+    /// A tenant as the API shows it; fails unless it is found.
+    pub async fn tenant(&self, name: &str) -> Result<berth_api::tenants::TenantView> {
+        let answer = self.get(&format!("/v1/tenants/{name}")).await?;
+        if answer.status != 200 {
+            bail!("tenant {name}: {answer:?}");
+        }
+        answer.parse()
+    }
+
+    /// A service as the API shows it; fails unless it is found.
+    pub async fn service(
+        &self,
+        tenant: &str,
+        service: &str,
+    ) -> Result<berth_api::services::ServiceView> {
+        let answer = self
+            .get(&format!("/v1/tenants/{tenant}/services/{service}"))
+            .await?;
+        if answer.status != 200 {
+            bail!("service {service} of {tenant}: {answer:?}");
+        }
+        answer.parse()
     }
 
     /// Uploads bytes as a version.
@@ -465,15 +501,23 @@ impl Admin {
         if up.status != 201 && up.status != 200 {
             bail!("upload of {service} {label}: {up:?}");
         }
+        let change = berth_api::services::ServiceChange {
+            route: Some(route.to_string()),
+            version: Some(label.parse()?),
+            ..Default::default()
+        };
         let set = self
-            .put(
-                &format!("/v1/tenants/{tenant}/services/{service}"),
-                serde_json::json!({ "route": route, "version": label }),
+            .send(
+                self.request(
+                    reqwest::Method::PUT,
+                    &format!("/v1/tenants/{tenant}/services/{service}"),
+                )
+                .json(&change),
             )
             .await?;
         if set.status != 200 {
             bail!("activating {service} {label}: {set:?}");
         }
-        Ok(())
+        set.parse::<berth_api::services::ServiceView>().map(drop)
     }
 }
