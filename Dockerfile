@@ -7,6 +7,10 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
+COPY api api
+COPY runtime runtime
+COPY control control
+COPY admin admin
 COPY host host
 COPY guest-sdk guest-sdk
 COPY tests tests

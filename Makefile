@@ -48,8 +48,11 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 	cd components && $(CARGO) fmt --all -- --check
 
-# Dependencies between a crate's modules run one way: a new import cycle fails.
+# Dependencies run one way, between crates (each depends only on crates
+# below it) and between each crate's modules: a new upward edge or import
+# cycle fails.
 module-cycles:
+	python3 tools/crate_layers.py
 	python3 tools/module_cycles.py .
 
 lint: fmt-check module-cycles

@@ -7,7 +7,7 @@
 # (`call.start`, or `send_request` over wasi:http), the callee's instance,
 # the guest returning, the store dropped, the response head.
 #
-# The marks are trace-level `tracing` events of host/src/hop_trace.rs, built
+# The marks are trace-level `tracing` events of runtime/src/hop_trace.rs, built
 # only with the `hop-trace` cargo feature (which also turns on wasmtime's call
 # hook), so no shipped build carries them. They cost time of their own, so
 # the offsets run a little slower than `cargo bench --bench capabilities`:
@@ -19,5 +19,5 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WASM=$ROOT/components/target/wasm32-wasip2/release/testing_capabilities.wasm
 [ -f "$WASM" ] || { echo "no $WASM: run make components first" >&2; exit 1; }
 cd "$ROOT"
-taskset -c 0 cargo bench -q -p berth --features hop-trace --bench capabilities -- \
+taskset -c 0 cargo bench -q -p berth-runtime --features hop-trace --bench capabilities -- \
 	"$WASM" "${1:-3000}" trace

@@ -32,10 +32,10 @@ fi
 CPUS=$(nproc)
 if [ "$CPUS" -lt 2 ]; then echo "need 2 CPUs to pin server and load apart"; exit 1; fi
 
-cargo build --release -q -p berth --bins --example native_hello
+cargo build --release -q -p berth --bins && cargo build --release -q -p berth-runtime --example native_hello
 # The benchmark binaries too, on both cores: `cargo bench` below runs pinned
 # to CPU 0 and would otherwise compile them there.
-cargo bench -q -p berth --no-run 2>/dev/null
+cargo bench -q -p berth-runtime --no-run 2>/dev/null
 
 wait_for() { # url
   for _ in $(seq 1 600); do
@@ -175,11 +175,11 @@ FLEET=$(python3 bench/fleet.py target/release/berth "$HELLO" "$WORK" "$DURATION"
 flt() { echo "$FLEET" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
 echo "in-process instantiate-and-handle..."
-INVOKE=$(taskset -c 0 cargo bench -q -p berth --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
+INVOKE=$(taskset -c 0 cargo bench -q -p berth-runtime --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
 
 echo "capabilities: service-call hop, key-value round trips..."
 PROBE=components/target/wasm32-wasip2/release/testing_capabilities.wasm
-CAPS=$(taskset -c 0 cargo bench -q -p berth --bench capabilities -- "$PWD/$PROBE" 5000 2>/dev/null)
+CAPS=$(taskset -c 0 cargo bench -q -p berth-runtime --bench capabilities -- "$PWD/$PROBE" 5000 2>/dev/null)
 cap() { echo "$CAPS" | grep "$1"; }
 
 echo "service-call hop timeline (the hop-trace feature's marks)..."
@@ -207,7 +207,7 @@ All three serve the same answer; Berth and \`wasmtime serve -Scli\` (48.0.8) run
 
 - Berth / \`wasmtime serve\`: **${R_WASMTIME}×** throughput
 - Berth / native hyper: **${R_NATIVE}×** throughput
-- $INVOKE (in process, no network: \`cargo bench -p berth --bench invoke\`)
+- $INVOKE (in process, no network: \`cargo bench -p berth-runtime --bench invoke\`)
 - Second start with a warm compile cache, process spawn to first 200 response: **${START_MS} ms** (median of 5)
 
 ## What metrics and tracing cost
@@ -301,7 +301,7 @@ machines would gain: each host's capacity is that of a single host.
 
 ## Capabilities
 
-Measured in process by \`cargo bench -p berth --bench capabilities\` (pinned to CPU 0) on the
+Measured in process by \`cargo bench -p berth-runtime --bench capabilities\` (pinned to CPU 0) on the
 \`components/testing/capabilities\` probe, loaded as two services \`a\` and \`b\`: a hop is the
 median of \`a\` calling \`b\`'s \`/whoami\` with berth-sdk's \`call\` (Berth's \`berth:service/call\`)
 minus the median of \`a\`'s own \`/whoami\` (the callee's fresh instance included), and the same less

@@ -119,14 +119,14 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Held to the end of main, so the log's last lines are written out.
-    let _log = berth::telemetry::init(cli.log_json || cli.log_format == LogFormat::Json);
+    let _log = berth_runtime::telemetry::init(cli.log_json || cli.log_format == LogFormat::Json);
     let result = match cli.command {
         Command::Serve(cmd) => {
-            berth::files::create_files_private();
+            berth_runtime::files::create_files_private();
             cmd.execute()
         }
         Command::Up(cmd) => {
-            berth::files::create_files_private();
+            berth_runtime::files::create_files_private();
             cmd.execute()
         }
         other => run_client(other),

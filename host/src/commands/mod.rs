@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth::body_rate::MinBodyRate;
-use berth::host::{Host, HostSettings, KvLocation, LoadedService};
-use berth::kv::paced::WritePace;
-use berth::limits::ComponentLimits;
-use berth::server::FrontDoor;
-use berth::units::{ByteSize, DurationSpec};
+use berth_runtime::body_rate::MinBodyRate;
+use berth_runtime::host::{Host, HostSettings, KvLocation, LoadedService};
+use berth_runtime::kv::paced::WritePace;
+use berth_runtime::limits::ComponentLimits;
+use berth_runtime::server::FrontDoor;
+use berth_runtime::units::{ByteSize, DurationSpec};
 
 /// Flags every serving command shares.
 #[derive(clap::Args, Clone)]
@@ -69,7 +69,7 @@ pub struct HostFlags {
     pub max_connections_per_client: u32,
     /// Deepest chain of service-to-service calls; a call past it is
     /// answered 508 (Loop Detected).
-    #[arg(long, value_name = "N", default_value_t = berth::capabilities::calls::DEFAULT_MAX_CALL_DEPTH, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, value_name = "N", default_value_t = berth_runtime::capabilities::calls::DEFAULT_MAX_CALL_DEPTH, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_call_depth: u32,
     /// Key-value bytes one tenant may write per second, on average; writes
     /// past it wait (bursts of --kv-write-burst go at once).
@@ -90,7 +90,7 @@ impl HostFlags {
             self.kv_write_rate.0 >= 1024,
             "--kv-write-rate must be at least 1KiB (per second)"
         );
-        berth::files::create_private_dir(&self.data_dir)
+        berth_runtime::files::create_private_dir(&self.data_dir)
             .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
         Ok(Host::new(&HostSettings {
             data_dir: self.data_dir.clone(),
@@ -143,7 +143,7 @@ pub fn run_data_plane(
         host.set_own_listeners(vec![addr]);
         tracing::info!(%addr, "data plane listening");
         print_addresses(addr, services);
-        berth::server::serve(listener, host, front, shutdown_signal(), drain).await;
+        berth_runtime::server::serve(listener, host, front, shutdown_signal(), drain).await;
         Ok::<_, anyhow::Error>(())
     })?;
     // Guest tasks still streaming are cut off here rather than holding the

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use berth::admin::AdminState;
-use berth::admin::auth::{OperatorTokenSource, load_operator_token};
-use berth::control::{ControlPlane, ControlSettings};
-use berth::host::KvLocation;
-use berth::logbook::Logbook;
-use berth::store::Store;
-use berth::store::blobs::BlobStore;
-use berth::store::sql::SqlStore;
-use berth::units::{ByteSize, DurationSpec};
+use berth_admin::AdminState;
+use berth_admin::auth::{OperatorTokenSource, load_operator_token};
+use berth_control::store::Store;
+use berth_control::store::blobs::BlobStore;
+use berth_control::store::sql::SqlStore;
+use berth_control::{ControlPlane, ControlSettings};
+use berth_runtime::host::KvLocation;
+use berth_runtime::logbook::Logbook;
+use berth_runtime::units::{ByteSize, DurationSpec};
 
 use super::HostFlags;
 
@@ -98,7 +98,7 @@ impl ServeCommand {
         // Everything that can be wrong with the input is found before a
         // socket is bound.
         let specs = match &self.config {
-            Some(path) => berth::config::load(path)?,
+            Some(path) => berth_runtime::config::load(path)?,
             None => Vec::new(),
         };
         if self.base_domain.is_empty() || self.base_domain.contains(['/', ':', ' ']) {
@@ -113,9 +113,9 @@ impl ServeCommand {
         // single host without one makes its own; a fleet's hosts must share
         // one, so they get none and refuse secrets until it is set.
         let secrets_key = match (std::env::var("BERTH_SECRETS_KEY"), &self.store) {
-            (Ok(text), _) => Some(berth::secrets::SecretsKey::from_hex(&text)?),
+            (Ok(text), _) => Some(berth_control::secrets::SecretsKey::from_hex(&text)?),
             (Err(_), StoreLocation::Sqlite) => Some(
-                berth::secrets::SecretsKey::load_or_create(&data_dir)
+                berth_control::secrets::SecretsKey::load_or_create(&data_dir)
                     .context("cannot make the secrets key")?,
             ),
             (Err(_), StoreLocation::Postgres(_)) => None,
@@ -126,12 +126,12 @@ impl ServeCommand {
         let otlp = self
             .otlp_endpoint
             .as_deref()
-            .map(berth::telemetry::otlp::traces_url)
+            .map(berth_runtime::telemetry::otlp::traces_url)
             .transpose()?;
         let metrics = if self.no_metrics {
             None
         } else {
-            berth::telemetry::metrics::install()
+            berth_runtime::telemetry::metrics::install()
         };
 
         let runtime = super::runtime()?;
@@ -140,7 +140,7 @@ impl ServeCommand {
         runtime.block_on(async move {
             if let Some(url) = otlp {
                 tracing::info!(%url, "exporting spans over OTLP");
-                berth::telemetry::otlp::start(url)?;
+                berth_runtime::telemetry::otlp::start(url)?;
             }
             if let Some(handle) = metrics.clone() {
                 // Histograms buffer samples until drained; a host nobody
@@ -222,8 +222,7 @@ impl ServeCommand {
                     let _ = rx.wait_for(|stop| *stop).await;
                 }
             };
-            let admin_task =
-                tokio::spawn(berth::admin::serve(admin, Arc::clone(&state), stopped()));
+            let admin_task = tokio::spawn(berth_admin::serve(admin, Arc::clone(&state), stopped()));
             tracing::info!(addr = %admin_addr, "admin API listening");
             if secrets_key.is_none() {
                 tracing::warn!(
@@ -251,7 +250,7 @@ impl ServeCommand {
                 signal_state.ready.store(false, Ordering::Release);
                 let _ = stop_tx.send(true);
             });
-            berth::server::serve(data, host, front, stopped(), drain).await;
+            berth_runtime::server::serve(data, host, front, stopped(), drain).await;
             if tokio::time::timeout(Duration::from_secs(5), admin_task)
                 .await
                 .is_err()

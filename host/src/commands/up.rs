@@ -4,9 +4,9 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use berth::config::ServiceSpec;
-use berth::limits::Limits;
-use berth::outbound::{AllowedHost, OutboundPolicy};
+use berth_runtime::config::ServiceSpec;
+use berth_runtime::limits::Limits;
+use berth_runtime::outbound::{AllowedHost, OutboundPolicy};
 
 use super::HostFlags;
 

@@ -118,7 +118,7 @@ impl Client {
             .await?;
         match me.tenant {
             Some(tenant) => Ok(tenant),
-            None => Ok(berth::host::DEFAULT_TENANT.parse()?),
+            None => Ok(berth_runtime::host::DEFAULT_TENANT.parse()?),
         }
     }
 

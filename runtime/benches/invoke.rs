@@ -8,13 +8,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::time::{Duration, Instant};
 
-use berth::config::ServiceSpec;
-use berth::host::{Host, HostSettings};
-use berth::limits::Limits;
-use berth::outbound::OutboundPolicy;
-use berth::telemetry::trace_context::{CallChain, TraceContext};
+use berth_runtime::config::ServiceSpec;
+use berth_runtime::host::{Host, HostSettings};
+use berth_runtime::limits::Limits;
+use berth_runtime::outbound::OutboundPolicy;
+use berth_runtime::telemetry::trace_context::{CallChain, TraceContext};
 
-/// The allocator the `berth` binary runs with (`host/src/main.rs`), so the
+/// The allocator the `berth` binary runs with (`host/src/main.rs`, in the `berth` crate), so the
 /// host measured here is the one that ships.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -70,9 +70,10 @@ fn main() -> anyhow::Result<()> {
                 .header("host", "localhost")
                 .body(Full::new(Bytes::new()))?;
             let started = Instant::now();
-            let response = berth::invoke::invoke(&cx, &version, request, "bench".into(), chain)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let response =
+                berth_runtime::invoke::invoke(&cx, &version, request, "bench".into(), chain)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             let status = response.status();
             response.into_body().collect().await?;
             let took = started.elapsed();

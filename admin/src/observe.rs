@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 use super::AdminState;
 use super::auth::Caller;
 use super::problem::{ApiError, stored};
-use crate::telemetry::metrics::tenant_view;
+use berth_runtime::telemetry::metrics::tenant_view;
 
 fn service_stats(
     state: &AdminState,
@@ -120,7 +120,7 @@ pub async fn tenant_metrics(
         .as_ref()
         .map(|handle| {
             tenant_view(
-                &crate::telemetry::incarnation::scrub(&handle.render()),
+                &berth_runtime::telemetry::incarnation::scrub(&handle.render()),
                 &tenant,
             )
         })

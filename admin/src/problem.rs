@@ -6,9 +6,9 @@ use berth_api::NameError;
 pub use berth_api::Problem;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::control::ControlError;
-use crate::store::StoreError;
-use crate::store::blobs::BlobError;
+use berth_control::ControlError;
+use berth_control::store::StoreError;
+use berth_control::store::blobs::BlobError;
 
 tokio::task_local! {
     /// The id of the admin request being handled, for error bodies.

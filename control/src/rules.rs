@@ -4,13 +4,13 @@
 use super::{ControlError, Usage};
 use berth_api::names::check_name;
 
-use crate::config::validate_config;
-use crate::engine::EngineError;
-use crate::host::HostError;
-use crate::limits::Limits;
-use crate::outbound::{AllowedHost, OutboundPolicy};
-use crate::quotas::TenantQuotas;
 use crate::store::ServiceSettings;
+use berth_runtime::config::validate_config;
+use berth_runtime::engine::EngineError;
+use berth_runtime::host::HostError;
+use berth_runtime::limits::Limits;
+use berth_runtime::outbound::{AllowedHost, OutboundPolicy};
+use berth_runtime::quotas::TenantQuotas;
 
 pub(super) fn check_counts(
     tenant: &str,

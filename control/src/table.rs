@@ -7,13 +7,13 @@ use std::sync::Arc;
 use super::compile::Tier;
 use super::rules::resolve_settings;
 use super::{ControlError, ControlPlane, lock};
-use crate::admission::{TenantGate, default_cpu_slots};
-use crate::capabilities::ServiceCapabilities;
-use crate::host::DEFAULT_TENANT;
-use crate::invoke::ServiceVersion;
-use crate::quotas::TenantQuotas;
-use crate::router::{Backends, Route, RoutingTableBuilder};
 use crate::store::{Deployment, ServiceRecord, Snapshot};
+use berth_runtime::admission::{TenantGate, default_cpu_slots};
+use berth_runtime::capabilities::ServiceCapabilities;
+use berth_runtime::host::DEFAULT_TENANT;
+use berth_runtime::invoke::ServiceVersion;
+use berth_runtime::quotas::TenantQuotas;
+use berth_runtime::router::{Backends, Route, RoutingTableBuilder};
 
 impl ControlPlane {
     /// Rebuilds the routing table from the store and swaps it in. Versions
@@ -85,7 +85,7 @@ impl ControlPlane {
         Ok(())
     }
 
-    fn build_table(&self, snapshot: &Snapshot) -> crate::router::RoutingTable {
+    fn build_table(&self, snapshot: &Snapshot) -> berth_runtime::router::RoutingTable {
         let compiled = lock(&self.compiled);
         let mut builder = RoutingTableBuilder::new(&self.settings.base_domain, DEFAULT_TENANT);
         let mut tenants: HashMap<&str, (TenantQuotas, Arc<TenantGate>)> = HashMap::new();

@@ -78,11 +78,11 @@ pub async fn readyz_admin(State(state): State<Arc<AdminState>>) -> Response {
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
     let (in_use, capacity) = state.control.host().instance_pool();
-    crate::telemetry::metrics::instance_pool(in_use, capacity);
+    berth_runtime::telemetry::metrics::instance_pool(in_use, capacity);
     let body = state
         .metrics
         .as_ref()
-        .map(|handle| crate::telemetry::incarnation::scrub(&handle.render()))
+        .map(|handle| berth_runtime::telemetry::incarnation::scrub(&handle.render()))
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], body).into_response()
 }

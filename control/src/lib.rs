@@ -9,24 +9,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::admission::TenantGate;
-use crate::config::ServiceSpec;
-use crate::host::{DEFAULT_TENANT, Host, LoadedService};
-use crate::invoke::HostState;
-use crate::logbook::Logbook;
-use crate::quotas::TenantQuotas;
-use crate::router::Route;
 use crate::secrets::{SealedSecret, SecretError, SecretScope, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{Store, StoreError, TenantRecord, TokenRecord, Usage, VersionRecord};
+use berth_runtime::admission::TenantGate;
+use berth_runtime::config::ServiceSpec;
+use berth_runtime::host::{DEFAULT_TENANT, Host, LoadedService};
+use berth_runtime::invoke::HostState;
+use berth_runtime::logbook::Logbook;
+use berth_runtime::quotas::TenantQuotas;
+use berth_runtime::router::Route;
 
 mod collect;
 mod compile;
 mod deploys;
 mod fair;
 mod reads;
+mod reseal;
 mod rules;
-mod secrets;
+pub mod secrets;
+pub mod store;
 mod sync;
 mod table;
 

@@ -27,14 +27,14 @@ use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth::config::ServiceSpec;
-use berth::host::{Host, HostSettings};
-use berth::invoke::ServiceVersion;
-use berth::limits::Limits;
-use berth::outbound::OutboundPolicy;
-use berth::telemetry::trace_context::{CallChain, TraceContext};
+use berth_runtime::config::ServiceSpec;
+use berth_runtime::host::{Host, HostSettings};
+use berth_runtime::invoke::ServiceVersion;
+use berth_runtime::limits::Limits;
+use berth_runtime::outbound::OutboundPolicy;
+use berth_runtime::telemetry::trace_context::{CallChain, TraceContext};
 
-/// The allocator the `berth` binary runs with (`host/src/main.rs`), so the
+/// The allocator the `berth` binary runs with (`host/src/main.rs`, in the `berth` crate), so the
 /// host measured here is the one that ships.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -69,7 +69,13 @@ fn front_door_request(
         .uri(format!("http://localhost/a{path}"))
         .header("host", "localhost")
         .body(Full::new(Bytes::new()))?;
-    berth::forwarding::set_host_headers(request.headers_mut(), request_id, "/a", path, chain);
+    berth_runtime::forwarding::set_host_headers(
+        request.headers_mut(),
+        request_id,
+        "/a",
+        path,
+        chain,
+    );
     Ok(request)
 }
 
@@ -109,13 +115,13 @@ async fn medians(
     let mut samples = vec![Vec::with_capacity(iterations); paths.len()];
     for (round, index) in sequence {
         let path = paths[index];
-        let request_id = berth::telemetry::next_request_id();
+        let request_id = berth_runtime::telemetry::next_request_id();
         // One trace context, in the header and in the chain, as the front
         // door has it.
         let chain = CallChain::root(TraceContext::continuing(None));
         let request = front_door_request(method, path, &request_id, &chain)?;
         let started = Instant::now();
-        let response = berth::invoke::invoke(&cx, version, request, request_id, chain)
+        let response = berth_runtime::invoke::invoke(&cx, version, request, request_id, chain)
             .await
             .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
         let status = response.status();
@@ -261,7 +267,7 @@ async fn key_value(
     Ok(())
 }
 
-/// The `trace` mode: `berth::hop_trace` marks collected by a `tracing`
+/// The `trace` mode: `berth_runtime::hop_trace` marks collected by a `tracing`
 /// layer, and their median offsets printed in order.
 #[cfg(feature = "hop-trace")]
 mod timeline {
@@ -300,7 +306,7 @@ mod timeline {
             event: &tracing::Event<'_>,
             _: tracing_subscriber::layer::Context<'_, S>,
         ) {
-            if event.metadata().target() != berth::hop_trace::TARGET {
+            if event.metadata().target() != berth_runtime::hop_trace::TARGET {
                 return;
             }
             let at = Instant::now();
@@ -314,7 +320,7 @@ mod timeline {
 
     pub fn install() {
         let filter = tracing_subscriber::filter::Targets::new()
-            .with_target(berth::hop_trace::TARGET, tracing::Level::TRACE);
+            .with_target(berth_runtime::hop_trace::TARGET, tracing::Level::TRACE);
         let subscriber = tracing_subscriber::registry()
             .with(tracing_subscriber::Layer::with_filter(Marks, filter));
         let _ = tracing::subscriber::set_global_default(subscriber);
@@ -338,11 +344,11 @@ mod timeline {
             if let Ok(mut marks) = MARKS.lock() {
                 marks.clear();
             }
-            let request_id = berth::telemetry::next_request_id();
+            let request_id = berth_runtime::telemetry::next_request_id();
             let chain = CallChain::root(TraceContext::continuing(None));
             let request = front_door_request("GET", path, &request_id, &chain)?;
             let started = Instant::now();
-            let response = berth::invoke::invoke(&cx, version, request, request_id, chain)
+            let response = berth_runtime::invoke::invoke(&cx, version, request, request_id, chain)
                 .await
                 .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
             mark("bench.head");

@@ -12,10 +12,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use super::fair::FairSlots;
 use super::rules::compile_error;
 use super::{ControlError, ControlPlane, lock};
-use crate::engine::EngineError;
-use crate::host::{Host, HostError};
-use crate::invoke::HostState;
-use crate::telemetry::metrics;
+use berth_runtime::engine::EngineError;
+use berth_runtime::host::{Host, HostError};
+use berth_runtime::invoke::HostState;
+use berth_runtime::telemetry::metrics;
 
 /// What an upload was compiled to.
 pub(super) enum Tier {

@@ -22,9 +22,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::control::ControlPlane;
-use crate::telemetry::next_request_id;
 use auth::OperatorToken;
+use berth_control::ControlPlane;
+use berth_runtime::telemetry::next_request_id;
 
 /// What every admin handler shares.
 pub struct AdminState {

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use super::AdminState;
 use super::auth::Caller;
 use super::problem::{ApiError, stored};
-use crate::control::ControlError;
-use crate::store::blobs::BlobError;
-use crate::store::{Deployment, ServiceRecord, ServiceUpdate, SettingsChange, VersionRecord};
+use berth_control::ControlError;
+use berth_control::store::blobs::BlobError;
+use berth_control::store::{
+    Deployment, ServiceRecord, ServiceUpdate, SettingsChange, VersionRecord,
+};
 
 /// The API's view of a stored service.
 fn service_view(record: ServiceRecord, state: &AdminState) -> Result<ServiceView, ApiError> {
@@ -79,7 +81,7 @@ fn service_url(state: &AdminState, tenant: &str, route: &str) -> String {
         .rsplit_once(':')
         .map_or("", |(_, port)| port);
     let base = &state.control.settings().base_domain;
-    if tenant == crate::host::DEFAULT_TENANT {
+    if tenant == berth_runtime::host::DEFAULT_TENANT {
         format!("http://{}{route}", state.data_plane)
     } else {
         format!("http://{tenant}.{base}:{port}{route}")
@@ -158,7 +160,7 @@ pub async fn put_service(
     for (key, value) in change.secrets.unwrap_or_default() {
         let sealed = match value {
             Some(value) => {
-                let scope = crate::secrets::SecretScope {
+                let scope = berth_control::secrets::SecretScope {
                     tenant: &tenant,
                     service: &service,
                     key: &key,
@@ -352,7 +354,10 @@ pub async fn logs(
     caller.require_tenant(&tenant)?;
     state.control.service(&tenant, &service).await?;
     let log = state.control.logbook().service(&tenant, &service);
-    let limit = query.limit.unwrap_or(100).min(crate::logbook::LINES_KEPT);
+    let limit = query
+        .limit
+        .unwrap_or(100)
+        .min(berth_runtime::logbook::LINES_KEPT);
     let follower = query.follow.then(|| log.follow());
     let mut text = String::new();
     for line in log.recent(limit) {

@@ -1,16 +1,17 @@
-//! Berth: a multi-tenant WebAssembly microservice host.
+//! Berth's runtime: everything that serves a request. The engine and its
+//! pooling allocator, instances and their limits, tenants' admission, the
+//! capabilities guests are linked with, key-value storage, routing, the
+//! front door and telemetry.
+//!
+//! It knows nothing of where its services come from: the control plane
+//! (`berth-control`) builds routing tables from stored state and swaps them
+//! in, and `berth up` loads them from files.
 //!
 //! # Layout
 //!
 //! A request travels `server` → `router` (via `registry`) → `invoke`; a
 //! service gets there through `config` → `host` → `engine`.
 //!
-//! - [`admin`]: the admin API (axum): routes, auth, problem+json errors, OpenAPI.
-//! - [`control`]: the control plane's core API: upload, activate, split, roll back, delete;
-//!   its `table` module makes stored state live, its `rules` module checks changes,
-//!   its `sync` module follows a store other hosts write to.
-//! - [`store`]: durable state (SQLite or Postgres via sqlx) and content-addressed
-//!   component blobs.
 //! - [`logbook`]: each service's recent guest output, for the logs route.
 //! - [`config`]: `berth.toml`, checked with file and line before anything starts.
 //! - [`host`]: the core API (load services, route to them) that the CLI and tests call.
@@ -27,7 +28,6 @@
 //!   key-value, config, logging, stdout/stderr capture.
 //! - [`kv`]: key-value storage behind a backend trait (SQLite by default, Postgres
 //!   for a fleet).
-//! - [`secrets`]: secret config values, sealed at rest.
 //! - [`files`]: the data directory's permissions (owner only).
 //! - [`error`]: request failures and the one mapping to HTTP status.
 //! - [`telemetry`]: logging set-up, request ids, Prometheus metrics, the
@@ -39,16 +39,16 @@
 //! - [`service_dispatch`]: how the host runs a service call the capability
 //!   layer hands it through `ServiceDispatch`.
 //!
-//! Imports between these modules run one way (`tools/module_cycles.py`,
-//! run by `make test`); `docs/architecture.md` lists the layers.
+//! Imports between these modules run one way, and this crate imports none
+//! of the workspace's crates but `berth-api` (`tools/module_cycles.py` and
+//! `tools/crate_layers.py`, run by `make test`); `docs/architecture.md`
+//! lists the layers.
 
-pub mod admin;
 pub mod admission;
 pub mod body;
 pub mod body_rate;
 pub mod capabilities;
 pub mod config;
-pub mod control;
 pub mod engine;
 pub mod error;
 pub mod files;
@@ -64,10 +64,8 @@ pub mod quotas;
 pub mod random;
 pub mod registry;
 pub mod router;
-pub mod secrets;
 pub mod server;
 pub mod service_dispatch;
-pub mod store;
 pub mod telemetry;
 pub use berth_api::units;
 

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use super::AdminState;
 use super::auth::{Caller, hash_secret, new_secret, new_token_id};
 use super::problem::{ApiError, stored};
-use crate::control::ControlError;
-use crate::quotas::TenantQuotas;
-use crate::store::{TenantRecord, TokenRecord, now};
+use berth_control::ControlError;
+use berth_control::store::{TenantRecord, TokenRecord, now};
+use berth_runtime::quotas::TenantQuotas;
 
 /// The API's view of a stored tenant.
 fn tenant_view(record: TenantRecord, base_domain: &str) -> Result<TenantView, ApiError> {

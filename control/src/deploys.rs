@@ -11,14 +11,14 @@ use std::time::Instant;
 use super::compile::Tier;
 use super::rules::{check_capabilities, resolve_settings, storage_exceeded};
 use super::{ControlError, ControlPlane, Uploaded, fair, lock};
-use crate::config::normalize_route;
-use crate::quotas::TenantQuotas;
 use crate::store::blobs::BlobError;
 use crate::store::{
     DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceUpdate, VersionRecord, now,
     now_millis,
 };
-use crate::telemetry::metrics;
+use berth_runtime::config::normalize_route;
+use berth_runtime::quotas::TenantQuotas;
+use berth_runtime::telemetry::metrics;
 
 impl ControlPlane {
     /// Streams, checks, compiles and stores one version. Nothing is stored
