@@ -6,10 +6,7 @@ docs/architecture.md); this check, run by `make test`, keeps them so.
 Reads `use crate::a::b` and `super::x` paths (and any other `crate::` path
 in code or doc links) as text, maps each to the module file that defines it,
 and looks for strongly connected components. Test modules
-(`#[cfg(test)] mod tests { ... }` at the end of a file) are left out, and so
-are the paths a `bindings.rs` names: wasmtime's `bindgen!` maps WIT
-resources to the host types that implement them (`with: { ... }`), and
-those modules implement the generated traits, a seam by construction.
+(`#[cfg(test)] mod tests { ... }` at the end of a file) are left out.
 
 Usage: tools/module_cycles.py [REPO]   (exit 1 and the cycle's edges if any)
 """
@@ -40,8 +37,6 @@ def graph_of(src):
     modules = {tuple(module_path(src, f)): f for f in files}
     graph = {f: set() for f in files}
     for f in files:
-        if os.path.basename(f) == "bindings.rs":
-            continue
         me = module_path(src, f)
         with open(f, encoding="utf-8", errors="replace") as fh:
             text = fh.read()

@@ -116,7 +116,7 @@ pub struct LogLine {
 pub struct DeployEventView {
     /// Milliseconds since the Unix epoch.
     pub at: i64,
-    /// `upload`, `deploy`, `configure` or `rollback`.
+    /// `upload`, `deploy`, `configure`, `rollback` or `delete-version`.
     pub action: String,
     /// What changed: the version uploaded, or the split now serving.
     pub detail: String,

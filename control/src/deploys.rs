@@ -302,13 +302,20 @@ impl ControlPlane {
         }
     }
 
+    /// Deletes a version no deployment serves; its history says so.
     pub async fn delete_version(
         &self,
         tenant: &str,
         service: &str,
         label: &str,
     ) -> Result<(), ControlError> {
-        self.store.delete_version(tenant, service, label).await?;
-        self.apply_and_collect().await
+        let work = async {
+            self.store.delete_version(tenant, service, label).await?;
+            self.apply_and_collect().await
+        };
+        self.audited(tenant, service, "delete-version", work, |_| {
+            Some(label.to_string())
+        })
+        .await
     }
 }

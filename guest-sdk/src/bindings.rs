@@ -7,7 +7,7 @@ wit_bindgen::generate!({
     path: "../wit",
     world: "berth:service/capabilities",
     with: {
-        "wasi:io/poll@0.2.12": wstd::__internal::wasip2::io::poll,
+        "wasi:io/poll@0.2.12": wasip2::io::poll,
     },
     generate_all,
 });

@@ -63,7 +63,7 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
 /// Waits a random time that grows with the attempt (up to about 3 ms), so
 /// that writers racing for one key stop colliding in lockstep.
 fn back_off(attempt: u32) {
-    use wstd::__internal::wasip2::{clocks::monotonic_clock, random::random};
+    use wasip2::{clocks::monotonic_clock, random::random};
     let ceiling_us = 50u64 << attempt.min(6);
     let wait_us = random::get_random_u64() % ceiling_us;
     monotonic_clock::subscribe_duration(wait_us * 1000).block();

@@ -93,9 +93,9 @@ macro_rules! serve {
 
 #[doc(hidden)]
 pub mod __internal {
-    pub use wstd::__internal::wasip2;
-    pub use wstd::__internal::wasip2::exports::http::incoming_handler::Guest;
-    pub use wstd::__internal::wasip2::http::types::{IncomingRequest, ResponseOutparam};
+    pub use wasip2;
+    pub use wasip2::exports::http::incoming_handler::Guest;
+    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
 
     use crate::Service;
 

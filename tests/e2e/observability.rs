@@ -400,26 +400,30 @@ async fn stats_and_history_describe_known_traffic_and_deploys() -> Result<()> {
         "{table}"
     );
 
+    // Version 2 serves nothing after the rollback; deleting it is history
+    // too.
+    let gone = acme
+        .delete("/v1/tenants/acme/services/h/versions/2")
+        .await?;
+    assert_eq!(gone.status, 204, "{gone:?}");
     let history = acme.get("/v1/tenants/acme/services/h/history").await?;
-    let events: Vec<(String, String)> = history.body["events"]
-        .as_array()
-        .context("events")?
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap_or("").to_string(),
-                e["detail"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    let actions: Vec<&str> = events.iter().map(|(a, _)| a.as_str()).collect();
+    let events = history.parse::<berth_api::services::HistoryView>()?.events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
-        ["upload", "deploy", "upload", "deploy", "rollback"],
+        [
+            "upload",
+            "deploy",
+            "upload",
+            "deploy",
+            "rollback",
+            "delete-version"
+        ],
         "{events:?}"
     );
-    assert_eq!(events[3].1, "1=50, 2=50");
-    assert_eq!(events[4].1, "to 1");
+    assert_eq!(events[3].detail, "1=50, 2=50");
+    assert_eq!(events[4].detail, "to 1");
+    assert_eq!(events[5].detail, "2");
     Ok(())
 }
 

@@ -81,18 +81,21 @@ pub struct HostFlags {
 }
 
 impl HostFlags {
+    /// A host whose key-value data lives in the data directory.
     pub fn host(&self) -> anyhow::Result<Arc<Host>> {
-        self.host_with_kv(KvLocation::DataDir)
+        let settings = self.host_settings(KvLocation::DataDir)?;
+        berth_runtime::files::create_private_dir(&self.data_dir)
+            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
+        Ok(Host::new(&settings)?)
     }
 
-    pub fn host_with_kv(&self, kv: KvLocation) -> anyhow::Result<Arc<Host>> {
+    /// The runtime's settings these flags make, checked.
+    pub fn host_settings(&self, kv: KvLocation) -> anyhow::Result<HostSettings> {
         anyhow::ensure!(
             self.kv_write_rate.0 >= 1024,
             "--kv-write-rate must be at least 1KiB (per second)"
         );
-        berth_runtime::files::create_private_dir(&self.data_dir)
-            .with_context(|| format!("cannot create data directory {}", self.data_dir.display()))?;
-        Ok(Host::new(&HostSettings {
+        Ok(HostSettings {
             data_dir: self.data_dir.clone(),
             max_instances: self.max_instances,
             max_instances_per_tenant: self
@@ -109,7 +112,7 @@ impl HostFlags {
                 bytes_per_second: self.kv_write_rate.0,
                 burst_bytes: self.kv_write_burst.0,
             },
-        })?)
+        })
     }
 
     pub fn front_door(&self) -> FrontDoor {

@@ -4,18 +4,13 @@
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use berth_admin::AdminState;
-use berth_admin::auth::{OperatorTokenSource, load_operator_token};
-use berth_control::store::Store;
-use berth_control::store::blobs::BlobStore;
-use berth_control::store::sql::SqlStore;
-use berth_control::{ControlPlane, ControlSettings};
+use berth::StoreLocation;
+use berth_admin::auth::OperatorTokenSource;
+use berth_control::ControlSettings;
+use berth_control::secrets::SecretsKey;
 use berth_runtime::host::KvLocation;
-use berth_runtime::logbook::Logbook;
 use berth_runtime::units::{ByteSize, DurationSpec};
 
 use super::HostFlags;
@@ -77,12 +72,6 @@ pub struct ServeCommand {
     host: HostFlags,
 }
 
-#[derive(Debug, Clone)]
-enum StoreLocation {
-    Sqlite,
-    Postgres(String),
-}
-
 fn parse_store(text: &str) -> Result<StoreLocation, String> {
     if text == "sqlite" {
         Ok(StoreLocation::Sqlite)
@@ -97,52 +86,20 @@ impl ServeCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         // Everything that can be wrong with the input is found before a
         // socket is bound.
-        let specs = match &self.config {
-            Some(path) => berth_runtime::config::load(path)?,
-            None => Vec::new(),
-        };
-        if self.base_domain.is_empty() || self.base_domain.contains(['/', ':', ' ']) {
-            anyhow::bail!("--base-domain `{}` is not a domain name", self.base_domain);
-        }
-        let host = self.host.host_with_kv(match &self.store {
-            StoreLocation::Sqlite => KvLocation::DataDir,
-            StoreLocation::Postgres(url) => KvLocation::Postgres(url.clone()),
-        })?;
-        let data_dir = self.host.data_dir.clone();
-        // Read from the environment only: a flag would show in `ps`. A
-        // single host without one makes its own; a fleet's hosts must share
-        // one, so they get none and refuse secrets until it is set.
-        let secrets_key = match (std::env::var("BERTH_SECRETS_KEY"), &self.store) {
-            (Ok(text), _) => Some(berth_control::secrets::SecretsKey::from_hex(&text)?),
-            (Err(_), StoreLocation::Sqlite) => Some(
-                berth_control::secrets::SecretsKey::load_or_create(&data_dir)
-                    .context("cannot make the secrets key")?,
-            ),
-            (Err(_), StoreLocation::Postgres(_)) => None,
-        };
-        let (operator, source) =
-            load_operator_token(std::env::var("BERTH_OPERATOR_TOKEN").ok(), &data_dir)
-                .context("cannot read or create the operator token")?;
+        let options = self.options()?;
         let otlp = self
             .otlp_endpoint
             .as_deref()
             .map(berth_runtime::telemetry::otlp::traces_url)
             .transpose()?;
-        let metrics = if self.no_metrics {
-            None
-        } else {
-            berth_runtime::telemetry::metrics::install()
-        };
-
+        let shared = matches!(self.store, StoreLocation::Postgres(_));
         let runtime = super::runtime()?;
-        let front = self.host.front_door();
-        let drain = self.host.drain_timeout.0;
         runtime.block_on(async move {
             if let Some(url) = otlp {
                 tracing::info!(%url, "exporting spans over OTLP");
                 berth_runtime::telemetry::otlp::start(url)?;
             }
-            if let Some(handle) = metrics.clone() {
+            if let Some(handle) = options.metrics.clone() {
                 // Histograms buffer samples until drained; a host nobody
                 // scrapes must not grow.
                 tokio::spawn(async move {
@@ -153,85 +110,15 @@ impl ServeCommand {
                     }
                 });
             }
-            let store: Arc<dyn Store> = match &self.store {
-                StoreLocation::Sqlite => Arc::new(
-                    SqlStore::open_sqlite(&data_dir.join("berth.db"))
-                        .await
-                        .context("cannot open the state database")?,
-                ),
-                StoreLocation::Postgres(url) => Arc::new(
-                    SqlStore::open_postgres(url)
-                        .await
-                        .context("cannot connect to the Postgres state store")?,
-                ),
-            };
-            let shared = matches!(self.store, StoreLocation::Postgres(_));
-            let blobs = BlobStore::open(data_dir.join("blobs"))
-                .context("cannot open the component store")?;
-            let control = ControlPlane::open(
-                Arc::clone(&host),
-                store,
-                blobs,
-                ControlSettings {
-                    base_domain: self.base_domain.to_ascii_lowercase(),
-                    max_upload_bytes: self.max_upload.0,
-                    compile_timeout: self.compile_timeout.0,
-                    secrets_key: secrets_key.clone(),
-                    shared_blob_grace: self.shared_blob_grace.0,
-                },
-                Arc::new(Logbook::default()),
-                &specs,
-            )
-            .await?;
-            if let Err(error) = control.collect_garbage().await {
-                tracing::warn!(%error, "cannot collect unreferenced stored bytes");
-            }
-            let resealed = control.reseal_legacy_secrets().await?;
-            if resealed > 0 {
-                tracing::info!(
-                    resealed,
-                    "secrets an older Berth stored unsealed or unbound are sealed again"
-                );
-            }
-            if shared {
-                // Other hosts change the state too; this host follows.
-                control.spawn_sync(self.sync_interval.0);
-            }
-
-            let data = tokio::net::TcpListener::bind(self.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", self.listen))?;
-            let admin = tokio::net::TcpListener::bind(self.admin_listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", self.admin_listen))?;
-            let data_addr = data.local_addr()?;
-            let admin_addr = admin.local_addr()?;
-            host.set_own_listeners(vec![data_addr, admin_addr]);
-            let state = Arc::new(AdminState {
-                control: Arc::clone(&control),
-                operator,
-                metrics,
-                data_plane: data_addr.to_string(),
-                ready: true.into(),
-            });
-
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let stopped = move || {
-                let mut rx = stop_rx.clone();
-                async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                }
-            };
-            let admin_task = tokio::spawn(berth_admin::serve(admin, Arc::clone(&state), stopped()));
-            tracing::info!(addr = %admin_addr, "admin API listening");
-            if secrets_key.is_none() {
+            let fleet_without_key = shared && options.control.secrets_key.is_none();
+            let running = berth::start(options).await?;
+            if fleet_without_key {
                 tracing::warn!(
                     "BERTH_SECRETS_KEY is not set: this fleet host refuses service secrets \
                      until every host has the same key"
                 );
             }
-            tracing::info!(addr = %data_addr, "data plane listening");
-            if let OperatorTokenSource::Generated(path) = &source {
+            if let OperatorTokenSource::Generated(path) = &running.operator_token {
                 println!("operator token written to {}", path.display());
                 if shared {
                     tracing::warn!(
@@ -240,26 +127,66 @@ impl ServeCommand {
                     );
                 }
             }
+            let admin_addr = running.admin_addr;
             println!("berth admin API listening on http://{admin_addr}");
             println!("berth dashboard at http://{admin_addr}/ui/ (sign in with a token)");
-            super::print_addresses(data_addr, control.static_services());
-
-            let signal_state = Arc::clone(&state);
-            tokio::spawn(async move {
-                super::shutdown_signal().await;
-                signal_state.ready.store(false, Ordering::Release);
-                let _ = stop_tx.send(true);
-            });
-            berth_runtime::server::serve(data, host, front, stopped(), drain).await;
-            if tokio::time::timeout(Duration::from_secs(5), admin_task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("admin API did not stop in time");
-            }
+            super::print_addresses(running.data_addr, running.control.static_services());
+            super::shutdown_signal().await;
+            running.shutdown().await;
             Ok::<_, anyhow::Error>(())
         })?;
         runtime.shutdown_timeout(Duration::from_secs(1));
         Ok(())
+    }
+
+    /// The host these flags, the environment and the config file describe.
+    fn options(&self) -> anyhow::Result<berth::Options> {
+        let services = match &self.config {
+            Some(path) => berth_runtime::config::load(path)?,
+            None => Vec::new(),
+        };
+        if self.base_domain.is_empty() || self.base_domain.contains(['/', ':', ' ']) {
+            anyhow::bail!("--base-domain `{}` is not a domain name", self.base_domain);
+        }
+        let host = self.host.host_settings(match &self.store {
+            StoreLocation::Sqlite => KvLocation::DataDir,
+            StoreLocation::Postgres(url) => KvLocation::Postgres(url.clone()),
+        })?;
+        let data_dir = self.host.data_dir.clone();
+        berth_runtime::files::create_private_dir(&data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        // Read from the environment only: a flag would show in `ps`. A
+        // single host without one makes its own; a fleet's hosts must share
+        // one, so they get none and refuse secrets until it is set.
+        let secrets_key = match (std::env::var("BERTH_SECRETS_KEY"), &self.store) {
+            (Ok(text), _) => Some(SecretsKey::from_hex(&text)?),
+            (Err(_), StoreLocation::Sqlite) => {
+                Some(SecretsKey::load_or_create(&data_dir).context("cannot make the secrets key")?)
+            }
+            (Err(_), StoreLocation::Postgres(_)) => None,
+        };
+        Ok(berth::Options {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            host,
+            front: self.host.front_door(),
+            drain: self.host.drain_timeout.0,
+            control: ControlSettings {
+                base_domain: self.base_domain.to_ascii_lowercase(),
+                max_upload_bytes: self.max_upload.0,
+                compile_timeout: self.compile_timeout.0,
+                secrets_key,
+                shared_blob_grace: self.shared_blob_grace.0,
+            },
+            services,
+            store: self.store.clone(),
+            sync_interval: self.sync_interval.0,
+            operator_token: std::env::var("BERTH_OPERATOR_TOKEN").ok(),
+            metrics: if self.no_metrics {
+                None
+            } else {
+                berth_runtime::telemetry::metrics::install()
+            },
+        })
     }
 }

@@ -7,10 +7,10 @@ mod generated {
         world: "berth:service/capabilities",
         imports: { default: async | trappable },
         with: {
-            "wasi:keyvalue/store.bucket": crate::capabilities::keyvalue::BucketHandle,
-            "wasi:keyvalue/atomics.cas": crate::capabilities::keyvalue::CasHandle,
+            "wasi:keyvalue/store.bucket": crate::capabilities::kv_handles::BucketHandle,
+            "wasi:keyvalue/atomics.cas": crate::capabilities::kv_handles::CasHandle,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "berth:service/call.pending-call": crate::capabilities::service_call::PendingCall,
+            "berth:service/call.pending-call": crate::capabilities::pending_call::PendingCall,
         },
     });
 }

@@ -7,27 +7,14 @@ use wasmtime::component::Resource;
 
 use super::bindings::kv_store::{Error, KeyResponse};
 use super::bindings::{atomics, batch, kv_store};
+use super::kv_handles::{BucketHandle, CasHandle};
 use super::state::HostState;
 use crate::kv::{KvError, LIST_PAGE, Namespace};
-use crate::limits::{HostCharge, HostMemoryExceeded};
+use crate::limits::HostMemoryExceeded;
 use crate::telemetry::metrics::KvOp;
 
 /// Keys one batch call may name.
 const MAX_BATCH_KEYS: usize = 1000;
-
-/// An open bucket, as the guest holds it.
-pub struct BucketHandle {
-    namespace: Namespace,
-}
-
-/// A compare-and-swap in progress: the value the key held when it began,
-/// counted against the instance's memory budget while the guest keeps it.
-pub struct CasHandle {
-    namespace: Namespace,
-    key: String,
-    seen: Option<Vec<u8>>,
-    _held: HostCharge,
-}
 
 /// Bytes a CAS handle holds for the guest.
 fn cas_bytes(key: &str, seen: Option<&[u8]>) -> u64 {

@@ -12,51 +12,29 @@ use http::{HeaderName, HeaderValue, Method};
 use http_body_util::{BodyExt, Full};
 use tracing::Instrument;
 use wasmtime::component::Resource;
-use wasmtime_wasi::p2::{DynPollable, Pollable};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi_http::WasiBody;
 
 use super::bindings::service_call::{self as wit, Error as CallError};
 use super::calls::{INTERNAL_SUFFIX, ServiceCalls, internal_target};
+use super::pending_call::{Answer, CallFailure, CallResponse, CallTask, Outcome, PendingCall};
 use super::state::HostState;
 use crate::hop_trace::mark;
-use crate::limits::{HostCharge, InstanceBudget};
+use crate::limits::InstanceBudget;
 use std::sync::Arc;
 
-type Outcome = Result<wit::Response, CallError>;
-
-/// A call's outcome, and the charge to the caller's budget for the answer
-/// the host holds until the caller takes it.
-type Answer = (Outcome, Option<HostCharge>);
-
-/// A call the guest started, until it takes the response.
-pub enum PendingCall {
-    Waiting(CallTask),
-    Done(Answer),
-    Taken,
-}
-
-/// The task running a call; a guest that drops the call before its answer
-/// (or ends) stops it.
-pub struct CallTask(tokio::task::JoinHandle<Answer>);
-
-impl Drop for CallTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for PendingCall {
-    async fn ready(&mut self) {
-        if let Self::Waiting(task) = self {
-            let answer = (&mut task.0).await.unwrap_or_else(|_| {
-                (
-                    Err(CallError::ResponseFailed("the call ended early".into())),
-                    None,
-                )
-            });
-            *self = Self::Done(answer);
-        }
+/// The answer as the guest reads it.
+fn to_wit(outcome: Outcome) -> Result<wit::Response, CallError> {
+    match outcome {
+        Ok(response) => Ok(wit::Response {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        }),
+        Err(CallFailure::InvalidRequest(why)) => Err(CallError::InvalidRequest(why)),
+        Err(CallFailure::TooManyRequests(limit)) => Err(CallError::TooManyRequests(limit)),
+        Err(CallFailure::ResponseFailed(why)) => Err(CallError::ResponseFailed(why)),
+        Err(CallFailure::Consumed) => Err(CallError::Consumed),
     }
 }
 
@@ -119,7 +97,7 @@ fn to_http(
 async fn take_whole(response: http::Response<WasiBody>, budget: Arc<InstanceBudget>) -> Answer {
     let limit = budget.limit();
     let too_large = |bytes: u64| {
-        CallError::ResponseFailed(format!(
+        CallFailure::ResponseFailed(format!(
             "the response body is over {bytes} bytes, more than the caller's memory \
              limit of {limit} bytes leaves it to take whole; stream it over wasi:http instead"
         ))
@@ -136,7 +114,7 @@ async fn take_whole(response: http::Response<WasiBody>, budget: Arc<InstanceBudg
     while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(frame) => frame,
-            Err(error) => return (Err(CallError::ResponseFailed(error.to_string())), None),
+            Err(error) => return (Err(CallFailure::ResponseFailed(error.to_string())), None),
         };
         if let Some(data) = frame.data_ref() {
             if charge.grow(data.len() as u64).is_err() {
@@ -146,7 +124,7 @@ async fn take_whole(response: http::Response<WasiBody>, budget: Arc<InstanceBudg
             whole.extend_from_slice(data);
         }
     }
-    let response = wit::Response {
+    let response = CallResponse {
         status: parts.status.as_u16(),
         headers: parts
             .headers
@@ -191,7 +169,7 @@ impl wit::Host for HostState {
         let pending = match self.hooks.take_internal_call() {
             Err(limit) => {
                 self.count_call("refused");
-                PendingCall::Done((Err(CallError::TooManyRequests(limit)), None))
+                PendingCall::Done((Err(CallFailure::TooManyRequests(limit)), None))
             }
             Ok(calls) => match to_http(&service, request) {
                 Ok((callee, request)) => {
@@ -205,7 +183,7 @@ impl wit::Host for HostState {
                         service = %self.identity.service, request_id = %self.identity.request_id,
                         callee = %service, %reason, "service call refused"
                     );
-                    PendingCall::Done((Err(CallError::InvalidRequest(reason)), None))
+                    PendingCall::Done((Err(CallFailure::InvalidRequest(reason)), None))
                 }
             },
         };
@@ -228,7 +206,10 @@ impl wit::HostPendingCall for HostState {
         wasmtime_wasi::p2::subscribe(&mut self.table, call)
     }
 
-    async fn get(&mut self, call: Resource<PendingCall>) -> wasmtime::Result<Option<Outcome>> {
+    async fn get(
+        &mut self,
+        call: Resource<PendingCall>,
+    ) -> wasmtime::Result<Option<Result<wit::Response, CallError>>> {
         let pending = self.table.get_mut(&call)?;
         Ok(match std::mem::replace(pending, PendingCall::Taken) {
             PendingCall::Waiting(task) => {
@@ -237,8 +218,8 @@ impl wit::HostPendingCall for HostState {
             }
             // The charge ends here: the answer moves into the guest's
             // memory, which its budget counts from now on.
-            PendingCall::Done((outcome, _charge)) => Some(outcome),
-            PendingCall::Taken => Some(Err(CallError::Consumed)),
+            PendingCall::Done((outcome, _charge)) => Some(to_wit(outcome)),
+            PendingCall::Taken => Some(to_wit(Err(CallFailure::Consumed))),
         })
     }
 
@@ -331,7 +312,7 @@ mod tests {
         for (declared, max) in [(None, 9), (Some(10), 9), (Some(100), 10)] {
             let budget = InstanceBudget::new(max);
             match take_whole(answer(b"0123456789", declared), Arc::clone(&budget)).await {
-                (Err(CallError::ResponseFailed(why)), None) => {
+                (Err(CallFailure::ResponseFailed(why)), None) => {
                     assert!(why.contains(&format!("limit of {max} bytes")), "{why}");
                 }
                 other => panic!("{declared:?}/{max}: {other:?}"),
