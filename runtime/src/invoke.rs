@@ -493,56 +493,12 @@ fn new_store(
     request_id: &Arc<str>,
     chain: CallChain,
 ) -> Store<HostState> {
-    let own_listeners = cx.own_listeners;
-    let who = GuestIdentity {
-        tenant: Arc::clone(&version.tenant),
-        service: Arc::clone(&version.service),
-        version: Arc::clone(&version.version),
-        request_id: Arc::clone(request_id),
-        log: version.log.clone(),
-        rate: Arc::clone(&version.log_rate),
-    };
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.max_random_size(MAX_RANDOM_BYTES);
-    wasi.monotonic_clock(CoarseMonotonicClock::new());
-    wasi.wall_clock(CoarseWallClock);
-    wasi.stdout(GuestLog::new(Stdio::Stdout, who.clone()));
-    wasi.stderr(GuestLog::new(Stdio::Stderr, who.clone()));
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(MAX_RESOURCES);
-    let state = HostState {
-        table,
-        wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
-        hooks: OutboundHooks {
-            addresses: AddressPolicy {
-                allow_private: version.outbound.allow_private,
-                own_listeners: Arc::clone(own_listeners),
-            },
-            policy: Arc::clone(&version.outbound),
-            service: Arc::clone(&version.service),
-            request_id: Arc::clone(request_id),
-            remaining: version.limits.outbound_requests,
-            limit: version.limits.outbound_requests,
-            calls: ServiceCalls {
-                dispatch: cx.dispatch.clone(),
-                tenant: Arc::clone(&version.tenant),
-                request_id: Arc::clone(request_id),
-                chain,
-                max_depth: cx.max_call_depth,
-            },
-        },
-        capabilities: Arc::clone(&version.capabilities),
-        identity: who,
-        limiter: InstanceMemoryLimiter::new(version.limits.memory_bytes, cx.component),
-        fields_held: std::collections::HashMap::new(),
-        cpu_ticks: 0,
-        cpu_budget_ticks: version.limits.cpu_ticks(),
-        cpu_share: version.gate.cpu_share(),
-    };
     // The engine that compiled this version: Cranelift's, or the quick
     // engine's until the Cranelift build replaces it.
-    let mut store = Store::new(version.pre.engine(), state);
+    let mut store = Store::new(
+        version.pre.engine(),
+        host_state(cx, version, request_id, chain),
+    );
     store.limiter(|state| &mut state.limiter);
     // Each tick the guest runs through counts against its CPU budget and
     // yields its worker, so a spinning guest never holds one for longer than
@@ -568,6 +524,73 @@ fn new_store(
         Ok(())
     });
     store
+}
+
+/// Everything one instance reaches through the host: its WASI context
+/// (guest output to its log, coarse clocks, bounded randomness), its
+/// resource table, its outbound hooks and its budgets.
+fn host_state(
+    cx: &InvokeContext<'_>,
+    version: &ServiceVersion,
+    request_id: &Arc<str>,
+    chain: CallChain,
+) -> HostState {
+    let who = GuestIdentity {
+        tenant: Arc::clone(&version.tenant),
+        service: Arc::clone(&version.service),
+        version: Arc::clone(&version.version),
+        request_id: Arc::clone(request_id),
+        log: version.log.clone(),
+        rate: Arc::clone(&version.log_rate),
+    };
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.max_random_size(MAX_RANDOM_BYTES);
+    wasi.monotonic_clock(CoarseMonotonicClock::new());
+    wasi.wall_clock(CoarseWallClock);
+    wasi.stdout(GuestLog::new(Stdio::Stdout, who.clone()));
+    wasi.stderr(GuestLog::new(Stdio::Stderr, who.clone()));
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
+    HostState {
+        table,
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: outbound_hooks(cx, version, request_id, chain),
+        capabilities: Arc::clone(&version.capabilities),
+        identity: who,
+        limiter: InstanceMemoryLimiter::new(version.limits.memory_bytes, cx.component),
+        fields_held: std::collections::HashMap::new(),
+        cpu_ticks: 0,
+        cpu_budget_ticks: version.limits.cpu_ticks(),
+        cpu_share: version.gate.cpu_share(),
+    }
+}
+
+/// What the instance's outgoing requests and service calls are held to.
+fn outbound_hooks(
+    cx: &InvokeContext<'_>,
+    version: &ServiceVersion,
+    request_id: &Arc<str>,
+    chain: CallChain,
+) -> OutboundHooks {
+    OutboundHooks {
+        addresses: AddressPolicy {
+            allow_private: version.outbound.allow_private,
+            own_listeners: Arc::clone(cx.own_listeners),
+        },
+        policy: Arc::clone(&version.outbound),
+        service: Arc::clone(&version.service),
+        request_id: Arc::clone(request_id),
+        remaining: version.limits.outbound_requests,
+        limit: version.limits.outbound_requests,
+        calls: ServiceCalls {
+            dispatch: cx.dispatch.clone(),
+            tenant: Arc::clone(&version.tenant),
+            request_id: Arc::clone(request_id),
+            chain,
+            max_depth: cx.max_call_depth,
+        },
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

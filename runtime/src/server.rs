@@ -71,23 +71,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(front.header_read_timeout)
-        .max_headers(front.max_headers)
-        .max_buf_size(front.max_head_bytes.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(front.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(front.max_head_bytes).unwrap_or(u32::MAX))
-        // Rapid reset (CVE-2023-44487): a client resetting streams faster than
-        // they are served, or provoking resets, gets GOAWAY.
-        .max_pending_accept_reset_streams(50)
-        .max_local_error_reset_streams(256);
+    let builder = connection_builder(&front);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let clients = Arc::new(ClientConnections::new(front.max_connections_per_client));
     let front = Arc::new(front);
@@ -137,6 +121,28 @@ pub async fn serve(
     {
         tracing::warn!("connections still open after {drain:?}; closing them");
     }
+}
+
+/// HTTP/1.1 and HTTP/2 as the front door allows them.
+fn connection_builder(front: &FrontDoor) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(front.header_read_timeout)
+        .max_headers(front.max_headers)
+        .max_buf_size(front.max_head_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(front.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(front.max_head_bytes).unwrap_or(u32::MAX))
+        // Rapid reset (CVE-2023-44487): a client resetting streams faster than
+        // they are served, or provoking resets, gets GOAWAY.
+        .max_pending_accept_reset_streams(50)
+        .max_local_error_reset_streams(256);
+    builder
 }
 
 /// Answers a connection past the per-client limit with 429 and closes it.

@@ -1,0 +1,144 @@
+//! The request path without a network: a service's limits as `invoke`
+//! enforces them, in this process, on real components (`make components`
+//! builds them; `make test` does so first).
+
+use anyhow::{Context, Result, ensure};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_runtime::config::ServiceSpec;
+use berth_runtime::error::RequestError;
+use berth_runtime::host::{Host, HostSettings};
+use berth_runtime::invoke::ServiceVersion;
+use berth_runtime::limits::Limits;
+use berth_runtime::outbound::OutboundPolicy;
+use berth_runtime::telemetry::trace_context::{CallChain, TraceContext};
+
+fn component(name: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../components/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    ensure!(
+        path.is_file(),
+        "{} is missing: run `make components` first",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// A host serving each `(route, component, limits)` at its route.
+fn host_with(dir: &std::path::Path, services: &[(&str, &str, Limits)]) -> Result<Arc<Host>> {
+    let host = Host::new(&HostSettings {
+        data_dir: dir.to_path_buf(),
+        max_instances: 16,
+        max_instances_per_tenant: 16,
+        component: Default::default(),
+        max_call_depth: 4,
+        kv: Default::default(),
+        kv_write_pace: Default::default(),
+    })?;
+    let specs = services
+        .iter()
+        .map(|(route, name, limits)| {
+            Ok(ServiceSpec {
+                name: route.trim_start_matches('/').into(),
+                component: component(name)?,
+                route: (*route).into(),
+                limits: *limits,
+                outbound: OutboundPolicy::default(),
+                buckets: Vec::new(),
+                config: Default::default(),
+                declared_at: "test".into(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    host.load_services(&specs)?;
+    Ok(host)
+}
+
+fn version(host: &Host, path: &str) -> Result<Arc<ServiceVersion>> {
+    host.registry()
+        .snapshot()
+        .route(None, path)
+        .map(|r| r.backends.pick(0).clone())
+        .context("no route")
+}
+
+/// One request through `invoke`: the status it is answered with.
+async fn status_of(host: &Host, path: &str, headers: usize) -> Result<u16> {
+    let mut request = http::Request::builder()
+        .uri(format!("http://localhost{path}"))
+        .header("host", "localhost");
+    for i in 0..headers {
+        request = request.header(format!("x-filler-{i}"), "1");
+    }
+    let request = request.body(Full::new(Bytes::new()))?;
+    let chain = CallChain::root(TraceContext::continuing(None));
+    let answer = berth_runtime::invoke::invoke(
+        &host.invoke_context(),
+        &version(host, path)?,
+        request,
+        "test".into(),
+        chain,
+    )
+    .await;
+    Ok(match answer {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            response.into_body().collect().await.ok();
+            status
+        }
+        Err(error) => error.status().as_u16(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_holds_each_service_to_its_limits() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tight = |f: fn(&mut Limits)| {
+        let mut limits = Limits::default();
+        f(&mut limits);
+        limits
+    };
+    let host = host_with(
+        dir.path(),
+        &[
+            ("/hello", "hello", Limits::default()),
+            ("/few-headers", "hello", tight(|l| l.max_headers = 4)),
+            (
+                "/membomb",
+                "testing_membomb",
+                tight(|l| l.memory_bytes = 16 << 20),
+            ),
+            (
+                "/spin",
+                "testing_spin",
+                tight(|l| l.cpu_time = Duration::from_millis(100)),
+            ),
+        ],
+    )?;
+    ensure!(status_of(&host, "/hello", 0).await? == 200);
+    // Each limit answers with its own status, and the next request is
+    // served as if nothing had happened.
+    let too_many = RequestError::TooManyHeaders { count: 0, limit: 0 }.status();
+    ensure!(status_of(&host, "/few-headers", 8).await? == too_many.as_u16());
+    ensure!(status_of(&host, "/few-headers", 1).await? == 200);
+    let memory = RequestError::MemoryLimit { limit_bytes: 0 }.status();
+    ensure!(status_of(&host, "/membomb", 0).await? == memory.as_u16());
+    let cpu = RequestError::CpuDeadline {
+        limit: Duration::ZERO,
+    }
+    .status();
+    let started = std::time::Instant::now();
+    ensure!(status_of(&host, "/spin", 0).await? == cpu.as_u16());
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    ensure!(status_of(&host, "/hello", 0).await? == 200);
+    Ok(())
+}
