@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use super::{ControlError, ControlPlane, lock};
+use super::{ControlError, ControlPlane};
 use crate::store::now_millis;
 
 /// What one collection removed.
@@ -67,7 +67,7 @@ impl ControlPlane {
             }
         }
         collected.artifacts = self.host.remove_artifacts_except(&keep).map_err(io)?;
-        lock(&self.compiled).retain(|digest, _| keep.contains(digest));
+        self.compiler.retain(&keep);
         drop(pins);
         if self.store.holds_blobs() {
             let grace =

@@ -5,11 +5,12 @@
 //! code replaces Winch's in the routing table. Requests in flight finish on
 //! the code they started with.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use super::fair::FairSlots;
+use super::fair::{self, FairSlots};
 use super::rules::compile_error;
 use super::{ControlError, ControlPlane, lock};
 use berth_runtime::engine::EngineError;
@@ -25,7 +26,45 @@ pub(super) enum Tier {
     Quick(ProxyPre<HostState>, Vec<u8>),
 }
 
-impl ControlPlane {
+/// Compiles and links components, and keeps what it linked by digest: every
+/// version with the same bytes shares one link.
+pub(super) struct Compiler {
+    host: Arc<Host>,
+    /// How long one compile may take (not counting its wait for a slot).
+    timeout: Duration,
+    linked: Mutex<HashMap<String, ProxyPre<HostState>>>,
+    /// One Cranelift compile at a time: compiling a component takes every
+    /// core it can get and memory outside any guest's limit.
+    full: Arc<FairSlots>,
+    /// One quick (Winch) compile at a time, apart from Cranelift's.
+    quick: Arc<FairSlots>,
+}
+
+impl Compiler {
+    pub(super) fn new(host: Arc<Host>, timeout: Duration) -> Self {
+        Self {
+            host,
+            timeout,
+            linked: Mutex::new(HashMap::new()),
+            full: FairSlots::new(1, fair::QUEUE_PER_TENANT),
+            quick: FairSlots::new(1, fair::QUEUE_PER_TENANT),
+        }
+    }
+
+    /// The component linked for `digest`, if there is one.
+    pub(super) fn linked(&self, digest: &str) -> Option<ProxyPre<HostState>> {
+        lock(&self.linked).get(digest).cloned()
+    }
+
+    pub(super) fn keep(&self, digest: String, pre: ProxyPre<HostState>) {
+        lock(&self.linked).insert(digest, pre);
+    }
+
+    /// Forgets every link but those of `digests`.
+    pub(super) fn retain(&self, digests: &HashSet<String>) {
+        lock(&self.linked).retain(|digest, _| digests.contains(digest));
+    }
+
     /// Checks, compiles and links a component, an upload's or one a restart
     /// or a fleet sync finds unlinked: Cranelift's build from the compile
     /// cache when it is there, else Winch's where Winch can, else
@@ -34,17 +73,13 @@ impl ControlPlane {
     ///
     /// `tenant` is whose turn the compile takes ([`FairSlots`]); a restart
     /// or a sync compiles as the host itself (an empty name).
-    pub(super) async fn compile_tiered(
-        &self,
-        tenant: &str,
-        bytes: Vec<u8>,
-    ) -> Result<Tier, ControlError> {
+    pub(super) async fn tiered(&self, tenant: &str, bytes: Vec<u8>) -> Result<Tier, ControlError> {
         let shared = Arc::new(bytes);
         let input = Arc::clone(&shared);
         // The cache lookup and Winch's compile take one turn of the quick
         // slot together: a deploy waits behind other tenants' compiles once.
         let quick = self
-            .off_request_path(&self.quick_compiling, tenant, move |host| {
+            .off_request_path(&self.quick, tenant, move |host| {
                 match host.link_cached(&input) {
                     Some(cached) => Err(cached),
                     None => Ok(host.compile_quick(&input)),
@@ -71,43 +106,23 @@ impl ControlPlane {
             None => {}
         }
         let (_, pre) = self
-            .off_request_path(&self.compiling, tenant, move |host| host.compile(&shared))
+            .off_request_path(&self.full, tenant, move |host| host.compile(&shared))
             .await?
             .map_err(compile_error)?;
         Ok(Tier::Full(pre))
     }
 
-    /// Compiles `bytes` with Cranelift after the upload has answered, and
-    /// serves that code from then on. A failure leaves Winch's code serving.
-    pub(super) fn optimise_in_background(&self, tenant: &str, digest: String, bytes: Vec<u8>) {
-        let Some(control) = self.me.upgrade() else {
-            return;
-        };
-        let tenant = tenant.to_string();
-        tokio::spawn(async move {
-            let compiled = control
-                .off_request_path(&control.compiling, &tenant, move |host| {
-                    host.compile(&bytes)
-                })
-                .await;
-            match compiled {
-                Ok(Ok((_, pre))) => {
-                    lock(&control.compiled).insert(digest.clone(), pre);
-                    match control.rebuild().await {
-                        Ok(()) => tracing::info!(%digest, "serving the optimised build"),
-                        Err(error) => {
-                            tracing::warn!(%digest, %error, "cannot swap in the optimised build")
-                        }
-                    }
-                }
-                Ok(Err(error)) => {
-                    tracing::error!(%digest, %error, "Cranelift refused a component Winch compiled; Winch's code keeps serving")
-                }
-                Err(error) => {
-                    tracing::warn!(%digest, %error, "optimising compile failed; Winch's code keeps serving")
-                }
-            }
-        });
+    /// Cranelift's build of `bytes`, when `tenant`'s turn comes.
+    pub(super) async fn full(
+        &self,
+        tenant: &str,
+        bytes: Vec<u8>,
+    ) -> Result<ProxyPre<HostState>, ControlError> {
+        let (_, pre) = self
+            .off_request_path(&self.full, tenant, move |host| host.compile(&bytes))
+            .await?
+            .map_err(compile_error)?;
+        Ok(pre)
     }
 
     /// Runs a compile on a blocking thread within the compile deadline, when
@@ -122,7 +137,7 @@ impl ControlPlane {
         job: impl FnOnce(&Host) -> T + Send + 'static,
     ) -> Result<T, ControlError> {
         let host = Arc::clone(&self.host);
-        let limit = self.settings.compile_timeout;
+        let limit = self.timeout;
         let permit = slots
             .acquire(tenant)
             .await
@@ -146,5 +161,35 @@ impl ControlPlane {
             ))),
             Ok(Ok(outcome)) => Ok(outcome),
         }
+    }
+}
+
+impl ControlPlane {
+    /// Compiles `bytes` with Cranelift after the upload has answered, and
+    /// serves that code from then on. A failure leaves Winch's code serving.
+    pub(super) fn optimise_in_background(&self, tenant: &str, digest: String, bytes: Vec<u8>) {
+        let Some(control) = self.me.upgrade() else {
+            return;
+        };
+        let tenant = tenant.to_string();
+        tokio::spawn(async move {
+            match control.compiler.full(&tenant, bytes).await {
+                Ok(pre) => {
+                    control.compiler.keep(digest.clone(), pre);
+                    match control.rebuild().await {
+                        Ok(()) => tracing::info!(%digest, "serving the optimised build"),
+                        Err(error) => {
+                            tracing::warn!(%digest, %error, "cannot swap in the optimised build")
+                        }
+                    }
+                }
+                Err(error @ ControlError::Unprocessable(_)) => {
+                    tracing::error!(%digest, %error, "Cranelift refused a component Winch compiled; Winch's code keeps serving")
+                }
+                Err(error) => {
+                    tracing::warn!(%digest, %error, "optimising compile failed; Winch's code keeps serving")
+                }
+            }
+        });
     }
 }

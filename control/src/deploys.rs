@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::compile::Tier;
 use super::rules::{check_capabilities, resolve_settings, storage_exceeded};
-use super::{ControlError, ControlPlane, Uploaded, fair, lock};
+use super::{ControlError, ControlPlane, Uploaded, fair};
 use crate::store::blobs::BlobError;
 use crate::store::{
     DeployEvent, Deployment, PutVersion, ServiceRecord, ServiceUpdate, VersionRecord, now,
@@ -88,7 +88,7 @@ impl ControlPlane {
 
         let started = Instant::now();
         let mut optimise_later = None;
-        let linked = lock(&self.compiled).get(&received.digest).cloned();
+        let linked = self.compiler.linked(&received.digest);
         let pre = match linked {
             // The same bytes are already checked, compiled and linked here.
             Some(pre) => {
@@ -99,7 +99,7 @@ impl ControlPlane {
                 let bytes = tokio::fs::read(received.path()).await.map_err(|e| {
                     ControlError::Internal(format!("cannot read the upload back: {e}"))
                 })?;
-                match self.compile_tiered(tenant, bytes).await? {
+                match self.compiler.tiered(tenant, bytes).await? {
                     Tier::Full(pre) => pre,
                     Tier::Quick(pre, bytes) => {
                         optimise_later = Some(bytes);
@@ -121,7 +121,7 @@ impl ControlPlane {
             let bytes = tokio::fs::read(&path).await.map_err(BlobError::Io)?;
             self.store.put_blob(&digest, &bytes).await?;
         }
-        lock(&self.compiled).insert(digest.clone(), pre);
+        self.compiler.keep(digest.clone(), pre);
 
         let version = VersionRecord {
             label: label.to_string(),

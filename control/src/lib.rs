@@ -7,7 +7,6 @@ use berth_api::{TenantLimits, TenantName};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::secrets::{SealedSecret, SecretError, SecretScope, SecretsKey};
 use crate::store::blobs::{BlobError, BlobStore};
@@ -15,7 +14,6 @@ use crate::store::{Store, StoreError, TenantRecord, TokenRecord, Usage, VersionR
 use berth_runtime::admission::TenantGate;
 use berth_runtime::config::ServiceSpec;
 use berth_runtime::host::{DEFAULT_TENANT, Host, LoadedService};
-use berth_runtime::invoke::HostState;
 use berth_runtime::logbook::Logbook;
 use berth_runtime::quotas::TenantQuotas;
 use berth_runtime::router::Route;
@@ -115,8 +113,8 @@ pub struct ControlPlane {
     /// Services from `berth.toml`, always part of the default tenant.
     static_routes: Vec<Route>,
     static_services: Vec<LoadedService>,
-    /// Linked components by digest, shared by every version that uses them.
-    compiled: Mutex<HashMap<String, ProxyPre<HostState>>>,
+    /// Compiles uploads in turn across tenants and keeps what it linked.
+    compiler: compile::Compiler,
     /// Digests of uploads in progress, with how many: their bytes are kept
     /// whatever a collection finds (`collect.rs`).
     pins: tokio::sync::Mutex<HashMap<String, usize>>,
@@ -127,11 +125,6 @@ pub struct ControlPlane {
     /// Each tenant's admission gate, kept across rebuilds while its quotas
     /// stay the same.
     gates: Mutex<HashMap<String, Arc<TenantGate>>>,
-    /// One compile at a time: compiling a component takes every core it can
-    /// get and memory outside any guest's limit.
-    compiling: Arc<fair::FairSlots>,
-    /// One quick (Winch) compile at a time, apart from `compiling`.
-    quick_compiling: Arc<fair::FairSlots>,
     /// Makes "check the quota, then store the version" one step, so two
     /// uploads cannot both take the last place.
     quota_check: tokio::sync::Mutex<()>,
@@ -154,6 +147,7 @@ impl ControlPlane {
             .prepare_services(config)
             .map_err(|e| ControlError::InvalidInput(e.to_string()))?;
         store.ensure_tenant(DEFAULT_TENANT).await?;
+        let compiler = compile::Compiler::new(Arc::clone(&host), settings.compile_timeout);
         let control = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             host,
@@ -163,14 +157,12 @@ impl ControlPlane {
             logbook,
             static_routes,
             static_services,
-            compiled: Mutex::new(HashMap::new()),
+            compiler,
             pins: tokio::sync::Mutex::new(HashMap::new()),
             uploading: Arc::default(),
             applied: tokio::sync::Mutex::new(-1),
             gates: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
-            compiling: fair::FairSlots::new(1, fair::QUEUE_PER_TENANT),
-            quick_compiling: fair::FairSlots::new(1, fair::QUEUE_PER_TENANT),
             store_reachable: true.into(),
         });
         control.apply().await?;

@@ -44,16 +44,13 @@ impl ControlPlane {
 
     async fn link_missing(&self, snapshot: &Snapshot) -> Result<(), ControlError> {
         let mut missing: Vec<String> = Vec::new();
-        {
-            let compiled = lock(&self.compiled);
-            for service in &snapshot.services {
-                for label in service.deployment.iter().flat_map(Deployment::labels) {
-                    if let Some(v) = service.version(label)
-                        && !compiled.contains_key(&v.digest)
-                        && !missing.contains(&v.digest)
-                    {
-                        missing.push(v.digest.clone());
-                    }
+        for service in &snapshot.services {
+            for label in service.deployment.iter().flat_map(Deployment::labels) {
+                if let Some(v) = service.version(label)
+                    && !missing.contains(&v.digest)
+                    && self.compiler.linked(&v.digest).is_none()
+                {
+                    missing.push(v.digest.clone());
                 }
             }
         }
@@ -68,12 +65,10 @@ impl ControlPlane {
                     continue;
                 }
             };
-            match self.compile_tiered("", bytes).await {
-                Ok(Tier::Full(pre)) => {
-                    lock(&self.compiled).insert(digest, pre);
-                }
+            match self.compiler.tiered("", bytes).await {
+                Ok(Tier::Full(pre)) => self.compiler.keep(digest, pre),
                 Ok(Tier::Quick(pre, bytes)) => {
-                    lock(&self.compiled).insert(digest.clone(), pre);
+                    self.compiler.keep(digest.clone(), pre);
                     self.optimise_in_background("", digest, bytes);
                 }
                 // One broken blob must not keep every other service down.
@@ -86,7 +81,6 @@ impl ControlPlane {
     }
 
     fn build_table(&self, snapshot: &Snapshot) -> berth_runtime::router::RoutingTable {
-        let compiled = lock(&self.compiled);
         let mut builder = RoutingTableBuilder::new(&self.settings.base_domain, DEFAULT_TENANT);
         let mut tenants: HashMap<&str, (TenantQuotas, Arc<TenantGate>)> = HashMap::new();
         for tenant in &snapshot.tenants {
@@ -151,7 +145,7 @@ impl ControlPlane {
             for (label, weight) in &deployment.0 {
                 let Some(pre) = service
                     .version(label)
-                    .and_then(|v| compiled.get(&v.digest).map(|pre| (v, pre)))
+                    .and_then(|v| self.compiler.linked(&v.digest).map(|pre| (v, pre)))
                 else {
                     continue;
                 };
