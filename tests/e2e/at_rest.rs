@@ -7,11 +7,9 @@ use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::control::empty_host;
-
 #[tokio::test]
 async fn data_files_are_private_and_secrets_are_sealed_without_a_key() -> Result<()> {
-    let (dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     acme.deploy("acme", "a", "1", &component("testing-capabilities")?, "/a")
@@ -32,7 +30,7 @@ async fn data_files_are_private_and_secrets_are_sealed_without_a_key() -> Result
     ensure!(got.status() == 200);
     ensure!(got.text().await? == secret);
 
-    let data = dir.path().join("data");
+    let data = host.data_dir()?;
     let mode = |path: &std::path::Path| -> Result<u32> {
         Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
     };
@@ -97,6 +95,7 @@ async fn stored_settings(db: &mut sqlx::SqliteConnection) -> Result<serde_json::
 async fn secrets_an_older_berth_stored_are_sealed_again_on_open() -> Result<()> {
     use chacha20poly1305::aead::{Aead, KeyInit};
     use sqlx::Connection as _;
+    // The test keeps the directory: a second host starts on it.
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let launch = || {
@@ -195,8 +194,8 @@ fn stored_files(data: &std::path::Path) -> Result<(Vec<String>, Vec<String>)> {
 
 #[tokio::test]
 async fn stored_bytes_no_version_names_are_deleted() -> Result<()> {
-    let (dir, host) = empty_host(&[])?;
-    let data = dir.path().join("data");
+    let host = BerthProcess::empty(&[])?;
+    let data = host.data_dir()?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     let hello = std::fs::read(component("hello")?)?;
@@ -277,7 +276,7 @@ async fn requests_counted(admin: &berth_e2e::Admin) -> Result<f64> {
 
 #[tokio::test]
 async fn a_tenant_made_again_under_its_name_sees_nothing_of_the_old_one() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let request = |method: reqwest::Method, path: &str| {
         client()

@@ -2,11 +2,9 @@
 //! tenant's token, the right tenant's token and the operator token.
 
 use anyhow::Result;
-use berth_e2e::{Admin, component};
+use berth_e2e::{Admin, BerthProcess, component};
 use reqwest::Method;
 use serde_json::json;
-
-use crate::control::empty_host;
 
 /// Who may call a route.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -54,7 +52,7 @@ async fn call(admin: &Admin, route: &Route, hello: &[u8]) -> Result<u16> {
 
 #[tokio::test]
 async fn every_admin_route_checks_who_is_calling() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme_token = op.create_tenant("acme").await?;
     let globex_token = op.create_tenant("globex").await?;
@@ -173,7 +171,7 @@ async fn every_admin_route_checks_who_is_calling() -> Result<()> {
 
 #[tokio::test]
 async fn tokens_are_created_listed_without_secrets_and_revoked() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let first = op.create_tenant("acme").await?;
     let acme = host.admin_as(&first)?;

@@ -62,7 +62,13 @@ async fn a_restart_serves_from_the_compile_cache() -> Result<()> {
 /// without a request failing, and a restart needs neither compiler.
 #[tokio::test]
 async fn an_upload_serves_at_once_and_its_optimised_build_takes_over() -> Result<()> {
-    let (dir, host) = crate::control::empty_host(&[])?;
+    // The test keeps the directory: a second host starts on it.
+    let dir = tempfile::tempdir()?;
+    let host = BerthProcess::launch(Launch {
+        args: vec![],
+        config: None,
+        data_dir: dir.path().join("data"),
+    })?;
     let op = host.operator()?;
     op.create_tenant("acme").await?;
     op.deploy("acme", "web", "1", &component("hello")?, "/")

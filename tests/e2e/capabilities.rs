@@ -7,8 +7,6 @@ use berth_e2e::{Admin, BerthProcess, Launch, client, component};
 use serde_json::json;
 use std::time::Duration;
 
-use crate::control::empty_host;
-
 /// Deploys the probe as `service` of `tenant` at `/{service}`.
 async fn probe(admin: &Admin, tenant: &str, service: &str) -> Result<()> {
     admin
@@ -51,7 +49,7 @@ async fn put(host: &BerthProcess, tenant: &str, path: &str, body: &str) -> Resul
 
 #[tokio::test]
 async fn key_value_data_is_confined_to_its_service_tenant_and_buckets() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     let globex = host.admin_as(&op.create_tenant("globex").await?)?;
@@ -150,7 +148,7 @@ async fn posts_at_once(
 
 #[tokio::test]
 async fn concurrent_increments_and_updates_add_up_exactly() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     probe(&acme, "acme", "a").await?;
@@ -180,7 +178,7 @@ async fn concurrent_increments_and_updates_add_up_exactly() -> Result<()> {
 
 #[tokio::test]
 async fn key_value_quotas_refuse_writes_with_a_clear_error() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     let limits = json!({"limits": {"kv_keys": 2, "kv_value_size": "16B", "kv_storage": "1KiB"}});
@@ -333,7 +331,7 @@ async fn config_and_secrets_reach_the_guest_and_secrets_stay_hidden() -> Result<
 
 #[tokio::test]
 async fn guest_logs_reach_the_service_log_and_only_its_tenant() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     let globex = host.admin_as(&op.create_tenant("globex").await?)?;
@@ -396,7 +394,7 @@ async fn guest_logs_reach_the_service_log_and_only_its_tenant() -> Result<()> {
 
 #[tokio::test]
 async fn service_calls_stay_in_the_tenant_carry_ids_and_stop_loops() -> Result<()> {
-    let (_dir, host) = empty_host(&["--max-call-depth", "5"])?;
+    let host = BerthProcess::empty(&["--max-call-depth", "5"])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     let globex = host.admin_as(&op.create_tenant("globex").await?)?;
@@ -504,7 +502,7 @@ async fn service_calls_stay_in_the_tenant_carry_ids_and_stop_loops() -> Result<(
 
 #[tokio::test]
 async fn the_cli_sets_config_secrets_and_buckets() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let token = op.create_tenant("acme").await?;
     let acme = host.admin_as(&token)?;
@@ -582,7 +580,7 @@ async fn the_cli_sets_config_secrets_and_buckets() -> Result<()> {
 #[tokio::test]
 async fn bodiless_answers_never_fail_the_guest() -> Result<()> {
     use futures::StreamExt;
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     probe(&acme, "acme", "a").await?;

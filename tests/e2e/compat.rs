@@ -6,13 +6,12 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn a_python_component_runs_unchanged() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let path = python_component("python_hello")?;
     let config = format!(
         "[[service]]\nname = \"py\"\ncomponent = \"{}\"\nroute = \"/py\"\n",
         path.display()
     );
-    let host = BerthProcess::serve(&config, dir.path())?;
+    let host = BerthProcess::serving(&config)?;
     let r = client().get(host.url("/py/hello?x=1")).send().await?;
     assert_eq!(r.status(), 200);
     let id = r.headers()["x-request-id"].to_str()?.to_string();
@@ -31,14 +30,13 @@ async fn a_python_component_runs_unchanged() -> Result<()> {
 
 #[tokio::test]
 async fn a_python_component_uses_key_value_config_and_logging() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let path = python_component("python_kv")?;
     let config = format!(
         "[[service]]\nname = \"pykv\"\ncomponent = \"{}\"\nroute = \"/pykv\"\n\
          [service.config]\ngreeting = \"Hej\"\n",
         path.display()
     );
-    let host = BerthProcess::serve(&config, dir.path())?;
+    let host = BerthProcess::serving(&config)?;
     for visit in 1..=3 {
         let r = client().get(host.url("/pykv")).send().await?;
         assert_eq!(r.status(), 200);
@@ -55,14 +53,13 @@ async fn a_python_component_uses_key_value_config_and_logging() -> Result<()> {
 
 #[tokio::test]
 async fn a_component_importing_spins_config_name_runs() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let config = berth_e2e::service(
         "spin",
         "testing-spin-config",
         "/spin",
         "[service.config]\ngreeting = \"hello from config\"",
     )?;
-    let host = BerthProcess::serve(&config, dir.path())?;
+    let host = BerthProcess::serving(&config)?;
     let r = client().get(host.url("/spin")).send().await?;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await?, "hello from config");

@@ -2,22 +2,11 @@
 //! create a tenant, deploy, serve, deploy again, split, roll back, delete.
 
 use anyhow::{Context, Result, ensure};
-use berth_e2e::{BerthProcess, Launch, berth_bin, component};
+use berth_e2e::{BerthProcess, berth_bin, component};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::process::Command;
-
-/// A host with no config file and only the admin API to fill it.
-pub fn empty_host(extra: &[&str]) -> Result<(tempfile::TempDir, BerthProcess)> {
-    let dir = tempfile::tempdir()?;
-    let host = BerthProcess::launch(Launch {
-        args: extra.iter().map(|a| a.to_string()).collect(),
-        config: None,
-        data_dir: dir.path().join("data"),
-    })?;
-    Ok((dir, host))
-}
 
 /// Which versions answered `n` requests, by `x-berth-version`.
 pub async fn versions_seen(
@@ -49,7 +38,7 @@ pub async fn versions_seen(
 
 #[tokio::test]
 async fn the_whole_life_cycle_over_http() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let token = op.create_tenant("acme").await?;
     let acme = host.admin_as(&token)?;
@@ -167,7 +156,7 @@ async fn the_whole_life_cycle_over_http() -> Result<()> {
 
 #[tokio::test]
 async fn routes_follow_host_names_prefixes_and_bound_domains() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     op.create_tenant("acme").await?;
     op.create_tenant("globex").await?;
@@ -251,7 +240,7 @@ pub fn cli(host: &BerthProcess, token: &str, args: &[&str]) -> Result<(i32, Stri
 
 #[tokio::test]
 async fn the_whole_life_cycle_through_the_cli() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = berth_e2e::OPERATOR_TOKEN;
     let (code, out, err) = cli(&host, op, &["tenant", "create", "acme", "-o", "json"])?;
     assert_eq!(code, 0, "{err}");
@@ -352,7 +341,7 @@ async fn the_whole_life_cycle_through_the_cli() -> Result<()> {
 #[tokio::test]
 async fn guest_output_is_kept_per_service_and_can_be_followed() -> Result<()> {
     use futures::StreamExt;
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let token = op.create_tenant("acme").await?;
     let acme = host.admin_as(&token)?;
@@ -441,7 +430,7 @@ async fn config_file_services_live_in_the_default_tenant_beside_deployed_ones() 
 /// each is applied to the record the store reads inside its revision retry.
 #[tokio::test]
 async fn concurrent_settings_changes_both_land() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     acme.deploy("acme", "web", "1", &component("hello")?, "/")
@@ -484,7 +473,7 @@ async fn concurrent_settings_changes_both_land() -> Result<()> {
 /// whole, never a created tenant with a failed answer or no token.
 #[tokio::test]
 async fn a_tenant_is_created_with_its_token_in_one_step() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     for round in 0..40 {
         let (created, deleted) =
@@ -520,7 +509,7 @@ async fn a_tenant_is_created_with_its_token_in_one_step() -> Result<()> {
 /// document's `TenantLimits`, and the answers parse as `berth-api` types.
 #[tokio::test]
 async fn the_openapi_document_describes_what_the_host_answers() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     acme.deploy("acme", "web", "1.0.0", &component("hello")?, "/web")

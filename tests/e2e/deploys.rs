@@ -8,8 +8,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::control::empty_host;
-
 /// GETs `path` as tenant `acme` from `workers` tasks until `stop`, recording
 /// (start, end, status, version) for every response.
 async fn load(
@@ -68,7 +66,7 @@ async fn load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_90_10_split_routes_by_its_weights() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     op.create_tenant("acme").await?;
     let hello = component("hello")?;
@@ -124,7 +122,7 @@ fn serving(body: &serde_json::Value) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploys_under_load_drop_no_request() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     op.create_tenant("acme").await?;
     let hello = component("hello")?;

@@ -18,8 +18,7 @@ async fn problem(r: reqwest::Response) -> Result<(u16, serde_json::Value)> {
 
 #[tokio::test]
 async fn a_trap_is_a_500_and_the_next_request_is_served() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let host = BerthProcess::serve(&service("trap", "testing-trap", "/t", "")?, dir.path())?;
+    let host = BerthProcess::serving(&service("trap", "testing-trap", "/t", "")?)?;
     let http = client();
     for _ in 0..3 {
         let r = http.get(host.url("/t/trap")).send().await?;
@@ -50,14 +49,13 @@ async fn a_trap_is_a_500_and_the_next_request_is_served() -> Result<()> {
 
 #[tokio::test]
 async fn an_infinite_loop_is_a_504_at_its_cpu_deadline_while_others_are_served() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let config = with_hello(service(
         "spin",
         "testing-spin",
         "/spin",
         "[service.limits]\ncpu_time = \"500ms\"",
     )?)?;
-    let host = BerthProcess::serve(&config, dir.path())?;
+    let host = BerthProcess::serving(&config)?;
     let http = client();
     // Warm the connection pool and the hello path.
     assert_eq!(http.get(host.url("/hello")).send().await?.status(), 200);
@@ -125,14 +123,13 @@ async fn an_infinite_loop_is_a_504_at_its_cpu_deadline_while_others_are_served()
 
 #[tokio::test]
 async fn a_memory_bomb_stops_at_the_limit_and_host_memory_stays_bounded() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let config = with_hello(service(
         "bomb",
         "testing-membomb",
         "/bomb",
         "[service.limits]\nmemory = \"32MiB\"",
     )?)?;
-    let host = BerthProcess::serve(&config, dir.path())?;
+    let host = BerthProcess::serving(&config)?;
     let http = client();
     assert_eq!(http.get(host.url("/hello")).send().await?.status(), 200);
     let before = host.rss_kib()?;

@@ -11,8 +11,6 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::control::empty_host;
-
 /// One Prometheus sample: its labels and value.
 #[derive(Debug)]
 struct Sample {
@@ -108,7 +106,7 @@ async fn deploy(admin: &Admin, tenant: &str, service: &str, crate_name: &str) ->
 
 #[tokio::test]
 async fn metrics_count_each_request_by_status_failure_and_operation() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let acme_token = op.create_tenant("acme").await?;
     let acme = host.admin_as(&acme_token)?;
@@ -291,7 +289,7 @@ async fn metrics_count_each_request_by_status_failure_and_operation() -> Result<
 
 #[tokio::test]
 async fn stats_and_history_describe_known_traffic_and_deploys() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let token = op.create_tenant("acme").await?;
     let acme = host.admin_as(&token)?;
@@ -464,7 +462,7 @@ fn attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> S
 #[tokio::test]
 async fn spans_reach_an_otlp_collector_with_the_trace_carried_across_services() -> Result<()> {
     let collector = Collector::start().await?;
-    let (_dir, host) = empty_host(&["--otlp-endpoint", &collector.endpoint])?;
+    let host = BerthProcess::empty(&["--otlp-endpoint", &collector.endpoint])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     deploy(&acme, "acme", "a", "testing-capabilities").await?;
@@ -556,7 +554,7 @@ async fn spans_reach_an_otlp_collector_with_the_trace_carried_across_services() 
 
 #[tokio::test]
 async fn json_logs_carry_the_request_span() -> Result<()> {
-    let (_dir, host) = empty_host(&["--log-format", "json"])?;
+    let host = BerthProcess::empty(&["--log-format", "json"])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     deploy(&acme, "acme", "p", "testing-capabilities").await?;
@@ -582,7 +580,7 @@ async fn json_logs_carry_the_request_span() -> Result<()> {
 
 #[tokio::test]
 async fn the_dashboard_signs_in_and_shows_a_service_live_in_a_real_browser() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let token = op.create_tenant("acme").await?;
     let acme = host.admin_as(&token)?;
@@ -717,14 +715,13 @@ async fn outgoing_requests_carry_the_trace_to_the_upstream() -> Result<()> {
             let _ = stream.shutdown().await;
         }
     });
-    let dir = tempfile::tempdir()?;
     let config = berth_e2e::service(
         "fetch",
         "testing-fetch",
         "/fetch",
         &format!("allowed_outbound_hosts = [\"127.0.0.1:{port}\"]\nprivate_outbound = true"),
     )?;
-    let host = BerthProcess::serve(&config, dir.path())?;
+    let host = BerthProcess::serving(&config)?;
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let response = client()
         .get(host.url("/fetch"))

@@ -34,7 +34,6 @@ async fn upstream() -> Result<(u16, Arc<AtomicUsize>)> {
 #[tokio::test]
 async fn outbound_requests_need_an_allow_list_entry() -> Result<()> {
     let (port, accepted) = upstream().await?;
-    let dir = tempfile::tempdir()?;
     let config = [
         service(
             "allowed",
@@ -62,7 +61,7 @@ async fn outbound_requests_need_an_allow_list_entry() -> Result<()> {
         )?,
     ]
     .concat();
-    let host = BerthProcess::serve(&config, dir.path())?;
+    let host = BerthProcess::serving(&config)?;
     let http = client();
     let target = format!("http://127.0.0.1:{port}/");
 
@@ -102,14 +101,13 @@ async fn outbound_requests_need_an_allow_list_entry() -> Result<()> {
 async fn outbound_requests_under_load_all_succeed() -> Result<()> {
     use futures::StreamExt;
     let (port, accepted) = upstream().await?;
-    let dir = tempfile::tempdir()?;
     let config = service(
         "fetch",
         "testing-fetch",
         "/fetch",
         &format!("allowed_outbound_hosts = [\"127.0.0.1:{port}\"]\nprivate_outbound = true"),
     )?;
-    let host = BerthProcess::serve(&config, dir.path())?;
+    let host = BerthProcess::serving(&config)?;
     let http = client();
     let (requests, fetches_each) = (300, 5);
     let target = format!("http://127.0.0.1:{port}/");

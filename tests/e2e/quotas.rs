@@ -9,7 +9,7 @@ use berth_e2e::{BerthProcess, client, component};
 use serde_json::json;
 use std::time::Duration;
 
-use crate::control::{cli, empty_host};
+use crate::control::cli;
 
 async fn set_limits(host: &BerthProcess, tenant: &str, limits: serde_json::Value) -> Result<u16> {
     let answer = host
@@ -24,7 +24,7 @@ async fn set_limits(host: &BerthProcess, tenant: &str, limits: serde_json::Value
 
 #[tokio::test]
 async fn tenant_limits_are_checked_shown_and_enforced_on_deploys() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let token = op.create_tenant("acme").await?;
     let acme = host.admin_as(&token)?;
@@ -173,7 +173,7 @@ async fn tenant_limits_are_checked_shown_and_enforced_on_deploys() -> Result<()>
 
 #[tokio::test]
 async fn a_tenant_past_its_concurrency_and_queue_gets_503_while_others_are_served() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let busy = host.admin_as(&op.create_tenant("busy").await?)?;
     let calm = host.admin_as(&op.create_tenant("calm").await?)?;

@@ -57,8 +57,7 @@ async fn longest_prefix_wins_and_unrouted_paths_are_404() -> Result<()> {
 
 #[tokio::test]
 async fn sdk_router_matches_params_methods_and_validates_json() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let host = BerthProcess::serve(&examples_config()?, dir.path())?;
+    let host = BerthProcess::serving(&examples_config()?)?;
     let http = client();
 
     let r = http.get(host.url("/api/greet/ada")).send().await?;
@@ -120,8 +119,7 @@ async fn sdk_router_matches_params_methods_and_validates_json() -> Result<()> {
 
 #[tokio::test]
 async fn serves_http2_cleartext() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let host = BerthProcess::serve(&service("hello", "hello", "/", "")?, dir.path())?;
+    let host = BerthProcess::serving(&service("hello", "hello", "/", "")?)?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -134,8 +132,7 @@ async fn serves_http2_cleartext() -> Result<()> {
 
 #[tokio::test]
 async fn a_thousand_concurrent_requests_are_all_answered() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let host = BerthProcess::serve(&examples_config()?, dir.path())?;
+    let host = BerthProcess::serving(&examples_config()?)?;
     let http = client();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..1000u32 {

@@ -38,8 +38,7 @@ async fn call(
 
 #[tokio::test]
 async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let host = BerthProcess::serve(&shop_config()?, dir.path())?;
+    let host = BerthProcess::serving(&shop_config()?)?;
     let post = reqwest::Method::POST;
 
     let (status, index) = call(&host, reqwest::Method::GET, "/shop/", None).await?;

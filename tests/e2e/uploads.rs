@@ -2,10 +2,8 @@
 //! serving.
 
 use anyhow::Result;
-use berth_e2e::component;
+use berth_e2e::{BerthProcess, component};
 use serde_json::json;
-
-use crate::control::empty_host;
 
 fn stored_blobs(data: &std::path::Path) -> Result<usize> {
     Ok(std::fs::read_dir(data.join("blobs/sha256"))?.count())
@@ -13,8 +11,8 @@ fn stored_blobs(data: &std::path::Path) -> Result<usize> {
 
 #[tokio::test]
 async fn bad_uploads_are_refused_and_nothing_is_stored() -> Result<()> {
-    let (dir, host) = empty_host(&["--max-upload", "1MiB"])?;
-    let data = dir.path().join("data");
+    let host = BerthProcess::empty(&["--max-upload", "1MiB"])?;
+    let data = host.data_dir()?;
     let op = host.operator()?;
     op.create_tenant("acme").await?;
     op.deploy("acme", "web", "1", &component("hello")?, "/web")
@@ -127,7 +125,7 @@ async fn bad_uploads_are_refused_and_nothing_is_stored() -> Result<()> {
 #[tokio::test]
 async fn a_compile_past_its_deadline_fails_the_deploy_and_serving_goes_on() -> Result<()> {
     // Every component is "slow to compile" against a 1 ms deadline.
-    let (dir, host) = empty_host(&["--compile-timeout", "1ms"])?;
+    let host = BerthProcess::empty(&["--compile-timeout", "1ms"])?;
     let op = host.operator()?;
     let acme = host.admin_as(&op.create_tenant("acme").await?)?;
     let answer = acme
@@ -140,7 +138,7 @@ async fn a_compile_past_its_deadline_fails_the_deploy_and_serving_goes_on() -> R
     );
     let service = acme.get("/v1/tenants/acme/services/web").await?;
     assert_eq!(service.status, 404, "nothing was stored: {service:?}");
-    assert_eq!(stored_blobs(&dir.path().join("data"))?, 0);
+    assert_eq!(stored_blobs(&host.data_dir()?)?, 0);
     // The admin API and the data plane answer throughout.
     assert_eq!(host.operator()?.get("/healthz").await?.status, 200);
     let r = berth_e2e::client().get(host.url("/")).send().await?;
@@ -177,7 +175,7 @@ fn held_upload(
 
 #[tokio::test]
 async fn a_tenant_past_its_uploads_in_progress_gets_429_and_others_deploy() -> Result<()> {
-    let (_dir, host) = empty_host(&[])?;
+    let host = BerthProcess::empty(&[])?;
     let op = host.operator()?;
     let bulk = host.admin_as(&op.create_tenant("bulk").await?)?;
     let other = host.admin_as(&op.create_tenant("other").await?)?;

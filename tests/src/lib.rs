@@ -80,6 +80,9 @@ pub struct BerthProcess {
     log: Arc<Mutex<String>>,
     /// Every line the host printed on stdout before it was ready.
     pub banner: String,
+    /// A temporary directory the process owns, and its data directory in
+    /// it: removed after the process is stopped.
+    scratch: Option<(tempfile::TempDir, PathBuf)>,
 }
 
 /// How to start a host.
@@ -97,6 +100,39 @@ impl BerthProcess {
             config: Some(config.to_string()),
             data_dir: data_dir.to_path_buf(),
         })
+    }
+
+    /// `berth serve --config <config>` in a temporary data directory of its
+    /// own, removed with the process.
+    pub fn serving(config: &str) -> Result<Self> {
+        let scratch = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        let data = scratch.path().to_path_buf();
+        let mut process = Self::serve(config, &data)?;
+        process.scratch = Some((scratch, data));
+        Ok(process)
+    }
+
+    /// `berth serve` with `extra` flags and no services, in a temporary
+    /// data directory of its own (`data_dir`), removed with the process.
+    pub fn empty(extra: &[&str]) -> Result<Self> {
+        let scratch = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        let data = scratch.path().join("data");
+        let mut process = Self::launch(Launch {
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            config: None,
+            data_dir: data.clone(),
+        })?;
+        process.scratch = Some((scratch, data));
+        Ok(process)
+    }
+
+    /// The data directory of a host that owns it ([`BerthProcess::empty`],
+    /// [`BerthProcess::serving`]).
+    pub fn data_dir(&self) -> Result<PathBuf> {
+        self.scratch
+            .as_ref()
+            .map(|(_, data)| data.clone())
+            .context("this host's data directory belongs to its test")
     }
 
     pub fn launch(launch: Launch) -> Result<Self> {
@@ -178,6 +214,7 @@ impl BerthProcess {
             admin,
             log,
             banner,
+            scratch: None,
         };
         // stderr is read by another thread: once the log has caught up with
         // the banner, everything logged during start-up is in it.

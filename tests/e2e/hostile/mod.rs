@@ -14,8 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::control::empty_host;
-
 mod accounting;
 
 /// Requests per second the control tenant receives throughout.
@@ -320,8 +318,8 @@ fn status_line(answer: &str) -> String {
     answer.lines().next().unwrap_or("(closed)").to_string()
 }
 
-async fn set_up() -> Result<(tempfile::TempDir, Suite)> {
-    let (dir, host) = empty_host(&[
+async fn set_up() -> Result<Suite> {
+    let host = BerthProcess::empty(&[
         "--header-read-timeout",
         "1s",
         "--body-grace",
@@ -449,12 +447,12 @@ async fn set_up() -> Result<(tempfile::TempDir, Suite)> {
         hoarder_token: String::new(),
     };
     accounting::set_up(&mut suite, &op).await?;
-    Ok((dir, suite))
+    Ok(suite)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_and_clients_are_contained_beside_a_control_tenant() -> Result<()> {
-    let (_dir, mut s) = set_up().await?;
+    let mut s = set_up().await?;
     // Baseline: the control tenant alone.
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
