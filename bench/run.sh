@@ -183,7 +183,9 @@ CAPS=$(taskset -c 0 cargo bench -q -p berth-runtime --bench capabilities -- "$PW
 cap() { echo "$CAPS" | grep "$1"; }
 
 echo "service-call hop timeline (the hop-trace feature's marks)..."
-HOPS=$(./bench/hop_trace.sh 2000 2>/dev/null)
+# The named steps only: the guest/host crossings (`h>`/`h<`, hundreds per
+# request) are in bench/hop_trace.sh's own output.
+HOPS=$(./bench/hop_trace.sh 2000 2>/dev/null | grep -Ev ' h[<>] ')
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 R_WASMTIME=$(ratio "$B_RPS" "$W_RPS")
@@ -326,9 +328,10 @@ Machines here are noisy: compare ratios from one run, not absolute figures acros
 
 ## Service-call hop timeline
 
-\`bench/hop_trace.sh 2000\`: each mark's median offset from the start of the request, in
-microseconds (\`h>\`/\`h<\`: the guest calling the host and the host returning; depth 1 is the
-callee). The marks cost time of their own: read them for where the time goes, not for the total.
+\`bench/hop_trace.sh 2000\`: each named mark's median offset from the start of the request, in
+microseconds (depth 1 is the callee; the script itself also prints every guest/host crossing,
+left out here). The marks cost time of their own: read them for where the time goes, not for
+the total.
 
 \`\`\`
 $HOPS
