@@ -2,6 +2,7 @@
 //! history and logs.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::limits::ServiceLimits;
@@ -103,11 +104,14 @@ pub struct LogLine {
     pub time_ms: u64,
     pub version: String,
     pub request_id: String,
-    /// `stdout`, `stderr`, or `log` (`wasi:logging`).
-    pub stream: String,
+    /// `stdout`, `stderr`, or `log` (`wasi:logging`). Borrowed where the
+    /// host makes a line, so writing one allocates only its message.
+    #[schema(value_type = String)]
+    pub stream: Cow<'static, str>,
     /// `error`, `warn`, `info`, `debug` or `trace`; stdout is `info` and
     /// stderr `warn`.
-    pub level: String,
+    #[schema(value_type = String)]
+    pub level: Cow<'static, str>,
     pub message: String,
 }
 

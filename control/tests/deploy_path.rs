@@ -6,9 +6,10 @@
 //! retry; and the rules refuse what they should.
 
 use anyhow::{Context, Result, ensure};
+use berth_e2e::component;
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use berth_api::{ServiceName, TenantName, VersionLabel};
@@ -20,32 +21,13 @@ use berth_control::{ControlError, ControlPlane, ControlSettings};
 use berth_runtime::host::{Host, HostSettings};
 use berth_runtime::logbook::Logbook;
 
-fn hello() -> Result<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../components/target/wasm32-wasip2/release/hello.wasm");
-    ensure!(
-        path.is_file(),
-        "{} is missing: run `make components` first",
-        path.display()
-    );
-    Ok(path)
-}
-
 fn key() -> Result<SecretsKey> {
     Ok(SecretsKey::from_hex(&"7".repeat(64))?)
 }
 
 /// A control plane over the SQLite store in `dir`, on a runtime of its own.
 async fn open(dir: &Path) -> Result<Arc<ControlPlane>> {
-    let host = Host::new(&HostSettings {
-        data_dir: dir.to_path_buf(),
-        max_instances: 16,
-        max_instances_per_tenant: 16,
-        component: Default::default(),
-        max_call_depth: 4,
-        kv: Default::default(),
-        kv_write_pace: Default::default(),
-    })?;
+    let host = Host::new(&HostSettings::small(dir.to_path_buf()))?;
     let store = Arc::new(SqlStore::open_sqlite(&dir.join("berth.db")).await?);
     let control = ControlPlane::open(
         host,
@@ -85,7 +67,7 @@ async fn a_deploy_becomes_a_route_and_a_restart_rebuilds_it() -> Result<()> {
     let acme: TenantName = "acme".parse()?;
     control.create_tenant(&acme, &token(), "hash").await?;
     let (web, one): (ServiceName, VersionLabel) = ("web".parse()?, "1".parse()?);
-    let bytes = Bytes::from(std::fs::read(hello()?)?);
+    let bytes = Bytes::from(std::fs::read(component("hello")?)?);
     let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
     let uploaded = control.upload_version("acme", &web, &one, body).await?;
     ensure!(uploaded.created && uploaded.version.digest.starts_with("sha256:"));
@@ -122,7 +104,7 @@ async fn settings_changed_at_once_both_land() -> Result<()> {
         .create_tenant(&"acme".parse()?, &token(), "hash")
         .await?;
     let web: ServiceName = "web".parse()?;
-    let bytes = Bytes::from(std::fs::read(hello()?)?);
+    let bytes = Bytes::from(std::fs::read(component("hello")?)?);
     let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
     control
         .upload_version("acme", &web, &"1".parse()?, body)
@@ -187,7 +169,7 @@ async fn the_rules_refuse_what_they_should() -> Result<()> {
     // Activating a version that does not exist, a route that is not a
     // path, a split with no weight, a bucket that is not a name.
     let web = "web";
-    let bytes = Bytes::from(std::fs::read(hello()?)?);
+    let bytes = Bytes::from(std::fs::read(component("hello")?)?);
     let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes)]);
     control
         .upload_version("acme", &web.parse()?, &"1".parse()?, body)

@@ -27,8 +27,7 @@ use berth_control::store::sql::SqlStore;
 use berth_control::store::{Store, StoreError};
 use berth_control::{ControlError, ControlPlane, ControlSettings};
 use berth_runtime::config::ServiceSpec;
-use berth_runtime::host::{Host, HostError, HostSettings, KvLocation};
-use berth_runtime::limits::ComponentLimits;
+use berth_runtime::host::{Host, HostError, HostSettings};
 use berth_runtime::logbook::Logbook;
 use berth_runtime::server::FrontDoor;
 
@@ -68,21 +67,14 @@ pub struct Options {
 
 impl Options {
     /// A single host in `data_dir` on free loopback ports, with a small
-    /// pool (64 instances), SQLite, and every other setting at its default.
+    /// pool ([`HostSettings::small`]), SQLite, and every other setting at
+    /// its default.
     pub fn local(data_dir: PathBuf) -> Self {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         Self {
             listen: loopback,
             admin_listen: loopback,
-            host: HostSettings {
-                data_dir,
-                max_instances: 64,
-                max_instances_per_tenant: 16,
-                component: ComponentLimits::default(),
-                max_call_depth: berth_runtime::capabilities::calls::DEFAULT_MAX_CALL_DEPTH,
-                kv: KvLocation::DataDir,
-                kv_write_pace: berth_runtime::kv::paced::WritePace::default(),
-            },
+            host: HostSettings::small(data_dir),
             front: FrontDoor::default(),
             drain: Duration::from_secs(10),
             control: ControlSettings::default(),

@@ -6,19 +6,7 @@
 use anyhow::{Context, Result, ensure};
 use berth_api::services::{ServiceChange, ServiceView, UploadedVersion};
 use berth_api::tenants::{CreatedTenant, NewTenant};
-use std::path::PathBuf;
-
-/// A guest `make components` builds (`make test` builds them first).
-fn hello() -> Result<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../components/target/wasm32-wasip2/release/hello.wasm");
-    ensure!(
-        path.is_file(),
-        "{} is missing: run `make components` first",
-        path.display()
-    );
-    Ok(path)
-}
+use berth_e2e::component;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_started_in_process_deploys_serves_and_stops() -> Result<()> {
@@ -46,7 +34,7 @@ async fn a_host_started_in_process_deploys_serves_and_stops() -> Result<()> {
         ))
         .bearer_auth(&created.token)
         .header("content-type", "application/wasm")
-        .body(std::fs::read(hello()?)?)
+        .body(std::fs::read(component("hello")?)?)
         .send()
         .await?
         .error_for_status()?

@@ -31,15 +31,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(20_000);
 
     let data = tempfile::tempdir()?;
-    let host = Host::new(&HostSettings {
-        data_dir: data.path().to_path_buf(),
-        max_instances: 100,
-        max_instances_per_tenant: 100,
-        component: Default::default(),
-        max_call_depth: 10,
-        kv: Default::default(),
-        kv_write_pace: Default::default(),
-    })?;
+    let host = Host::new(&HostSettings::small(data.path().to_path_buf()))?;
     host.load_services(&[ServiceSpec {
         name: "hello".into(),
         component: component.into(),

@@ -68,6 +68,23 @@ pub struct HostSettings {
     pub kv_write_pace: WritePace,
 }
 
+impl HostSettings {
+    /// A host in `data_dir` with a small pool (64 instances, all of them
+    /// open to one tenant) and every other setting at its default: for
+    /// tests, benches and programs embedding one host.
+    pub fn small(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            max_instances: 64,
+            max_instances_per_tenant: 64,
+            component: ComponentLimits::default(),
+            max_call_depth: crate::capabilities::calls::DEFAULT_MAX_CALL_DEPTH,
+            kv: KvLocation::DataDir,
+            kv_write_pace: WritePace::default(),
+        }
+    }
+}
+
 /// Where guests' key-value data lives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum KvLocation {

@@ -57,8 +57,8 @@ impl GuestIdentity {
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 version: self.version.to_string(),
                 request_id: self.request_id.to_string(),
-                stream: stream.to_string(),
-                level: level_name(level).to_string(),
+                stream: stream.into(),
+                level: level_name(level).into(),
                 message: message.to_string(),
             });
         }
