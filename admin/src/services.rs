@@ -53,6 +53,8 @@ fn service_view(record: ServiceRecord, state: &AdminState) -> Result<ServiceView
         buckets: record.settings.buckets,
         limits: record.settings.limits,
         allowed_outbound_hosts: record.settings.allowed_outbound_hosts,
+        env: record.settings.env,
+        reuse: record.settings.reuse,
         url,
         updated_at: record.updated_at,
     })
@@ -177,11 +179,15 @@ pub async fn put_service(
         allowed_outbound_hosts: change.allowed_outbound_hosts,
         buckets: change.buckets,
         secrets,
+        env: change.env,
+        reuse: change.reuse,
     };
     let changes_settings = settings.config.is_some()
         || settings.limits.is_some()
         || settings.allowed_outbound_hosts.is_some()
         || settings.buckets.is_some()
+        || settings.env.is_some()
+        || settings.reuse.is_some()
         || !settings.secrets.is_empty();
     let record = state
         .control

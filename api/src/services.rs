@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::limits::ServiceLimits;
 use crate::names::{Digest, ServiceName, TenantName, VersionLabel};
+use crate::reuse::InstanceReuse;
 
 /// A stored version of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -39,6 +40,13 @@ pub struct ServiceView {
     pub buckets: Vec<String>,
     pub limits: ServiceLimits,
     pub allowed_outbound_hosts: Vec<String>,
+    /// Environment variables the guest reads through `wasi:cli/environment`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// How instances are reused between requests; empty means a fresh
+    /// instance per request.
+    #[serde(default)]
+    pub reuse: InstanceReuse,
     /// Where the service answers, when it is deployed.
     pub url: Option<String>,
     /// Seconds since the Unix epoch.
@@ -85,6 +93,13 @@ pub struct ServiceChange {
     /// Replaces the hosts the service may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_outbound_hosts: Option<Vec<String>>,
+    /// Environment variables; replaces the whole set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Replaces the instance reuse policy (`{}` goes back to a fresh
+    /// instance per request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<InstanceReuse>,
 }
 
 /// `POST .../services/{service}/rollback`.

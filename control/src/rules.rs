@@ -47,6 +47,8 @@ pub(super) fn check_capabilities(settings: &ServiceSettings) -> Result<(), Contr
         check_name(bucket).map_err(|m| ControlError::InvalidInput(format!("buckets: {m}")))?;
     }
     validate_config(&settings.config).map_err(ControlError::InvalidInput)?;
+    berth_api::reuse::check_env(&settings.env).map_err(ControlError::InvalidInput)?;
+    settings.reuse.check().map_err(ControlError::InvalidInput)?;
     let names: std::collections::BTreeMap<String, String> = settings
         .secrets
         .keys()

@@ -13,6 +13,7 @@ use berth_runtime::capabilities::ServiceCapabilities;
 use berth_runtime::host::DEFAULT_TENANT;
 use berth_runtime::invoke::ServiceVersion;
 use berth_runtime::quotas::TenantQuotas;
+use berth_runtime::reuse::{ReuseKey, ReusePolicy};
 use berth_runtime::router::{Backends, Route, RoutingTableBuilder};
 
 impl ControlPlane {
@@ -139,6 +140,12 @@ impl ControlPlane {
                 buckets: ServiceCapabilities::buckets(&service.settings.buckets),
                 kv_quota: quotas.kv,
                 config: self.guest_config(service),
+                env: service
+                    .settings
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 kv_ops: self.host.telemetry().kv(&service.tenant, &service.name),
             });
             let mut versions = Vec::new();
@@ -168,6 +175,8 @@ impl ControlPlane {
                         gate: Arc::clone(gate),
                         capabilities: Arc::clone(&capabilities),
                         pre: pre.1.clone(),
+                        reuse: ReusePolicy::from_spec(&service.settings.reuse),
+                        reuse_key: ReuseKey::next(),
                     }),
                 ));
             }

@@ -51,6 +51,8 @@ fn spec(name: &str, component: &str) -> ServiceSpec {
         outbound: OutboundPolicy::default(),
         buckets: Vec::new(),
         config: Default::default(),
+        env: Default::default(),
+        reuse: Default::default(),
         declared_at: "bench".into(),
     }
 }

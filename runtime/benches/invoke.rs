@@ -40,6 +40,8 @@ fn main() -> anyhow::Result<()> {
         outbound: OutboundPolicy::default(),
         buckets: Vec::new(),
         config: Default::default(),
+        env: Default::default(),
+        reuse: Default::default(),
         declared_at: "bench".into(),
     }])?;
     let version = host

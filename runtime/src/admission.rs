@@ -120,6 +120,11 @@ impl TenantGate {
         }
     }
 
+    /// Requests of the tenant that may run at once.
+    pub fn places(&self) -> u32 {
+        self.places
+    }
+
     /// Requests of the tenant running now.
     pub fn in_flight(&self) -> usize {
         let total = self.places as usize;

@@ -16,6 +16,13 @@
 //!
 //! [service.config]            # read through wasi:config/store
 //! greeting = "Hello"
+//!
+//! [service.env]               # read through wasi:cli/environment
+//! RUST_LOG = "info"
+//!
+//! [service.reuse]             # a fresh instance per request if left out
+//! max_requests = 128
+//! idle_timeout = "10s"
 //! ```
 //!
 //! Every problem is reported with the file and line at fault, before the host
@@ -28,8 +35,10 @@ use toml::Spanned;
 
 use crate::limits::Limits;
 use crate::outbound::{AllowedHost, OutboundPolicy};
+use crate::reuse::ReusePolicy;
 use berth_api::limits::ServiceLimits;
 use berth_api::names::check_name;
+use berth_api::reuse::{InstanceReuse, check_env};
 
 /// A config file that could not be used, with the place at fault.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +69,10 @@ pub struct ServiceSpec {
     pub buckets: Vec<String>,
     /// Configuration values the guest reads through `wasi:config/store`.
     pub config: BTreeMap<String, String>,
+    /// Environment variables the guest reads through `wasi:cli/environment`.
+    pub env: BTreeMap<String, String>,
+    /// How the service's instances are reused between requests.
+    pub reuse: ReusePolicy,
     /// Where this service is declared (`file:line`), for errors found later,
     /// such as a component that fails to compile.
     pub declared_at: String,
@@ -91,6 +104,10 @@ struct RawService {
     buckets: Vec<Spanned<String>>,
     #[serde(default)]
     config: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    env: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    reuse: Option<Spanned<InstanceReuse>>,
 }
 
 /// Reads and checks a config file.
@@ -179,6 +196,20 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             validate_config(config.get_ref()).map_err(|m| invalid(config.span().start, m))?;
         }
 
+        if let Some(env) = &raw.env {
+            check_env(env.get_ref()).map_err(|m| invalid(env.span().start, m))?;
+        }
+        let reuse = match &raw.reuse {
+            Some(reuse) => {
+                reuse
+                    .get_ref()
+                    .check()
+                    .map_err(|m| invalid(reuse.span().start, m))?;
+                ReusePolicy::from_spec(reuse.get_ref())
+            }
+            None => ReusePolicy::FRESH,
+        };
+
         specs.push(ServiceSpec {
             name: name.clone(),
             component,
@@ -187,6 +218,8 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             outbound: OutboundPolicy::new(allowed).allowing_private(raw.private_outbound),
             buckets: raw.buckets.iter().map(|b| b.get_ref().clone()).collect(),
             config: raw.config.map(Spanned::into_inner).unwrap_or_default(),
+            env: raw.env.map(Spanned::into_inner).unwrap_or_default(),
+            reuse,
             declared_at: format!("{}:{}", path.display(), line_of(text, at)),
         });
     }

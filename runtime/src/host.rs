@@ -10,7 +10,9 @@ use crate::capabilities::ServiceCapabilities;
 use crate::capabilities::calls::ServiceDispatch;
 use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
-use crate::invoke::{HostState, InvokeContext, LinkError, ServiceVersion, WorldLinker};
+use crate::invoke::{
+    HostState, InvokeContext, LinkError, LiveInstance, ServiceVersion, WorldLinker,
+};
 use crate::kv::paced::{PacedKv, WritePace};
 use crate::kv::postgres::PostgresKv;
 use crate::kv::sharded::TenantShardedKv;
@@ -18,6 +20,7 @@ use crate::kv::{KvBackend, KvQuota};
 use crate::limits::ComponentLimits;
 use crate::quotas::TenantQuotas;
 use crate::registry::Registry;
+use crate::reuse::{InstancePark, ReuseKey};
 use crate::router::{Backends, Route, RoutingTable};
 use crate::telemetry::book::TelemetryBook;
 use std::time::Duration;
@@ -115,6 +118,8 @@ pub struct Host {
     default_gate: Arc<TenantGate>,
     /// One permit per instance the pooling allocator can hold.
     slots: Arc<Semaphore>,
+    /// Instances kept between requests, by services whose policy says so.
+    park: Arc<InstancePark<LiveInstance>>,
     linker: WorldLinker,
     /// Berth's world on the quick engine, when there is one.
     quick_linker: Option<WorldLinker>,
@@ -146,6 +151,8 @@ impl Host {
             KvLocation::Postgres(url) => Arc::new(PostgresKv::new(url)),
         };
         let kv: Arc<dyn KvBackend> = Arc::new(PacedKv::new(stored, settings.kv_write_pace));
+        let park = Arc::new(InstancePark::default());
+        sweep_idle_instances(Arc::downgrade(&park));
         Ok(Arc::new_cyclic(|me| Self {
             own_listeners: OnceLock::new(),
             no_listeners: Arc::from(Vec::new()),
@@ -155,6 +162,7 @@ impl Host {
                 settings.max_instances_per_tenant,
             )),
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
+            park,
             engine,
             linker,
             quick_linker,
@@ -183,6 +191,11 @@ impl Host {
         )
     }
 
+    /// Instances kept between requests now (each holds one pool slot).
+    pub fn kept_instances(&self) -> usize {
+        self.park.len()
+    }
+
     /// Deletes compiled artifacts of components not in `keep`.
     pub fn remove_artifacts_except(
         &self,
@@ -205,6 +218,7 @@ impl Host {
     pub fn invoke_context(&self) -> InvokeContext<'_> {
         InvokeContext {
             slots: &self.slots,
+            park: &self.park,
             queue_timeout: QUEUE_TIMEOUT,
             own_listeners: self.own_listeners.get().unwrap_or(&self.no_listeners),
             dispatch: &self.me,
@@ -313,9 +327,12 @@ impl Host {
                     buckets: ServiceCapabilities::buckets(&spec.buckets),
                     kv_quota: KvQuota::default(),
                     config: spec.config.clone(),
+                    env: spec.env.clone().into_iter().collect(),
                     kv_ops: self.telemetry.kv(DEFAULT_TENANT, &spec.name),
                 }),
                 pre,
+                reuse: spec.reuse,
+                reuse_key: ReuseKey::next(),
             });
             routes.push(Route {
                 prefix: spec.route.clone(),
@@ -329,6 +346,23 @@ impl Host {
             });
         }
         Ok((routes, loaded))
+    }
+}
+
+/// Drops kept instances past their idle time, once a second, on a thread
+/// of its own (it may run before any async runtime); it ends with the host.
+fn sweep_idle_instances(park: std::sync::Weak<InstancePark<LiveInstance>>) {
+    let spawned = std::thread::Builder::new()
+        .name("berth-idle-sweep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let Some(park) = park.upgrade() else { break };
+                park.sweep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the idle-instance sweeper; kept instances expire only when met");
     }
 }
 

@@ -63,6 +63,7 @@ pub mod logbook;
 pub mod quotas;
 pub mod random;
 pub mod registry;
+pub mod reuse;
 pub mod router;
 pub mod server;
 pub mod service_dispatch;

@@ -31,6 +31,8 @@ fn host_with(dir: &std::path::Path, services: &[(&str, &str, Limits)]) -> Result
                 outbound: OutboundPolicy::default(),
                 buckets: Vec::new(),
                 config: Default::default(),
+                env: Default::default(),
+                reuse: Default::default(),
                 declared_at: "test".into(),
             })
         })

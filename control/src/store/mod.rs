@@ -11,6 +11,7 @@ mod listen;
 pub mod sql;
 
 use berth_api::limits::{ServiceLimits, TenantLimits};
+use berth_api::reuse::InstanceReuse;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -123,6 +124,12 @@ pub struct ServiceSettings {
     /// `config`, the admin API lists only their names.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, crate::secrets::SealedSecret>,
+    /// Environment variables the guest reads.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// How instances are reused; empty is a fresh instance per request.
+    #[serde(default, skip_serializing_if = "InstanceReuse::is_default")]
+    pub reuse: InstanceReuse,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +178,10 @@ pub struct SettingsChange {
     /// Each key given is set to its sealed value, or removed (`None`);
     /// other secrets stay.
     pub secrets: BTreeMap<String, Option<crate::secrets::SealedSecret>>,
+    /// Replaces the whole set.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Replaces the policy.
+    pub reuse: Option<InstanceReuse>,
 }
 
 impl SettingsChange {
@@ -186,6 +197,12 @@ impl SettingsChange {
         }
         if let Some(buckets) = &self.buckets {
             settings.buckets = buckets.clone();
+        }
+        if let Some(env) = &self.env {
+            settings.env = env.clone();
+        }
+        if let Some(reuse) = &self.reuse {
+            settings.reuse = reuse.clone();
         }
         for (key, value) in &self.secrets {
             match value {

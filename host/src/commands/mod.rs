@@ -198,3 +198,11 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
 }
+
+/// `NAME=VALUE` on the command line, split at the first `=`.
+pub fn key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}

@@ -4,9 +4,13 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use berth_runtime::config::ServiceSpec;
+use berth_api::reuse::{InstanceReuse, check_env};
+use berth_api::units::DurationSpec;
+use berth_runtime::config::{ServiceSpec, validate_config};
 use berth_runtime::limits::Limits;
 use berth_runtime::outbound::{AllowedHost, OutboundPolicy};
+use berth_runtime::reuse::ReusePolicy;
+use std::collections::BTreeMap;
 
 use super::HostFlags;
 
@@ -28,6 +32,32 @@ pub struct UpCommand {
     /// repeat for more. Outbound HTTP is denied otherwise.
     #[arg(long = "allow-outbound", value_name = "HOST")]
     allow_outbound: Vec<AllowedHost>,
+    /// An environment variable for the component (`wasi:cli/environment`);
+    /// repeat for more.
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = super::key_value)]
+    env: Vec<(String, String)>,
+    /// A configuration value for the component (`wasi:config/store`);
+    /// repeat for more.
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = super::key_value)]
+    config: Vec<(String, String)>,
+    /// Requests one instance serves before it is discarded; 1 (the default)
+    /// is a fresh instance per request.
+    #[arg(long = "max-instance-reuse", value_name = "N", default_value_t = 1)]
+    max_instance_reuse: u32,
+    /// Requests one instance serves at once (WASI 0.3 components).
+    #[arg(
+        long = "max-instance-concurrency",
+        value_name = "N",
+        default_value_t = 1
+    )]
+    max_instance_concurrency: u32,
+    /// How long an idle instance is kept, when instances are reused.
+    #[arg(
+        long = "idle-instance-timeout",
+        value_name = "DURATION",
+        default_value = "10s"
+    )]
+    idle_instance_timeout: DurationSpec,
     #[command(flatten)]
     host: HostFlags,
 }
@@ -43,6 +73,16 @@ impl UpCommand {
             .and_then(|s| s.to_str())
             .map(service_name)
             .context("the component's file name is not valid UTF-8")?;
+        let env: BTreeMap<String, String> = self.env.iter().cloned().collect();
+        check_env(&env).map_err(|m| anyhow::anyhow!("--env: {m}"))?;
+        let config: BTreeMap<String, String> = self.config.iter().cloned().collect();
+        validate_config(&config).map_err(|m| anyhow::anyhow!("--config: {m}"))?;
+        let reuse = InstanceReuse {
+            max_requests: Some(self.max_instance_reuse),
+            max_concurrent: Some(self.max_instance_concurrency),
+            idle_timeout: Some(self.idle_instance_timeout),
+        };
+        reuse.check().map_err(|m| anyhow::anyhow!("{m}"))?;
         let spec = ServiceSpec {
             name,
             component: self.component.clone(),
@@ -52,7 +92,9 @@ impl UpCommand {
             // hosts they allow may be local ones.
             outbound: OutboundPolicy::new(self.allow_outbound.clone()).allowing_private(true),
             buckets: Vec::new(),
-            config: Default::default(),
+            config,
+            env,
+            reuse: ReusePolicy::from_spec(&reuse),
             declared_at: self.component.display().to_string(),
         };
         let host = self.host.host()?;

@@ -23,8 +23,22 @@ mod config_draft {
     });
 }
 
+mod keyvalue_draft {
+    wasmtime::component::bindgen!({
+        path: "../wit/compat",
+        world: "berth:compat/keyvalue-draft",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::capabilities::kv_handles::BucketHandle,
+        },
+    });
+}
+
 pub use config_draft::wasi::config0_2_0_draft_2024_09_27::store as config_draft_store;
 pub use generated::berth::service::call as service_call;
 pub use generated::wasi::config0_2_0_rc_1::store as config_store;
 pub use generated::wasi::keyvalue::{atomics, batch, store as kv_store};
 pub use generated::wasi::logging::logging;
+pub use keyvalue_draft::wasi::keyvalue::{
+    atomics as draft_atomics, batch as draft_batch, store as draft_store,
+};

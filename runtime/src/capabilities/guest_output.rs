@@ -16,11 +16,44 @@ pub struct GuestIdentity {
     pub tenant: Arc<str>,
     pub service: Arc<str>,
     pub version: Arc<str>,
-    pub request_id: Arc<str>,
+    /// The request the instance serves now; a reused instance serves
+    /// several, and its output streams hold a clone of this identity.
+    pub request_id: CurrentRequest,
     /// Where the service's recent output is kept for the admin API.
     pub log: Option<Arc<ServiceLog>>,
     /// How much the service may log.
     pub rate: Arc<LogRate>,
+}
+
+/// The id of the request an instance is serving, shared by the clones of
+/// its identity so a reused instance's output names the request it is in.
+#[derive(Debug, Clone)]
+pub struct CurrentRequest(Arc<std::sync::Mutex<Arc<str>>>);
+
+impl CurrentRequest {
+    pub fn new(id: Arc<str>) -> Self {
+        Self(Arc::new(std::sync::Mutex::new(id)))
+    }
+
+    pub fn get(&self) -> Arc<str> {
+        match self.0.lock() {
+            Ok(id) => Arc::clone(&id),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn set(&self, id: Arc<str>) {
+        match self.0.lock() {
+            Ok(mut current) => *current = id,
+            Err(poisoned) => *poisoned.into_inner() = id,
+        }
+    }
+}
+
+impl std::fmt::Display for CurrentRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.get())
+    }
 }
 
 impl GuestIdentity {
@@ -56,7 +89,7 @@ impl GuestIdentity {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 version: self.version.to_string(),
-                request_id: self.request_id.to_string(),
+                request_id: self.request_id.get().to_string(),
                 stream: stream.into(),
                 level: level_name(level).into(),
                 message: message.to_string(),

@@ -49,6 +49,13 @@ impl HostState {
 impl kv_store::Host for HostState {
     async fn open(&mut self, identifier: String) -> KvCall<Resource<BucketHandle>> {
         let caps = &self.capabilities;
+        // `wasmtime serve -Skeyvalue` names its one store by the empty
+        // identifier: it is the default bucket here.
+        let identifier = if identifier.is_empty() {
+            super::DEFAULT_BUCKET
+        } else {
+            identifier.as_str()
+        };
         let Some(bucket) = caps.buckets.iter().find(|b| ***b == *identifier) else {
             return Ok(Err(Error::NoSuchStore));
         };

@@ -21,6 +21,7 @@ mod config;
 pub mod fields;
 pub mod guest_output;
 pub mod keyvalue;
+mod keyvalue_draft;
 pub mod kv_handles;
 pub mod log_rate;
 pub mod logging;
@@ -53,6 +54,8 @@ pub struct ServiceCapabilities {
     pub kv_quota: KvQuota,
     /// Configuration values and (decrypted) secrets, by key.
     pub config: BTreeMap<String, String>,
+    /// Environment variables, read through `wasi:cli/environment`.
+    pub env: Vec<(String, String)>,
     /// Key-value calls, counted for `/metrics`.
     pub kv_ops: Arc<KvCounters>,
 }
@@ -79,6 +82,9 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     bindings::kv_store::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::atomics::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::batch::add_to_linker::<HostState, Own>(linker, own)?;
+    bindings::draft_store::add_to_linker::<HostState, Own>(linker, own)?;
+    bindings::draft_atomics::add_to_linker::<HostState, Own>(linker, own)?;
+    bindings::draft_batch::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::config_store::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::config_draft_store::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::logging::add_to_linker::<HostState, Own>(linker, own)?;

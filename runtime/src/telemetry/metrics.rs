@@ -72,6 +72,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to instantiate a fresh instance for one request."
     );
+    describe_counter!(
+        "berth_instances_reused_total",
+        "Requests served by a kept instance instead of a fresh one (services whose reuse policy allows it)."
+    );
     describe_histogram!(
         "berth_guest_cpu_seconds",
         metrics::Unit::Seconds,
@@ -153,6 +157,7 @@ pub struct ServiceMetrics {
     requests: [Counter; 5],
     duration: Histogram,
     instantiation: Histogram,
+    reused: Counter,
     cpu: Histogram,
     memory: Histogram,
     in_flight: Gauge,
@@ -182,6 +187,7 @@ impl ServiceMetrics {
             }),
             duration: metrics::histogram!("berth_request_duration_seconds", with(None)),
             instantiation: metrics::histogram!("berth_instantiation_duration_seconds", with(None)),
+            reused: metrics::counter!("berth_instances_reused_total", with(None)),
             cpu: metrics::histogram!("berth_guest_cpu_seconds", with(None)),
             memory: metrics::histogram!("berth_guest_memory_peak_bytes", with(None)),
             in_flight: metrics::gauge!("berth_requests_in_flight", with(None)),
@@ -215,6 +221,11 @@ impl ServiceMetrics {
 
     pub fn instantiated(&self, took: Duration) {
         self.instantiation.record(took.as_secs_f64());
+    }
+
+    /// A request is served by a kept instance.
+    pub fn reused(&self) {
+        self.reused.increment(1);
     }
 
     /// What one request's instance used, recorded when it is dropped.

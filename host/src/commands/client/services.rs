@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use berth_api::services::{LogLine, RollbackRequest, ServiceChange, ServiceView, UploadedVersion};
-use berth_api::{ServiceName, VersionLabel};
+use berth_api::{InstanceReuse, ServiceName, VersionLabel};
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
@@ -32,6 +32,32 @@ pub struct DeployArgs {
     /// Only upload; leave what serves unchanged.
     #[arg(long)]
     no_activate: bool,
+    /// Set the service's environment variables (`wasi:cli/environment`),
+    /// replacing the ones it had; repeat for more.
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE", value_parser = crate::commands::key_value)]
+    env: Vec<(String, String)>,
+    /// Set how the service's instances are reused: requests one instance
+    /// serves (1 is a fresh instance per request).
+    #[arg(long = "max-instance-reuse", value_name = "N")]
+    max_instance_reuse: Option<u32>,
+    /// Requests one instance serves at once (WASI 0.3 components).
+    #[arg(long = "max-instance-concurrency", value_name = "N")]
+    max_instance_concurrency: Option<u32>,
+    /// How long an idle instance is kept, when instances are reused.
+    #[arg(long = "idle-instance-timeout", value_name = "DURATION")]
+    idle_instance_timeout: Option<berth_api::units::DurationSpec>,
+}
+
+impl DeployArgs {
+    /// The reuse policy the flags set, if any flag is given.
+    fn reuse(&self) -> Option<InstanceReuse> {
+        let reuse = InstanceReuse {
+            max_requests: self.max_instance_reuse,
+            max_concurrent: self.max_instance_concurrency,
+            idle_timeout: self.idle_instance_timeout,
+        };
+        (!reuse.is_default()).then_some(reuse)
+    }
 }
 
 /// What `berth deploy -o json` prints.
@@ -39,6 +65,22 @@ pub struct DeployArgs {
 struct Deployed {
     version: UploadedVersion,
     service: ServiceView,
+}
+
+/// A reuse policy in words, as `berth service` shows it.
+fn reuse_text(reuse: &InstanceReuse) -> String {
+    let requests = reuse.max_requests.unwrap_or(1);
+    if requests <= 1 {
+        return "fresh instance per request".into();
+    }
+    let idle = reuse
+        .idle_timeout
+        .map_or(berth_runtime::reuse::DEFAULT_IDLE_TIMEOUT, |d| d.0);
+    format!(
+        "up to {requests} requests per instance, {} at once, idle {}s",
+        reuse.max_concurrent.unwrap_or(1),
+        idle.as_secs_f64()
+    )
 }
 
 fn parse_split(text: &str) -> anyhow::Result<BTreeMap<VersionLabel, u32>> {
@@ -67,6 +109,12 @@ impl Client {
     pub async fn deploy(&self, args: DeployArgs) -> anyhow::Result<()> {
         let tenant = self.tenant().await?;
         let split = args.split.as_deref().map(parse_split).transpose()?;
+        let reuse = args.reuse();
+        if let Some(reuse) = &reuse {
+            reuse.check().map_err(|m| anyhow::anyhow!("{m}"))?;
+        }
+        let env: BTreeMap<String, String> = args.env.iter().cloned().collect();
+        berth_api::reuse::check_env(&env).map_err(|m| anyhow::anyhow!("--env: {m}"))?;
         let file = tokio::fs::File::open(&args.file)
             .await
             .with_context(|| format!("cannot open {}", args.file.display()))?;
@@ -111,6 +159,8 @@ impl Client {
             route: args.route.clone(),
             version,
             split,
+            env: (!env.is_empty()).then_some(env),
+            reuse,
             ..ServiceChange::default()
         };
         let service: ServiceView = self
@@ -171,11 +221,17 @@ impl Client {
             .await?;
         self.print(&service, |s| {
             let mut out = format!(
-                "service {}\nroute    {}\nserving  {}\nurl      {}\n\n",
+                "service {}\nroute    {}\nserving  {}\nurl      {}\nreuse    {}\nenv      {}\n\n",
                 s.name,
                 or_dash(s.route.as_ref()),
                 serving(s),
-                or_dash(s.url.as_ref())
+                or_dash(s.url.as_ref()),
+                reuse_text(&s.reuse),
+                if s.env.is_empty() {
+                    "-".to_string()
+                } else {
+                    s.env.keys().cloned().collect::<Vec<_>>().join(", ")
+                },
             );
             out.push_str(&table(
                 &["VERSION", "DIGEST", "SIZE"],

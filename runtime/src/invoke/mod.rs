@@ -2,51 +2,42 @@
 //! service version's pre-instance, call `wasi:http/incoming-handler.handle`,
 //! and turn what happens into a streamed response or a [`RequestError`].
 
+mod capped;
+mod store;
+
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
-use std::pin::Pin;
+use http_body::Body;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
+use wasmtime::Engine;
+use wasmtime::Store;
 use wasmtime::component::Resource;
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime::component::{Component, Linker};
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 use crate::admission::{Admission, TenantGate};
 use crate::body::{ResponseBody, declared_length};
 use crate::capabilities::ServiceCapabilities;
-use crate::capabilities::addresses::AddressPolicy;
-use crate::capabilities::calls::{ServiceCalls, ServiceDispatch};
-use crate::capabilities::clocks::{CoarseMonotonicClock, CoarseWallClock};
-use crate::capabilities::guest_output::GuestIdentity;
+use crate::capabilities::calls::ServiceDispatch;
 use crate::capabilities::log_rate::LogRate;
-use crate::capabilities::outbound::{OutboundHooks, OutboundPolicy};
+use crate::capabilities::outbound::OutboundPolicy;
 pub use crate::capabilities::state::HostState;
-use crate::capabilities::stdio::{GuestLog, Stdio};
 use crate::error::RequestError;
 use crate::hop_trace::mark;
-use crate::limits::{ComponentLimits, InstanceMemoryLimiter, Limits};
-use crate::lingering_body::LingeringBody;
+use crate::limits::{ComponentLimits, Limits};
 use crate::logbook::ServiceLog;
+use crate::reuse::{InstancePark, ReuseKey, ReusePolicy};
 use crate::telemetry::guest_clock::GuestClock;
 use crate::telemetry::metrics::ServiceMetrics;
 use crate::telemetry::trace_context::CallChain;
-
-/// Largest `wasi:random` buffer one call may ask for; the host allocates it
-/// outside the guest's memory limit, so a larger ask traps instead.
-const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
-
-/// Host-side resources (streams, fields, requests) one instance may hold at
-/// once; they live outside the guest's memory limit too.
-const MAX_RESOURCES: usize = 16 * 1024;
+use capped::{CappedBody, limit_response};
+use store::{classify_failure, new_store, prepare_reused};
 
 /// A component could not be linked against Berth's world.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +93,10 @@ pub struct ServiceVersion {
     pub gate: Arc<TenantGate>,
     pub capabilities: Arc<ServiceCapabilities>,
     pub pre: ProxyPre<HostState>,
+    /// How this version's instances are reused between requests.
+    pub reuse: ReusePolicy,
+    /// Which parked instances may serve this version's requests.
+    pub reuse_key: ReuseKey,
 }
 
 impl ServiceVersion {
@@ -120,89 +115,12 @@ impl ServiceVersion {
             gate,
             capabilities: Arc::clone(&self.capabilities),
             pre: self.pre.clone(),
+            reuse: self.reuse,
+            // Another gate, and the caller may change its limits: its
+            // instances are not this version's.
+            reuse_key: ReuseKey::next(),
         }
     }
-}
-
-/// A body cut off with an error once it passes its limit: a request body
-/// (the flag then tells the invoker to answer 413) or a guest's response body
-/// (its status is already sent, so the client sees the stream end early).
-struct CappedBody<B> {
-    inner: B,
-    remaining: u64,
-    limit: u64,
-    /// The error a body over its limit ends with.
-    too_large: fn(Option<u64>) -> wasmtime_wasi_http::Error,
-    exceeded: Option<Arc<AtomicBool>>,
-    /// Counts the bytes that pass, when they are metered.
-    counted: Option<metrics::Counter>,
-}
-
-impl<B> Body for CappedBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<wasmtime_wasi_http::Error>,
-{
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let len = data.len() as u64;
-                    if len > self.remaining {
-                        tracing::warn!(limit_bytes = self.limit, "body cut off at its limit");
-                        self.remaining = 0;
-                        if let Some(flag) = &self.exceeded {
-                            flag.store(true, Ordering::Relaxed);
-                        }
-                        return Poll::Ready(Some(Err((self.too_large)(Some(self.limit)))));
-                    }
-                    self.remaining -= len;
-                    if let Some(counter) = &self.counted {
-                        counter.increment(len);
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            other => other.map(|_| None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// Refuses a response that declares a length above the limit, and cuts off
-/// one that streams past it.
-fn limit_response(
-    response: http::Response<ResponseBody>,
-    limit: u64,
-) -> Result<http::Response<ResponseBody>, RequestError> {
-    if declared_length(response.headers()).is_some_and(|n| n > limit) {
-        return Err(RequestError::ResponseTooLarge { limit_bytes: limit });
-    }
-    Ok(response.map(|inner| {
-        http_body_util::BodyExt::boxed_unsync(CappedBody {
-            // hyper drops the body of a 204 or of an answer to HEAD unread.
-            inner: LingeringBody::new(inner),
-            remaining: limit,
-            limit,
-            too_large: wasmtime_wasi_http::Error::HttpResponseBodySize,
-            exceeded: None,
-            counted: None,
-        })
-    }))
 }
 
 /// The part of a request's handling that outlives the response head: the
@@ -236,9 +154,12 @@ pub fn check_headers(headers: &http::HeaderMap, limits: &Limits) -> Result<(), R
 }
 
 /// What every request shares: the slots that bound how many instances exist
-/// at once.
+/// at once, and the instances kept for reuse.
 pub struct InvokeContext<'a> {
     pub slots: &'a Arc<Semaphore>,
+    /// Idle instances of services whose policy reuses them; each holds one
+    /// of `slots`.
+    pub park: &'a Arc<InstancePark<LiveInstance>>,
     /// How long a request may wait for a free slot before it is refused with
     /// 503; short bursts queue instead of failing.
     pub queue_timeout: Duration,
@@ -251,8 +172,19 @@ pub struct InvokeContext<'a> {
     pub component: ComponentLimits,
 }
 
-/// Runs one request in a fresh instance of `version`: admission, a fresh
-/// instance, the guest's task, and the response head it sets.
+/// An instance with its store and its slot of the pool: serving a request,
+/// or parked between two.
+pub struct LiveInstance {
+    store: Store<HostState>,
+    proxy: Proxy,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    /// Requests it has served, the one running included.
+    served: u32,
+}
+
+/// Runs one request of `version`: admission, an instance (a parked one where
+/// the version's policy reuses them, else a fresh one), the guest's task, and
+/// the response head it sets.
 pub async fn invoke<B>(
     cx: &InvokeContext<'_>,
     version: &Arc<ServiceVersion>,
@@ -268,11 +200,20 @@ where
     check_request(request.headers(), &limits)?;
     let started = Instant::now();
     mark("invoke.start", chain.depth);
-    let held = admit(cx, version).await?;
+    let admission = version
+        .gate
+        .admit()
+        .await
+        .map_err(|e| refused(version, e))?;
     mark("admitted", chain.depth);
-    let mut store = new_store(cx, version, &request_id, chain);
-    mark("store", chain.depth);
-    let proxy = instantiate(version, &mut store).await?;
+    let mut instance = match reused(cx, version) {
+        Some(mut instance) => {
+            prepare_reused(&mut instance.store, cx, version, &request_id, chain);
+            instance
+        }
+        None => fresh_instance(cx, version, &request_id, chain).await?,
+    };
+    instance.served += 1;
     mark("instantiated", chain.depth);
     let exceeded = Arc::new(AtomicBool::new(false));
     let request = request.map(|inner| CappedBody {
@@ -285,7 +226,7 @@ where
     });
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let (guest_request, outparam) = {
-        let mut http = store.data_mut().http();
+        let mut http = instance.store.data_mut().http();
         let guest_request = http
             .new_incoming_request(Scheme::Http, request)
             .map_err(|_| RequestError::BadRequest("missing Host header"))?;
@@ -294,16 +235,22 @@ where
             .map_err(|_| RequestError::Instantiate)?;
         (guest_request, outparam)
     };
+    let keep = version.reuse.reuses().then(|| Keep {
+        park: Arc::clone(cx.park),
+        key: version.reuse_key,
+        policy: version.reuse,
+        cap: version.gate.places() as usize,
+    });
     let guest = tokio::spawn(
         run_guest(GuestRun {
-            store,
-            proxy,
+            instance,
             guest_request,
             outparam,
             wall_left: limits.wall_time.saturating_sub(started.elapsed()),
             limits,
             metrics: Arc::clone(&version.metrics),
-            held,
+            admission,
+            keep,
             depth: chain.depth,
         })
         .in_current_span(),
@@ -322,13 +269,6 @@ fn check_request(headers: &http::HeaderMap, limits: &Limits) -> Result<(), Reque
     Ok(())
 }
 
-/// What a running request holds until its guest ends: a place in its
-/// tenant's admission and an instance slot of the pool.
-struct Held {
-    slot: tokio::sync::OwnedSemaphorePermit,
-    admission: Admission,
-}
-
 /// Refusals before any guest runs are counted here, where both the front
 /// door's requests and service calls pass.
 fn refused(version: &ServiceVersion, error: RequestError) -> RequestError {
@@ -336,17 +276,52 @@ fn refused(version: &ServiceVersion, error: RequestError) -> RequestError {
     error
 }
 
-/// A place in the tenant's admission, then an instance slot (waiting for
-/// one at most the queue timeout).
-async fn admit(cx: &InvokeContext<'_>, version: &ServiceVersion) -> Result<Held, RequestError> {
-    let admission = version
-        .gate
-        .admit()
+/// A parked instance of this version, where its policy reuses them.
+fn reused(cx: &InvokeContext<'_>, version: &ServiceVersion) -> Option<LiveInstance> {
+    if !version.reuse.reuses() {
+        return None;
+    }
+    let instance = cx.park.take(version.reuse_key)?;
+    version.metrics.reused();
+    Some(instance)
+}
+
+/// A slot of the pool (giving back parked instances when the pool is full,
+/// then waiting at most the queue timeout) and a fresh instance in it.
+async fn fresh_instance(
+    cx: &InvokeContext<'_>,
+    version: &ServiceVersion,
+    request_id: &Arc<str>,
+    chain: CallChain,
+) -> Result<LiveInstance, RequestError> {
+    let slot = acquire_slot(cx)
         .await
-        .map_err(|e| refused(version, e))?;
+        .ok_or_else(|| refused(version, RequestError::PoolExhausted))?;
+    let mut store = new_store(cx, version, request_id, chain);
+    mark("store", chain.depth);
+    let proxy = instantiate(version, &mut store).await?;
+    Ok(LiveInstance {
+        store,
+        proxy,
+        _slot: slot,
+        served: 0,
+    })
+}
+
+async fn acquire_slot(cx: &InvokeContext<'_>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        if let Ok(slot) = Arc::clone(cx.slots).try_acquire_owned() {
+            return Some(slot);
+        }
+        // Kept instances are a cache: they never stand between a request
+        // and a slot.
+        if !cx.park.evict_oldest() {
+            break;
+        }
+    }
     match tokio::time::timeout(cx.queue_timeout, Arc::clone(cx.slots).acquire_owned()).await {
-        Ok(Ok(slot)) => Ok(Held { slot, admission }),
-        Ok(Err(_)) | Err(_) => Err(refused(version, RequestError::PoolExhausted)),
+        Ok(Ok(slot)) => Some(slot),
+        Ok(Err(_)) | Err(_) => None,
     }
 }
 
@@ -376,32 +351,62 @@ async fn instantiate(
     }
 }
 
+/// Where an instance goes after a request that ended well, when its
+/// version's policy reuses instances.
+struct Keep {
+    park: Arc<InstancePark<LiveInstance>>,
+    key: ReuseKey,
+    policy: ReusePolicy,
+    /// Most instances of the version kept at once: its tenant's places.
+    cap: usize,
+}
+
+impl Keep {
+    /// Parks the instance unless it has served its count or used more
+    /// memory than it may; otherwise it is dropped here.
+    fn park(self, instance: LiveInstance) {
+        if instance.served >= self.policy.max_requests
+            || instance.store.data().limiter.budget().limit_hit()
+        {
+            return;
+        }
+        // A kept instance runs nothing: it must not hold its tenant's CPU
+        // slot while it waits.
+        instance.store.data().cpu_share.release();
+        drop(
+            self.park
+                .put(self.key, instance, self.policy.idle_timeout, self.cap),
+        );
+    }
+}
+
 /// Everything the guest's task owns.
 struct GuestRun {
-    store: Store<HostState>,
-    proxy: Proxy,
+    instance: LiveInstance,
     guest_request: Resource<HostIncomingRequest>,
     outparam: Resource<HostResponseOutparam>,
     wall_left: Duration,
     limits: Limits,
     metrics: Arc<ServiceMetrics>,
-    held: Held,
+    admission: Admission,
+    keep: Option<Keep>,
     depth: u32,
 }
 
 /// Runs the guest's handler to its end (it may stream the body after the
-/// head is sent), bounded by the wall-clock time left, and releases the
-/// instance, its slot and its admission, in that order.
+/// head is sent), bounded by the wall-clock time left; then parks the
+/// instance (a reused one that ended well) or drops it, and gives up the
+/// request's admission.
 async fn run_guest(run: GuestRun) -> GuestOutcome {
     let GuestRun {
-        mut store,
-        proxy,
+        mut instance,
         guest_request,
         outparam,
         wall_left,
         limits,
         metrics,
-        held,
+        admission,
+        keep,
         depth,
     } = run;
     mark("guest.task", depth);
@@ -409,18 +414,19 @@ async fn run_guest(run: GuestRun) -> GuestOutcome {
     // a timer) uses no CPU: holding its tenant's CPU slot meanwhile would
     // stall the tenant's other guests, the callee of a service call among
     // them.
-    let cpu_share = store.data().cpu_share.clone();
+    let cpu_share = instance.store.data().cpu_share.clone();
     let mut clock = GuestClock::new();
+    let LiveInstance { store, proxy, .. } = &mut instance;
     let call = proxy
         .wasi_http_incoming_handler()
-        .call_handle(&mut store, guest_request, outparam);
+        .call_handle(&mut *store, guest_request, outparam);
     let call = clock.run(call, || cpu_share.release());
     let returned = tokio::time::timeout(wall_left, call).await;
     mark("guest.returned", depth);
     let outcome = match returned {
         Ok(Ok(())) => GuestOutcome::Finished,
         Ok(Err(e)) => {
-            let failure = classify_failure(&e, &store, &limits);
+            let failure = classify_failure(&e, &instance.store, &limits);
             tracing::warn!(kind = failure.kind(), error = %format!("{e:#}"), "request failed in the guest");
             GuestOutcome::Failed(failure)
         }
@@ -437,12 +443,15 @@ async fn run_guest(run: GuestRun) -> GuestOutcome {
     if let GuestOutcome::Failed(failure) = &outcome {
         metrics.guest_failed(failure.kind());
     }
-    metrics.guest_used(clock.total(), store.data().limiter.budget().peak());
-    // Dropping the store releases the instance's pool slot.
-    drop(store);
+    metrics.guest_used(clock.total(), instance.store.data().limiter.budget().peak());
+    // An instance that trapped, hit a limit or its deadline is never kept:
+    // it may be stopped halfway through anything. Dropping it releases its
+    // pool slot.
+    match (keep, &outcome) {
+        (Some(keep), GuestOutcome::Finished) => keep.park(instance),
+        _ => drop(instance),
+    }
     mark("store.dropped", depth);
-    let Held { slot, admission } = held;
-    drop(slot);
     drop(admission);
     outcome
 }
@@ -485,132 +494,4 @@ async fn response_head(
             Err(_) => Err(RequestError::GuestTrap),
         },
     }
-}
-
-fn new_store(
-    cx: &InvokeContext<'_>,
-    version: &ServiceVersion,
-    request_id: &Arc<str>,
-    chain: CallChain,
-) -> Store<HostState> {
-    // The engine that compiled this version: Cranelift's, or the quick
-    // engine's until the Cranelift build replaces it.
-    let mut store = Store::new(
-        version.pre.engine(),
-        host_state(cx, version, request_id, chain),
-    );
-    store.limiter(|state| &mut state.limiter);
-    // Each tick the guest runs through counts against its CPU budget and
-    // yields its worker, so a spinning guest never holds one for longer than
-    // a tick; it runs on only once its tenant has a CPU slot free.
-    store.epoch_deadline_callback(|mut ctx| {
-        let state = ctx.data_mut();
-        state.cpu_ticks += 1;
-        if state.cpu_ticks > state.cpu_budget_ticks {
-            return Err(wasmtime::Error::new(CpuBudgetExhausted));
-        }
-        Ok(UpdateDeadline::YieldCustom(1, state.cpu_share.next_slice()))
-    });
-    store.set_epoch_deadline(1);
-    #[cfg(feature = "hop-trace")]
-    store.call_hook(|mut ctx, hook| {
-        let depth = ctx.data_mut().hooks.calls.chain.depth;
-        match hook {
-            wasmtime::CallHook::CallingWasm | wasmtime::CallHook::ReturningFromHost => {
-                mark("  h<", depth)
-            }
-            _ => mark("h>", depth),
-        }
-        Ok(())
-    });
-    store
-}
-
-/// Everything one instance reaches through the host: its WASI context
-/// (guest output to its log, coarse clocks, bounded randomness), its
-/// resource table, its outbound hooks and its budgets.
-fn host_state(
-    cx: &InvokeContext<'_>,
-    version: &ServiceVersion,
-    request_id: &Arc<str>,
-    chain: CallChain,
-) -> HostState {
-    let who = GuestIdentity {
-        tenant: Arc::clone(&version.tenant),
-        service: Arc::clone(&version.service),
-        version: Arc::clone(&version.version),
-        request_id: Arc::clone(request_id),
-        log: version.log.clone(),
-        rate: Arc::clone(&version.log_rate),
-    };
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.max_random_size(MAX_RANDOM_BYTES);
-    wasi.monotonic_clock(CoarseMonotonicClock::new());
-    wasi.wall_clock(CoarseWallClock);
-    wasi.stdout(GuestLog::new(Stdio::Stdout, who.clone()));
-    wasi.stderr(GuestLog::new(Stdio::Stderr, who.clone()));
-    let mut table = ResourceTable::new();
-    table.set_max_capacity(MAX_RESOURCES);
-    HostState {
-        table,
-        wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
-        hooks: outbound_hooks(cx, version, request_id, chain),
-        capabilities: Arc::clone(&version.capabilities),
-        identity: who,
-        limiter: InstanceMemoryLimiter::new(version.limits.memory_bytes, cx.component),
-        fields_held: std::collections::HashMap::new(),
-        cpu_ticks: 0,
-        cpu_budget_ticks: version.limits.cpu_ticks(),
-        cpu_share: version.gate.cpu_share(),
-    }
-}
-
-/// What the instance's outgoing requests and service calls are held to.
-fn outbound_hooks(
-    cx: &InvokeContext<'_>,
-    version: &ServiceVersion,
-    request_id: &Arc<str>,
-    chain: CallChain,
-) -> OutboundHooks {
-    OutboundHooks {
-        addresses: AddressPolicy {
-            allow_private: version.outbound.allow_private,
-            own_listeners: Arc::clone(cx.own_listeners),
-        },
-        policy: Arc::clone(&version.outbound),
-        service: Arc::clone(&version.service),
-        request_id: Arc::clone(request_id),
-        remaining: version.limits.outbound_requests,
-        limit: version.limits.outbound_requests,
-        calls: ServiceCalls {
-            dispatch: cx.dispatch.clone(),
-            tenant: Arc::clone(&version.tenant),
-            request_id: Arc::clone(request_id),
-            chain,
-            max_depth: cx.max_call_depth,
-        },
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("guest exhausted its CPU time budget")]
-struct CpuBudgetExhausted;
-
-fn classify_failure(
-    error: &wasmtime::Error,
-    store: &Store<HostState>,
-    limits: &Limits,
-) -> RequestError {
-    if error.is::<CpuBudgetExhausted>() {
-        return RequestError::CpuDeadline {
-            limit: limits.cpu_time,
-        };
-    }
-    if store.data().limiter.budget().limit_hit() {
-        return RequestError::MemoryLimit {
-            limit_bytes: limits.memory_bytes,
-        };
-    }
-    RequestError::GuestTrap
 }
