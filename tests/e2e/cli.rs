@@ -5,7 +5,7 @@ use anyhow::Result;
 use berth_e2e::{BerthProcess, berth_bin, client, component};
 use std::process::Command;
 
-fn run_berth(args: &[&str]) -> Result<(i32, String, String)> {
+pub(crate) fn run_berth(args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(berth_bin()?)
         .args(args)
         .env("BERTH_LOG", "warn")

@@ -18,6 +18,7 @@ mod limits;
 mod observability;
 mod outbound;
 mod packaging;
+mod parity;
 mod quotas;
 mod routing;
 mod shop;

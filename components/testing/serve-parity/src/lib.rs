@@ -27,6 +27,16 @@ wit_bindgen::generate!({
 
 use wasi::keyvalue::store;
 
+const COMMANDS: &[&str] = &[
+    "env",
+    "kv",
+    "print",
+    "trap-before-set",
+    "sleep",
+    "count",
+    "leak",
+];
+
 static SERVED: AtomicU64 = AtomicU64::new(0);
 static LEAKED: AtomicU64 = AtomicU64::new(0);
 
@@ -87,10 +97,15 @@ impl Guest for Parity {
         let path = request.path_with_query().unwrap_or_default();
         let path = path.split('?').next().unwrap_or_default().to_string();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        // The service's route prefix comes first; the test path follows it.
-        let rest: &[&str] = segments.get(1..).unwrap_or_default();
+        // Whatever route the service has, the test path starts at the first
+        // segment naming one; a path naming none is the root.
+        let start = segments
+            .iter()
+            .position(|s| COMMANDS.contains(s))
+            .unwrap_or(segments.len());
+        let rest: &[&str] = &segments[start..];
         match rest {
-            [] | [""] => answer(out, 200, "Hello, WASI!"),
+            [] => answer(out, 200, "Hello, WASI!"),
             ["env", name] => match std::env::var(name) {
                 Ok(value) => answer(out, 200, &value),
                 Err(_) => answer(out, 404, "unset"),
