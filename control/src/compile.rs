@@ -5,25 +5,24 @@
 //! code replaces Winch's in the routing table. Requests in flight finish on
 //! the code they started with.
 
+use berth_runtime::invoke::GuestPre;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use super::fair::{self, FairSlots};
 use super::rules::compile_error;
 use super::{ControlError, ControlPlane, lock};
 use berth_runtime::engine::EngineError;
 use berth_runtime::host::{Host, HostError};
-use berth_runtime::invoke::HostState;
 use berth_runtime::telemetry::metrics;
 
 /// What an upload was compiled to.
 pub(super) enum Tier {
     /// Cranelift's code, in the compile cache.
-    Full(ProxyPre<HostState>),
+    Full(GuestPre),
     /// Winch's code, and the bytes for Cranelift to compile next.
-    Quick(ProxyPre<HostState>, Vec<u8>),
+    Quick(GuestPre, Vec<u8>),
 }
 
 /// Compiles and links components, and keeps what it linked by digest: every
@@ -32,7 +31,7 @@ pub(super) struct Compiler {
     host: Arc<Host>,
     /// How long one compile may take (not counting its wait for a slot).
     timeout: Duration,
-    linked: Mutex<HashMap<String, ProxyPre<HostState>>>,
+    linked: Mutex<HashMap<String, GuestPre>>,
     /// One Cranelift compile at a time: compiling a component takes every
     /// core it can get and memory outside any guest's limit.
     full: Arc<FairSlots>,
@@ -52,11 +51,11 @@ impl Compiler {
     }
 
     /// The component linked for `digest`, if there is one.
-    pub(super) fn linked(&self, digest: &str) -> Option<ProxyPre<HostState>> {
+    pub(super) fn linked(&self, digest: &str) -> Option<GuestPre> {
         lock(&self.linked).get(digest).cloned()
     }
 
-    pub(super) fn keep(&self, digest: String, pre: ProxyPre<HostState>) {
+    pub(super) fn keep(&self, digest: String, pre: GuestPre) {
         lock(&self.linked).insert(digest, pre);
     }
 
@@ -117,7 +116,7 @@ impl Compiler {
         &self,
         tenant: &str,
         bytes: Vec<u8>,
-    ) -> Result<ProxyPre<HostState>, ControlError> {
+    ) -> Result<GuestPre, ControlError> {
         let (_, pre) = self
             .off_request_path(&self.full, tenant, move |host| host.compile(&bytes))
             .await?

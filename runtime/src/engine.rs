@@ -279,8 +279,9 @@ fn base_config() -> Config {
     config.parallel_compilation(true);
     // Proposals a shared host keeps off: threads and shared memory (tier 2
     // in wasmtime, no security fixes backported) and GC (not built in).
-    // Component-model async (WASIp3) is not built in either.
     config.wasm_threads(false);
+    // The component-model async ABI, which WASI 0.3 components use.
+    config.wasm_component_model_async(true);
     config.shared_memory(false);
     config.wasm_gc(false);
     config

@@ -11,7 +11,7 @@ use crate::capabilities::calls::ServiceDispatch;
 use crate::config::ServiceSpec;
 use crate::engine::{BerthEngine, CacheOutcome, EngineError, EngineSettings, LoadedComponent};
 use crate::invoke::{
-    HostState, InvokeContext, LinkError, LiveInstance, ServiceVersion, WorldLinker,
+    GuestPre, InvokeContext, LinkError, LiveInstance, ServiceVersion, WorldLinker,
 };
 use crate::kv::paced::{PacedKv, WritePace};
 use crate::kv::postgres::PostgresKv;
@@ -25,7 +25,6 @@ use crate::router::{Backends, Route, RoutingTable};
 use crate::telemetry::book::TelemetryBook;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use crate::router::DEFAULT_TENANT;
 
@@ -247,7 +246,7 @@ impl Host {
     /// Compiles a component with the quick engine and links it: code that
     /// serves at once, slower than [`compile`](Self::compile)'s. None when
     /// the host has no quick engine.
-    pub fn compile_quick(&self, bytes: &[u8]) -> Option<Result<ProxyPre<HostState>, HostError>> {
+    pub fn compile_quick(&self, bytes: &[u8]) -> Option<Result<GuestPre, HostError>> {
         let linker = self.quick_linker.as_ref()?;
         let component = self.engine.compile_quick(bytes)?;
         Some(
@@ -259,7 +258,7 @@ impl Host {
 
     /// Links a component Cranelift compiled before, from the compile
     /// cache; `None` when it is not there.
-    pub fn link_cached(&self, bytes: &[u8]) -> Option<Result<ProxyPre<HostState>, HostError>> {
+    pub fn link_cached(&self, bytes: &[u8]) -> Option<Result<GuestPre, HostError>> {
         match self.engine.load_cached(bytes) {
             Ok(None) => None,
             Ok(Some(loaded)) => Some(
@@ -272,10 +271,7 @@ impl Host {
     }
 
     /// Compiles (or loads from the cache) and links a component.
-    pub fn compile(
-        &self,
-        bytes: &[u8],
-    ) -> Result<(LoadedComponent, ProxyPre<HostState>), HostError> {
+    pub fn compile(&self, bytes: &[u8]) -> Result<(LoadedComponent, GuestPre), HostError> {
         let component = self.engine.load(bytes)?;
         let pre = self.linker.prepare(&component.component)?;
         Ok((component, pre))

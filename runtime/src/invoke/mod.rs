@@ -3,7 +3,11 @@
 //! and turn what happens into a streamed response or a [`RequestError`].
 
 mod capped;
+mod guest;
 mod store;
+
+use guest::{GuestCall, GuestInstance};
+pub use guest::{GuestPre, LinkError, WorldLinker};
 
 use bytes::Bytes;
 use http_body::Body;
@@ -12,14 +16,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
-use wasmtime::Engine;
 use wasmtime::Store;
-use wasmtime::component::Resource;
-use wasmtime::component::{Component, Linker};
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
-use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 use crate::admission::{Admission, TenantGate};
 use crate::body::{ResponseBody, declared_length};
@@ -39,43 +36,6 @@ use crate::telemetry::trace_context::CallChain;
 use capped::{CappedBody, limit_response};
 use store::{classify_failure, new_store, prepare_reused};
 
-/// A component could not be linked against Berth's world.
-#[derive(Debug, thiserror::Error)]
-#[error("component cannot run on Berth: {0}")]
-pub struct LinkError(String);
-
-/// The linker for Berth's world, built once per host: WASI 0.2 (with no
-/// filesystem, environment or network granted), `wasi:http`, and the
-/// capability interfaces (`wasi:keyvalue`, `wasi:config`, `wasi:logging`).
-pub struct WorldLinker {
-    linker: Linker<HostState>,
-}
-
-impl WorldLinker {
-    pub fn new(engine: &Engine) -> Result<Self, LinkError> {
-        let mut linker = Linker::new(engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| LinkError(format!("{e:#}")))?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| LinkError(format!("{e:#}")))?;
-        crate::capabilities::fields::add_to_linker(&mut linker)
-            .map_err(|e| LinkError(format!("{e:#}")))?;
-        crate::capabilities::add_to_linker(&mut linker).map_err(|e| LinkError(format!("{e:#}")))?;
-        Ok(Self { linker })
-    }
-
-    /// Links a component once, so that each request only instantiates it.
-    pub fn prepare(&self, component: &Component) -> Result<ProxyPre<HostState>, LinkError> {
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| LinkError(format!("{e:#}")))?;
-        ProxyPre::new(pre).map_err(|_| {
-            LinkError("it does not export wasi:http/incoming-handler@0.2.x".to_string())
-        })
-    }
-}
-
 /// One deployed version of one service, ready to serve.
 pub struct ServiceVersion {
     pub tenant: Arc<str>,
@@ -92,7 +52,7 @@ pub struct ServiceVersion {
     /// The tenant's admission queue and CPU slots.
     pub gate: Arc<TenantGate>,
     pub capabilities: Arc<ServiceCapabilities>,
-    pub pre: ProxyPre<HostState>,
+    pub pre: GuestPre,
     /// How this version's instances are reused between requests.
     pub reuse: ReusePolicy,
     /// Which parked instances may serve this version's requests.
@@ -176,7 +136,7 @@ pub struct InvokeContext<'a> {
 /// or parked between two.
 pub struct LiveInstance {
     store: Store<HostState>,
-    proxy: Proxy,
+    guest: GuestInstance,
     _slot: tokio::sync::OwnedSemaphorePermit,
     /// Requests it has served, the one running included.
     served: u32,
@@ -225,16 +185,12 @@ where
         counted: Some(version.metrics.bytes_in.clone()),
     });
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let (guest_request, outparam) = {
-        let mut http = instance.store.data_mut().http();
-        let guest_request = http
-            .new_incoming_request(Scheme::Http, request)
-            .map_err(|_| RequestError::BadRequest("missing Host header"))?;
-        let outparam = http
-            .new_response_outparam(sender)
-            .map_err(|_| RequestError::Instantiate)?;
-        (guest_request, outparam)
-    };
+    let call = GuestCall::new(
+        &mut instance.store,
+        &instance.guest,
+        request.map(http_body_util::BodyExt::boxed_unsync),
+        sender,
+    )?;
     let keep = version.reuse.reuses().then(|| Keep {
         park: Arc::clone(cx.park),
         key: version.reuse_key,
@@ -244,8 +200,7 @@ where
     let guest = tokio::spawn(
         run_guest(GuestRun {
             instance,
-            guest_request,
-            outparam,
+            call,
             wall_left: limits.wall_time.saturating_sub(started.elapsed()),
             limits,
             metrics: Arc::clone(&version.metrics),
@@ -299,10 +254,10 @@ async fn fresh_instance(
         .ok_or_else(|| refused(version, RequestError::PoolExhausted))?;
     let mut store = new_store(cx, version, request_id, chain);
     mark("store", chain.depth);
-    let proxy = instantiate(version, &mut store).await?;
+    let guest = instantiate(version, &mut store).await?;
     Ok(LiveInstance {
         store,
-        proxy,
+        guest,
         _slot: slot,
         served: 0,
     })
@@ -328,12 +283,12 @@ async fn acquire_slot(cx: &InvokeContext<'_>) -> Option<tokio::sync::OwnedSemaph
 async fn instantiate(
     version: &ServiceVersion,
     store: &mut Store<HostState>,
-) -> Result<Proxy, RequestError> {
+) -> Result<GuestInstance, RequestError> {
     let instantiating = Instant::now();
-    match version.pre.instantiate_async(&mut *store).await {
-        Ok(proxy) => {
+    match version.pre.instantiate(store).await {
+        Ok(guest) => {
             version.metrics.instantiated(instantiating.elapsed());
-            Ok(proxy)
+            Ok(guest)
         }
         Err(e) if e.is::<wasmtime::PoolConcurrencyLimitError>() => {
             Err(refused(version, RequestError::PoolExhausted))
@@ -383,8 +338,7 @@ impl Keep {
 /// Everything the guest's task owns.
 struct GuestRun {
     instance: LiveInstance,
-    guest_request: Resource<HostIncomingRequest>,
-    outparam: Resource<HostResponseOutparam>,
+    call: GuestCall,
     wall_left: Duration,
     limits: Limits,
     metrics: Arc<ServiceMetrics>,
@@ -400,8 +354,7 @@ struct GuestRun {
 async fn run_guest(run: GuestRun) -> GuestOutcome {
     let GuestRun {
         mut instance,
-        guest_request,
-        outparam,
+        call,
         wall_left,
         limits,
         metrics,
@@ -416,10 +369,8 @@ async fn run_guest(run: GuestRun) -> GuestOutcome {
     // them.
     let cpu_share = instance.store.data().cpu_share.clone();
     let mut clock = GuestClock::new();
-    let LiveInstance { store, proxy, .. } = &mut instance;
-    let call = proxy
-        .wasi_http_incoming_handler()
-        .call_handle(&mut *store, guest_request, outparam);
+    let LiveInstance { store, guest, .. } = &mut instance;
+    let call = call.run(store, guest);
     let call = clock.run(call, || cpu_share.release());
     let returned = tokio::time::timeout(wall_left, call).await;
     mark("guest.returned", depth);
