@@ -116,7 +116,8 @@ pub(super) enum GuestCall {
         outparam: Resource<HostResponseOutparam>,
     },
     P3 {
-        request: http::Request<ResponseBody>,
+        /// Boxed: a request head is many times the size of two handles.
+        request: Box<http::Request<ResponseBody>>,
         head: HeadSender,
     },
 }
@@ -140,7 +141,10 @@ impl GuestCall {
                     .map_err(|_| RequestError::Instantiate)?;
                 Ok(Self::P2 { request, outparam })
             }
-            GuestInstance::P3(_) => Ok(Self::P3 { request, head }),
+            GuestInstance::P3(_) => Ok(Self::P3 {
+                request: Box::new(request),
+                head,
+            }),
         }
     }
 
@@ -158,7 +162,7 @@ impl GuestCall {
                     .await
             }
             (Self::P3 { request, head }, GuestInstance::P3(service)) => {
-                run_p3(store, service, request, head).await
+                run_p3(store, service, *request, head).await
             }
             _ => Err(wasmtime::format_err!(
                 "a request readied for one world was given to the other"
