@@ -24,3 +24,4 @@ mod routing;
 mod shop;
 mod streaming;
 mod uploads;
+mod wasi_p3;

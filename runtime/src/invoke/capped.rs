@@ -24,6 +24,9 @@ pub(super) struct CappedBody<B> {
     pub(super) exceeded: Option<Arc<AtomicBool>>,
     /// Counts the bytes that pass, when they are metered.
     pub(super) counted: Option<metrics::Counter>,
+    /// A response body passed on the part of a frame that fit: it ends
+    /// with the error at the next poll.
+    pub(super) cut: bool,
 }
 
 impl<B> Body for CappedBody<B>
@@ -38,10 +41,23 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.cut {
+            return Poll::Ready(Some(Err((self.too_large)(Some(self.limit)))));
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
+                    if len > self.remaining && self.exceeded.is_none() && self.remaining > 0 {
+                        // A guest that writes its body in one large frame
+                        // still gets its head and the part that fits out
+                        // (hyper sends the head with the first frame).
+                        tracing::warn!(limit_bytes = self.limit, "body cut off at its limit");
+                        let fits = data.slice(..usize::try_from(self.remaining).unwrap_or(0));
+                        self.remaining = 0;
+                        self.cut = true;
+                        return Poll::Ready(Some(Ok(Frame::data(fits))));
+                    }
                     if len > self.remaining {
                         tracing::warn!(limit_bytes = self.limit, "body cut off at its limit");
                         self.remaining = 0;
@@ -89,6 +105,7 @@ pub(super) fn limit_response(
             too_large: wasmtime_wasi_http::Error::HttpResponseBodySize,
             exceeded: None,
             counted: None,
+            cut: false,
         })
     }))
 }

@@ -183,6 +183,7 @@ where
         too_large: wasmtime_wasi_http::Error::HttpRequestBodySize,
         exceeded: Some(Arc::clone(&exceeded)),
         counted: Some(version.metrics.bytes_in.clone()),
+        cut: false,
     });
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let call = GuestCall::new(

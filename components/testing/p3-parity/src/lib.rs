@@ -7,13 +7,26 @@
 //! - `/sleep/{ms}` waits (a 0.3 timer: the instance's other work goes on);
 //! - `/count` answers how many requests this instance has served;
 //! - `/echo` streams the request body back as the response body;
-//! - `/stream/{kib}` answers that many KiB, written after the head.
+//! - `/stream/{kib}` answers that many KiB, written after the head;
+//! - `/kv/{key}`: `PUT` stores the body in the default bucket, `GET` reads
+//!   it (`wasi:keyvalue` 0.2.0-draft2); `/config/{key}` reads `wasi:config`;
+//! - `/call/{service}/{path...}` asks another service of the tenant over
+//!   0.3's `wasi:http/client` at `http://{service}.internal/{path}`;
+//! - `/spin` loops until the host stops it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasip3::http::types::{ErrorCode, Fields, Request, Response};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
 
 wasip3::http::service::export!(P3Parity);
+
+// Berth's capabilities, imported by a 0.3 service as by a 0.2 one.
+wasip3::wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "berth:service/capabilities",
+    runtime_path: "wasip3::wit_bindgen::rt",
+    generate_all,
+});
 
 const COMMANDS: &[&str] = &[
     "env",
@@ -23,6 +36,10 @@ const COMMANDS: &[&str] = &[
     "count",
     "echo",
     "stream",
+    "kv",
+    "config",
+    "call",
+    "spin",
 ];
 
 static SERVED: AtomicU64 = AtomicU64::new(0);
@@ -84,7 +101,84 @@ impl wasip3::exports::http::handler::Guest for P3Parity {
                 let kib: usize = kib.parse().unwrap_or(0);
                 answer(200, vec![b'x'; kib * 1024])
             }
+            ["kv", key] => kv(request, key).await,
+            ["config", key] => match wasi::config0_2_0_rc_1::store::get(key) {
+                Ok(Some(value)) => text(200, &value),
+                Ok(None) => text(404, "unset"),
+                Err(e) => text(500, &format!("{e:?}")),
+            },
+            ["call", service, rest @ ..] => call(service, &rest.join("/")).await,
+            ["spin"] => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             _ => text(404, "no such path"),
         }
     }
+}
+
+/// The whole body of a request.
+async fn body_of(request: Request) -> Vec<u8> {
+    let (_, result_rx) = wit_future::new(|| Ok(()));
+    let (mut body, _trailers) = Request::consume_body(request, result_rx);
+    let mut bytes = Vec::new();
+    loop {
+        let (status, chunk) = body.read(Vec::with_capacity(16 * 1024)).await;
+        bytes.extend_from_slice(&chunk);
+        if !matches!(status, wasip3::wit_bindgen::StreamResult::Complete(_)) {
+            break;
+        }
+    }
+    bytes
+}
+
+async fn kv(request: Request, key: &str) -> Result<Response, ErrorCode> {
+    use wasi::keyvalue::store;
+    let bucket = match store::open("default") {
+        Ok(bucket) => bucket,
+        Err(e) => return text(500, &format!("open: {e:?}")),
+    };
+    let is_put = matches!(request.get_method(), wasip3::http::types::Method::Put);
+    if is_put {
+        let value = body_of(request).await;
+        return match bucket.set(key, &value) {
+            Ok(()) => text(200, "stored"),
+            Err(e) => text(500, &format!("set: {e:?}")),
+        };
+    }
+    match bucket.get(key) {
+        Ok(Some(value)) => answer(200, value),
+        Ok(None) => text(404, "no such key"),
+        Err(e) => text(500, &format!("get: {e:?}")),
+    }
+}
+
+/// `GET http://{service}.internal/{path}` over wasi:http 0.3's client,
+/// answered with the callee's status and body.
+async fn call(service: &str, path: &str) -> Result<Response, ErrorCode> {
+    use wasip3::http::types::{Method, Scheme};
+    let (_, trailers) = wit_future::new(|| Ok(None));
+    let (request, _sent) = Request::new(Fields::new(), None, trailers, None);
+    let _ = request.set_method(&Method::Get);
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(&format!("{service}.internal")));
+    let _ = request.set_path_with_query(Some(&format!("/{path}")));
+    let response = match wasip3::http::client::send(request).await {
+        Ok(response) => response,
+        Err(e) => return text(502, &format!("call failed: {e:?}")),
+    };
+    let status = response.get_status_code();
+    let (_, result_rx) = wit_future::new(|| Ok(()));
+    let (mut body, _trailers) = Response::consume_body(response, result_rx);
+    let mut bytes = Vec::new();
+    loop {
+        let (result, chunk) = body.read(Vec::with_capacity(16 * 1024)).await;
+        bytes.extend_from_slice(&chunk);
+        if !matches!(result, wasip3::wit_bindgen::StreamResult::Complete(_)) {
+            break;
+        }
+    }
+    answer(status, bytes)
 }
