@@ -8,8 +8,6 @@ use crate::units::DurationSpec;
 
 /// Most requests one instance may serve over its life.
 pub const MAX_REUSE_REQUESTS: u32 = 100_000;
-/// Most requests one (WASI 0.3) instance may serve at once.
-pub const MAX_REUSE_CONCURRENCY: u32 = 64;
 /// Longest an idle instance may be kept.
 pub const MAX_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -22,10 +20,6 @@ pub struct InstanceReuse {
     /// default) is a fresh instance for every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests: Option<u32>,
-    /// Requests one instance serves at once; only a WASI 0.3 component can
-    /// take more than `1` (the default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_concurrent: Option<u32>,
     /// How long an instance with no request is kept (`"10s"` by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<DurationSpec>,
@@ -39,13 +33,6 @@ impl InstanceReuse {
         {
             return Err(format!(
                 "reuse.max_requests is {n}; use 1 to {MAX_REUSE_REQUESTS}"
-            ));
-        }
-        if let Some(n) = self.max_concurrent
-            && !(1..=MAX_REUSE_CONCURRENCY).contains(&n)
-        {
-            return Err(format!(
-                "reuse.max_concurrent is {n}; use 1 to {MAX_REUSE_CONCURRENCY}"
             ));
         }
         if let Some(idle) = self.idle_timeout
@@ -114,7 +101,6 @@ mod tests {
     fn bounds_are_checked() {
         let ok = InstanceReuse {
             max_requests: Some(128),
-            max_concurrent: Some(16),
             idle_timeout: Some(DurationSpec(std::time::Duration::from_secs(5))),
         };
         assert_eq!(ok.check(), Ok(()));
@@ -123,11 +109,11 @@ mod tests {
             ..Default::default()
         };
         assert!(zero.check().is_err_and(|m| m.contains("max_requests")));
-        let wide = InstanceReuse {
-            max_concurrent: Some(65),
+        let idle = InstanceReuse {
+            idle_timeout: Some(DurationSpec(std::time::Duration::from_secs(3600))),
             ..Default::default()
         };
-        assert!(wide.check().is_err_and(|m| m.contains("max_concurrent")));
+        assert!(idle.check().is_err_and(|m| m.contains("idle_timeout")));
     }
 
     #[test]

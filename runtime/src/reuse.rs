@@ -24,8 +24,6 @@ pub struct ReusePolicy {
     /// Requests one instance serves over its life; 1 is a fresh instance
     /// per request.
     pub max_requests: u32,
-    /// Requests one instance serves at once (WASI 0.3 only).
-    pub max_concurrent: u32,
     pub idle_timeout: Duration,
 }
 
@@ -33,14 +31,12 @@ impl ReusePolicy {
     /// A fresh instance for every request: the default for every world.
     pub const FRESH: Self = Self {
         max_requests: 1,
-        max_concurrent: 1,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
     };
 
     pub fn from_spec(spec: &InstanceReuse) -> Self {
         Self {
             max_requests: spec.max_requests.unwrap_or(1).max(1),
-            max_concurrent: spec.max_concurrent.unwrap_or(1).max(1),
             idle_timeout: spec.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
         }
     }

@@ -123,7 +123,7 @@ async fn instance_reuse_is_set_by_berth_up_berth_toml_and_the_admin_api() -> Res
         "parity",
         "testing-serve-parity",
         "/parity",
-        "[service.reuse]\nmax_concurrent = 1000",
+        "[service.reuse]\nmax_requests = 1000000",
     )?;
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("berth.toml"), &bad)?;
@@ -136,7 +136,7 @@ async fn instance_reuse_is_set_by_berth_up_berth_toml_and_the_admin_api() -> Res
         dir.path().to_str().unwrap_or_default(),
     ])?;
     assert_ne!(code, 0);
-    assert!(stderr.contains("max_concurrent"), "{stderr}");
+    assert!(stderr.contains("max_requests"), "{stderr}");
 
     // The admin API
     let host = BerthProcess::empty(&[])?;

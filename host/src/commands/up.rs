@@ -44,13 +44,6 @@ pub struct UpCommand {
     /// is a fresh instance per request.
     #[arg(long = "max-instance-reuse", value_name = "N", default_value_t = 1)]
     max_instance_reuse: u32,
-    /// Requests one instance serves at once (WASI 0.3 components).
-    #[arg(
-        long = "max-instance-concurrency",
-        value_name = "N",
-        default_value_t = 1
-    )]
-    max_instance_concurrency: u32,
     /// How long an idle instance is kept, when instances are reused.
     #[arg(
         long = "idle-instance-timeout",
@@ -79,7 +72,6 @@ impl UpCommand {
         validate_config(&config).map_err(|m| anyhow::anyhow!("--config: {m}"))?;
         let reuse = InstanceReuse {
             max_requests: Some(self.max_instance_reuse),
-            max_concurrent: Some(self.max_instance_concurrency),
             idle_timeout: Some(self.idle_instance_timeout),
         };
         reuse.check().map_err(|m| anyhow::anyhow!("{m}"))?;

@@ -40,9 +40,6 @@ pub struct DeployArgs {
     /// serves (1 is a fresh instance per request).
     #[arg(long = "max-instance-reuse", value_name = "N")]
     max_instance_reuse: Option<u32>,
-    /// Requests one instance serves at once (WASI 0.3 components).
-    #[arg(long = "max-instance-concurrency", value_name = "N")]
-    max_instance_concurrency: Option<u32>,
     /// How long an idle instance is kept, when instances are reused.
     #[arg(long = "idle-instance-timeout", value_name = "DURATION")]
     idle_instance_timeout: Option<berth_api::units::DurationSpec>,
@@ -53,7 +50,6 @@ impl DeployArgs {
     fn reuse(&self) -> Option<InstanceReuse> {
         let reuse = InstanceReuse {
             max_requests: self.max_instance_reuse,
-            max_concurrent: self.max_instance_concurrency,
             idle_timeout: self.idle_instance_timeout,
         };
         (!reuse.is_default()).then_some(reuse)
@@ -77,8 +73,7 @@ fn reuse_text(reuse: &InstanceReuse) -> String {
         .idle_timeout
         .map_or(berth_runtime::reuse::DEFAULT_IDLE_TIMEOUT, |d| d.0);
     format!(
-        "up to {requests} requests per instance, {} at once, idle {}s",
-        reuse.max_concurrent.unwrap_or(1),
+        "up to {requests} requests per instance, kept idle {}s",
         idle.as_secs_f64()
     )
 }
