@@ -174,8 +174,13 @@ echo "fleet: three hosts sharing Postgres..."
 FLEET=$(python3 bench/fleet.py target/release/berth "$HELLO" "$WORK" "$DURATION" "$CONNECTIONS")
 flt() { echo "$FLEET" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-echo "in-process instantiate-and-handle..."
-INVOKE=$(taskset -c 0 cargo bench -q -p berth-runtime --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null | grep instantiate-and-handle)
+echo "in-process instantiate-and-handle, and handle in a kept instance..."
+INVOKES=$(taskset -c 0 cargo bench -q -p berth-runtime --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null)
+INVOKE=$(echo "$INVOKES" | grep instantiate-and-handle)
+KEPT=$(echo "$INVOKES" | grep "kept instance")
+
+echo "WASI 0.2 and 0.3, fresh and reused instances, beside wasmtime serve..."
+WORLDS=$(python3 bench/worlds.py target/release/berth "$WASMTIME" components/target/wasm32-wasip2/release "$WORK" "$DURATION" "$CONNECTIONS")
 
 echo "capabilities: service-call hop, key-value round trips..."
 PROBE=components/target/wasm32-wasip2/release/testing_capabilities.wasm
@@ -210,7 +215,20 @@ All three serve the same answer; Berth and \`wasmtime serve -Scli\` (48.0.8) run
 - Berth / \`wasmtime serve\`: **${R_WASMTIME}×** throughput
 - Berth / native hyper: **${R_NATIVE}×** throughput
 - $INVOKE (in process, no network: \`cargo bench -p berth-runtime --bench invoke\`)
+- $KEPT (the same, for a service whose policy reuses instances)
 - Second start with a warm compile cache, process spawn to first 200 response: **${START_MS} ms** (median of 5)
+
+## WASI 0.3 and instance reuse
+
+Measured by \`bench/worlds.py\`: \`hello\` built for WASI 0.2 (\`components/hello\`, berth-sdk) and
+for WASI 0.3 (\`components/hello-p3\`, the wasip3 crate), and a guest doing real work
+(\`components/json-api\` parsing a 4 KiB JSON order of 64 items and answering its computed total,
+\`POST /quotes\` from a wrk script), each under \`wasmtime serve -Scli\` in its modes and under
+\`berth up\` with a fresh instance per request and with \`--max-instance-reuse 128\`; same pinning
+and load as above. Berth serves a reused instance one request at a time, 0.3 ones included
+(docs/security.md says why); \`wasmtime serve\`'s 0.3 default serves up to 16 at once.
+
+$WORLDS
 
 ## What metrics and tracing cost
 
