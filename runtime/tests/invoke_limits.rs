@@ -125,3 +125,23 @@ async fn invoke_holds_each_service_to_its_limits() -> Result<()> {
     ensure!(outcome(&host, "/hello", 0).await? == Ok(200));
     Ok(())
 }
+
+/// A WASI 0.3 guest makes stream and future handles without the host in the
+/// loop; wasmtime keeps them in host memory, so the store caps how many
+/// one instance holds at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p3_guest_cannot_hoard_component_handles() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = host_with(
+        dir.path(),
+        &[("/p3", "testing-p3-parity", Limits::default())],
+    )?;
+    // A few thousand (two handles each) are served; twenty thousand pairs
+    // pass the cap (wasmtime's default, 100,000 handles, would let them
+    // take some 15 MiB of host memory).
+    ensure!(outcome(&host, "/p3/hoard/4000", 0).await? == Ok(200));
+    let trapped = outcome(&host, "/p3/hoard/20000", 0).await?;
+    ensure!(trapped == Err("guest-trap"), "{trapped:?}");
+    ensure!(outcome(&host, "/p3", 0).await? == Ok(200));
+    Ok(())
+}

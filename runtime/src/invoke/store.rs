@@ -30,6 +30,12 @@ const MAX_RANDOM_BYTES: u64 = 1024 * 1024;
 /// once; they live outside the guest's memory limit too.
 const MAX_RESOURCES: usize = 16 * 1024;
 
+/// Component-model handles (a guest's own resources, WASI 0.3's streams,
+/// futures and tasks) live at once in one store: wasmtime keeps them in
+/// host memory, outside the guest's memory limit, a few hundred bytes each
+/// (wasmtime's default of 100,000 let one 0.3 instance hold some 40 MiB).
+const MAX_COMPONENT_HANDLES: usize = 16 * 1024;
+
 pub(super) fn new_store(
     cx: &InvokeContext<'_>,
     version: &ServiceVersion,
@@ -43,6 +49,7 @@ pub(super) fn new_store(
         host_state(cx, version, request_id, chain),
     );
     store.limiter(|state| &mut state.limiter);
+    store.set_max_component_handles(MAX_COMPONENT_HANDLES);
     // Each tick the guest runs through counts against its CPU budget and
     // yields its worker, so a spinning guest never holds one for longer than
     // a tick; it runs on only once its tenant has a CPU slot free.

@@ -12,7 +12,8 @@
 //!   it (`wasi:keyvalue` 0.2.0-draft2); `/config/{key}` reads `wasi:config`;
 //! - `/call/{service}/{path...}` asks another service of the tenant over
 //!   0.3's `wasi:http/client` at `http://{service}.internal/{path}`;
-//! - `/spin` loops until the host stops it.
+//! - `/spin` loops until the host stops it;
+//! - `/hoard/{n}` holds n future handles at once (the host's tables grow).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasip3::http::types::{ErrorCode, Fields, Request, Response};
@@ -40,6 +41,7 @@ const COMMANDS: &[&str] = &[
     "config",
     "call",
     "spin",
+    "hoard",
 ];
 
 static SERVED: AtomicU64 = AtomicU64::new(0);
@@ -113,6 +115,16 @@ impl wasip3::exports::http::handler::Guest for P3Parity {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            ["hoard", n] => {
+                // Holds n future pairs at once: each is a handle in the
+                // instance's tables, which live in host memory.
+                let n: usize = n.parse().unwrap_or(0);
+                let mut held = Vec::new();
+                for _ in 0..n {
+                    held.push(wit_future::new::<Result<(), ErrorCode>>(|| Ok(())));
+                }
+                text(200, &held.len().to_string())
             }
             _ => text(404, "no such path"),
         }
