@@ -30,8 +30,6 @@ use std::time::{Duration, Instant};
 use berth_runtime::config::ServiceSpec;
 use berth_runtime::host::{Host, HostSettings};
 use berth_runtime::invoke::ServiceVersion;
-use berth_runtime::limits::Limits;
-use berth_runtime::outbound::OutboundPolicy;
 use berth_runtime::telemetry::trace_context::{CallChain, TraceContext};
 
 /// The allocator the `berth` binary runs with (`host/src/main.rs`, in the `berth` crate), so the
@@ -43,18 +41,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const KV_OPS: u32 = 100;
 
 fn spec(name: &str, component: &str) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        component: component.into(),
-        route: format!("/{name}"),
-        limits: Limits::default(),
-        outbound: OutboundPolicy::default(),
-        buckets: Vec::new(),
-        config: Default::default(),
-        env: Default::default(),
-        reuse: Default::default(),
-        declared_at: "bench".into(),
-    }
+    ServiceSpec::new(name, component, &format!("/{name}"))
 }
 
 /// One request to service `a`, as the front door hands it over: with the

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use berth_runtime::config::ServiceSpec;
 use berth_runtime::host::{Host, HostSettings};
-use berth_runtime::limits::Limits;
-use berth_runtime::outbound::OutboundPolicy;
 use berth_runtime::reuse::ReusePolicy;
 use berth_runtime::telemetry::trace_context::{CallChain, TraceContext};
 
@@ -34,16 +32,8 @@ fn main() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let host = Host::new(&HostSettings::small(data.path().to_path_buf()))?;
     let spec = |route: &str, reuse: ReusePolicy| ServiceSpec {
-        name: route.trim_start_matches('/').into(),
-        component: component.clone().into(),
-        route: route.into(),
-        limits: Limits::default(),
-        outbound: OutboundPolicy::default(),
-        buckets: Vec::new(),
-        config: Default::default(),
-        env: Default::default(),
         reuse,
-        declared_at: "bench".into(),
+        ..ServiceSpec::new(route.trim_start_matches('/'), &component, route)
     };
     let kept = ReusePolicy {
         max_requests: 100_000,

@@ -78,6 +78,26 @@ pub struct ServiceSpec {
     pub declared_at: String,
 }
 
+impl ServiceSpec {
+    /// A service with every setting at its default: no outbound hosts, no
+    /// buckets beyond `default`, no config or env, a fresh instance per
+    /// request.
+    pub fn new(name: &str, component: impl Into<PathBuf>, route: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            component: component.into(),
+            route: route.to_string(),
+            limits: Limits::default(),
+            outbound: OutboundPolicy::default(),
+            buckets: Vec::new(),
+            config: BTreeMap::new(),
+            env: BTreeMap::new(),
+            reuse: ReusePolicy::FRESH,
+            declared_at: name.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {

@@ -3,33 +3,28 @@
 //! served): when an instance is kept, when it is discarded, and that kept
 //! instances never stand between another service's request and a slot.
 
+mod common;
+
 use anyhow::{Context, Result, ensure};
 use berth_e2e::component;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_runtime::config::ServiceSpec;
 use berth_runtime::host::{Host, HostSettings};
-use berth_runtime::invoke::ServiceVersion;
 use berth_runtime::limits::Limits;
-use berth_runtime::outbound::OutboundPolicy;
 use berth_runtime::reuse::ReusePolicy;
-use berth_runtime::telemetry::trace_context::{CallChain, TraceContext};
 
 fn spec(route: &str, reuse: ReusePolicy, limits: Limits) -> Result<ServiceSpec> {
     Ok(ServiceSpec {
-        name: route.trim_start_matches('/').into(),
-        component: component("testing-serve-parity")?,
-        route: route.into(),
         limits,
-        outbound: OutboundPolicy::default(),
-        buckets: Vec::new(),
-        config: Default::default(),
         env: [("GREETING".to_string(), "hej".to_string())].into(),
         reuse,
-        declared_at: "test".into(),
+        ..ServiceSpec::new(
+            route.trim_start_matches('/'),
+            component("testing-serve-parity")?,
+            route,
+        )
     })
 }
 
@@ -46,40 +41,9 @@ fn host(settings: HostSettings, specs: &[ServiceSpec]) -> Result<Arc<Host>> {
     Ok(host)
 }
 
-fn version(host: &Host, path: &str) -> Result<Arc<ServiceVersion>> {
-    host.registry()
-        .snapshot()
-        .route(None, path)
-        .map(|r| r.backends.pick(0).clone())
-        .context("no route")
-}
-
 /// The status and body of one request, or the kind of failure.
 async fn get(host: &Host, path: &str) -> Result<Result<(u16, String), &'static str>> {
-    let request = http::Request::builder()
-        .uri(format!("http://localhost{path}"))
-        .header("host", "localhost")
-        .body(Full::new(Bytes::new()))?;
-    let chain = CallChain::root(TraceContext::continuing(None));
-    let answer = berth_runtime::invoke::invoke(
-        &host.invoke_context(),
-        &version(host, path)?,
-        request,
-        "test".into(),
-        chain,
-    )
-    .await;
-    Ok(match answer {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await.ok();
-            let text = body.map_or_else(String::new, |b| {
-                String::from_utf8_lossy(&b.to_bytes()).into_owned()
-            });
-            Ok((status, text))
-        }
-        Err(error) => Err(error.kind()),
-    })
+    common::request(host, path, 0).await
 }
 
 /// The guest's task parks its instance just after the response's last
@@ -102,7 +66,8 @@ async fn count(host: &Host, path: &str) -> Result<u64> {
         Ok((200, text)) => text.parse()?,
         other => anyhow::bail!("{path}: {other:?}"),
     };
-    if version(host, path)?.reuse.reuses() && n < u64::from(version(host, path)?.reuse.max_requests)
+    if common::version(host, path)?.reuse.reuses()
+        && n < u64::from(common::version(host, path)?.reuse.max_requests)
     {
         // A fresh instance (n = 1) adds one to the park; a kept one was
         // taken from it and comes back.

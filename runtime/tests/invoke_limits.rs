@@ -2,20 +2,17 @@
 //! enforces them, in this process, on real components (`make components`
 //! builds them; `make test` does so first).
 
-use anyhow::{Context, Result, ensure};
+mod common;
+
+use anyhow::{Result, ensure};
 use berth_e2e::component;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_runtime::config::ServiceSpec;
 use berth_runtime::error::RequestError;
 use berth_runtime::host::{Host, HostSettings};
-use berth_runtime::invoke::ServiceVersion;
 use berth_runtime::limits::Limits;
-use berth_runtime::outbound::OutboundPolicy;
-use berth_runtime::telemetry::trace_context::{CallChain, TraceContext};
 
 /// A host serving each `(route, component, limits)` at its route.
 fn host_with(dir: &std::path::Path, services: &[(&str, &str, Limits)]) -> Result<Arc<Host>> {
@@ -24,16 +21,8 @@ fn host_with(dir: &std::path::Path, services: &[(&str, &str, Limits)]) -> Result
         .iter()
         .map(|(route, name, limits)| {
             Ok(ServiceSpec {
-                name: route.trim_start_matches('/').into(),
-                component: component(name)?,
-                route: (*route).into(),
                 limits: *limits,
-                outbound: OutboundPolicy::default(),
-                buckets: Vec::new(),
-                config: Default::default(),
-                env: Default::default(),
-                reuse: Default::default(),
-                declared_at: "test".into(),
+                ..ServiceSpec::new(route.trim_start_matches('/'), component(name)?, route)
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -41,41 +30,12 @@ fn host_with(dir: &std::path::Path, services: &[(&str, &str, Limits)]) -> Result
     Ok(host)
 }
 
-fn version(host: &Host, path: &str) -> Result<Arc<ServiceVersion>> {
-    host.registry()
-        .snapshot()
-        .route(None, path)
-        .map(|r| r.backends.pick(0).clone())
-        .context("no route")
-}
-
 /// What one request through `invoke` comes to: the guest's status, or the
 /// kind of failure the host answered with (`memory-limit`, ...).
 async fn outcome(host: &Host, path: &str, headers: usize) -> Result<Result<u16, &'static str>> {
-    let mut request = http::Request::builder()
-        .uri(format!("http://localhost{path}"))
-        .header("host", "localhost");
-    for i in 0..headers {
-        request = request.header(format!("x-filler-{i}"), "1");
-    }
-    let request = request.body(Full::new(Bytes::new()))?;
-    let chain = CallChain::root(TraceContext::continuing(None));
-    let answer = berth_runtime::invoke::invoke(
-        &host.invoke_context(),
-        &version(host, path)?,
-        request,
-        "test".into(),
-        chain,
-    )
-    .await;
-    Ok(match answer {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            response.into_body().collect().await.ok();
-            Ok(status)
-        }
-        Err(error) => Err(error.kind()),
-    })
+    Ok(common::request(host, path, headers)
+        .await?
+        .map(|(status, _)| status))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -364,6 +364,17 @@ async fn set_up() -> Result<Suite> {
             "/fetch",
         )
         .await?;
+    // A WASI 0.3 guest: the component-model async ABI gives it handles,
+    // tasks and an event loop of its own to attack with.
+    attacker
+        .deploy(
+            "attacker",
+            "p3",
+            "1",
+            &component("testing-p3-parity")?,
+            "/p3",
+        )
+        .await?;
     trusted
         .deploy(
             "trusted",
@@ -624,6 +635,24 @@ async fn hostile_guests(s: &mut Suite) -> Result<()> {
         expect(
             "random",
             kind_of(t("/random?bytes=1000000000")).await?,
+            500,
+            "guest-trap",
+        )
+    })
+    .await?;
+    s.case("a WASI 0.3 guest spinning, 8 at once", || async {
+        let all = futures::future::join_all((0..8).map(|_| kind_of(t("/p3/spin")))).await;
+        for got in all {
+            let got = got?;
+            ensure!(got.0 == 504, "0.3 spinner got {got:?}");
+        }
+        Ok("504 ×8".into())
+    })
+    .await?;
+    s.case("a WASI 0.3 guest holding a million futures", || async {
+        expect(
+            "hoard",
+            kind_of(t("/p3/hoard/1000000")).await?,
             500,
             "guest-trap",
         )

@@ -131,19 +131,24 @@ impl wasip3::exports::http::handler::Guest for P3Parity {
     }
 }
 
-/// The whole body of a request.
-async fn body_of(request: Request) -> Vec<u8> {
-    let (_, result_rx) = wit_future::new(|| Ok(()));
-    let (mut body, _trailers) = Request::consume_body(request, result_rx);
+/// Everything a body stream holds, to its end.
+async fn read_all(mut body: wasip3::wit_bindgen::StreamReader<u8>) -> Vec<u8> {
     let mut bytes = Vec::new();
     loop {
-        let (status, chunk) = body.read(Vec::with_capacity(16 * 1024)).await;
+        let (result, chunk) = body.read(Vec::with_capacity(16 * 1024)).await;
         bytes.extend_from_slice(&chunk);
-        if !matches!(status, wasip3::wit_bindgen::StreamResult::Complete(_)) {
+        if !matches!(result, wasip3::wit_bindgen::StreamResult::Complete(_)) {
             break;
         }
     }
     bytes
+}
+
+/// The whole body of a request.
+async fn body_of(request: Request) -> Vec<u8> {
+    let (_, result_rx) = wit_future::new(|| Ok(()));
+    let (body, _trailers) = Request::consume_body(request, result_rx);
+    read_all(body).await
 }
 
 async fn kv(request: Request, key: &str) -> Result<Response, ErrorCode> {
@@ -183,14 +188,6 @@ async fn call(service: &str, path: &str) -> Result<Response, ErrorCode> {
     };
     let status = response.get_status_code();
     let (_, result_rx) = wit_future::new(|| Ok(()));
-    let (mut body, _trailers) = Response::consume_body(response, result_rx);
-    let mut bytes = Vec::new();
-    loop {
-        let (result, chunk) = body.read(Vec::with_capacity(16 * 1024)).await;
-        bytes.extend_from_slice(&chunk);
-        if !matches!(result, wasip3::wit_bindgen::StreamResult::Complete(_)) {
-            break;
-        }
-    }
-    answer(status, bytes)
+    let (body, _trailers) = Response::consume_body(response, result_rx);
+    answer(status, read_all(body).await)
 }
