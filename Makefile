@@ -23,8 +23,14 @@ all: build components
 setup:
 	rustup target add $(WASM_TARGET)
 
+# The example services once more for WASI 0.3, from the same source
+# (berth-sdk's `p3` feature), into target/p3.
+P3_EXAMPLES = -p hello -p json-api -p shop-cart -p shop-catalog -p shop-gateway
+
 components: setup python-components
 	cd components && $(CARGO) build --release --target $(WASM_TARGET) --target-dir target
+	cd components && $(CARGO) build --release --target $(WASM_TARGET) --target-dir target/p3 \
+		$(P3_EXAMPLES) --no-default-features --features p3
 
 # A guest from another toolchain, to prove Berth runs what it did not build.
 python-components: $(COMPONENTIZE_PY)

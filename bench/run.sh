@@ -220,10 +220,10 @@ All three serve the same answer; Berth and \`wasmtime serve -Scli\` (48.0.8) run
 
 ## WASI 0.3 and instance reuse
 
-Measured by \`bench/worlds.py\`: \`hello\` built for WASI 0.2 (\`components/hello\`, berth-sdk) and
-for WASI 0.3 (\`components/hello-p3\`, the wasip3 crate), and a guest doing real work
+Measured by \`bench/worlds.py\`: \`components/hello\` and a guest doing real work
 (\`components/json-api\` parsing a 4 KiB JSON order of 64 items and answering its computed total,
-\`POST /quotes\` from a wrk script), each under \`wasmtime serve -Scli\` in its modes and under
+\`POST /quotes\` from a wrk script), each built for WASI 0.2 and for WASI 0.3 from the same source
+(berth-sdk's \`p3\` feature), each under \`wasmtime serve -Scli\` in its modes and under
 \`berth up\` with a fresh instance per request and with \`--max-instance-reuse 128\`; same pinning
 and load as above. Berth serves a reused instance one request at a time, 0.3 ones included
 (docs/security.md says why); \`wasmtime serve\`'s 0.3 default serves up to 16 at once.

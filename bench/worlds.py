@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Instance reuse and WASI 0.3 for `make bench`: `hello` built for 0.2 and
-for 0.3, and a guest that does real work (json-api parsing a ~4 KiB JSON
-order and answering its computed total), each served by `wasmtime serve`
+"""Instance reuse and WASI 0.3 for `make bench`: `hello` and a guest that
+does real work (json-api parsing a ~4 KiB JSON order and answering its
+computed total), each built for WASI 0.2 and for 0.3 from the same source
+(berth-sdk's `p3` feature), each served by `wasmtime serve`
 (a fresh instance per request, and reusing instances) and by `berth up` in
 the same two modes. Every server is pinned to CPU 0 and wrk to CPU 1, all on
 loopback, RUST_BACKTRACE unset.
@@ -15,8 +16,11 @@ berth, wasmtime, components, work, duration, connections = sys.argv[1:7]
 duration, connections = int(duration), int(connections)
 env = {k: v for k, v in os.environ.items() if k != "RUST_BACKTRACE"}
 P2 = f"{components}/hello.wasm"
-P3 = f"{components}/hello_p3.wasm"
+# The same sources built for WASI 0.3 (berth-sdk's `p3` feature).
+P3_DIR = os.path.normpath(f"{components}/../../p3/wasm32-wasip2/release")
+P3 = f"{P3_DIR}/hello.wasm"
 JSON = f"{components}/json_api.wasm"
+JSON_P3 = f"{P3_DIR}/json_api.wasm"
 
 ORDER = json.dumps({"items": [
     {"sku": f"SKU-{i:05d}-widget", "quantity": 1 + i % 7, "unit_price_cents": 199 + 37 * i}
@@ -93,6 +97,7 @@ for label, component, path, post in [
     ("hello, WASI 0.2", P2, "/", False),
     ("hello, WASI 0.3", P3, "/", False),
     ("json-api POST /quotes (0.2)", JSON, "/quotes", True),
+    ("json-api POST /quotes (0.3)", JSON_P3, "/quotes", True),
 ]:
     contestants = [
         ("`wasmtime serve`, fresh instance per request", wasmtime_serve(component, *FRESH_W)),

@@ -21,6 +21,7 @@
 //! `wstd::http::Client`; the host routes it the same way.
 
 use http::{HeaderName, HeaderValue, StatusCode};
+#[cfg(feature = "p2")]
 use wstd::runtime::AsyncPollable;
 
 use crate::bindings::berth::service::call as host;
@@ -51,7 +52,12 @@ pub async fn call(service: &str, request: Request) -> Result<Response, Error> {
         body,
     };
     let pending = host::start(service, &request);
+    #[cfg(feature = "p2")]
     AsyncPollable::new(pending.subscribe()).wait_for().await;
+    // A 0.3 service has no 0.2 reactor to wait in: the instance waits here
+    // (Berth runs one request at a time per instance).
+    #[cfg(all(feature = "p3", not(feature = "p2")))]
+    pending.subscribe().block();
     let failed = |why: String| {
         Error::new(
             StatusCode::BAD_GATEWAY,

@@ -67,6 +67,7 @@ impl From<http::Error> for Error {
 }
 
 /// A body that could not be read or decoded, e.g. from a service call.
+#[cfg(feature = "p2")]
 impl From<wstd::http::Error> for Error {
     fn from(error: wstd::http::Error) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, format!("{error:#}"))

@@ -62,11 +62,24 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
 
 /// Waits a random time that grows with the attempt (up to about 3 ms), so
 /// that writers racing for one key stop colliding in lockstep.
+#[cfg(feature = "p2")]
 fn back_off(attempt: u32) {
     use wasip2::{clocks::monotonic_clock, random::random};
     let ceiling_us = 50u64 << attempt.min(6);
     let wait_us = random::get_random_u64() % ceiling_us;
     monotonic_clock::subscribe_duration(wait_us * 1000).block();
+}
+
+/// The same for WASI 0.3, through the standard library (its randomness and
+/// sleep are WASI's).
+#[cfg(all(feature = "p3", not(feature = "p2")))]
+fn back_off(attempt: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling_us = 50u64 << attempt.min(6);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(attempt);
+    let wait_us = hasher.finish() % ceiling_us;
+    std::thread::sleep(std::time::Duration::from_micros(wait_us));
 }
 
 impl Bucket {

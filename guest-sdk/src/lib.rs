@@ -26,6 +26,12 @@
 //! Build with `cargo build --target wasm32-wasip2 --release` and a crate type
 //! of `cdylib`: the output is a component Berth (or `wasmtime serve`) runs.
 
+#[cfg(all(feature = "p2", feature = "p3"))]
+compile_error!(
+    "berth-sdk: build for one world, WASI 0.2 (the default) or 0.3 \
+     (`default-features = false, features = [\"p3\"]`)"
+);
+
 mod bindings;
 mod call;
 pub mod config;
@@ -41,10 +47,16 @@ pub use error::Error;
 /// Runs two futures at once and waits for both, e.g. two [`call`]s.
 pub use futures_lite::future::zip as join;
 pub use http;
+pub use http::StatusCode;
 pub use json::{Json, read_json};
 pub use response::IntoResponse;
 pub use router::{Params, Router};
-pub use wstd::http::{Body, StatusCode};
+#[cfg(all(feature = "p3", not(feature = "p2")))]
+mod p3;
+#[cfg(all(feature = "p3", not(feature = "p2")))]
+pub use p3::Body;
+#[cfg(feature = "p2")]
+pub use wstd::http::Body;
 
 /// An incoming request, as the `http` crate's type.
 pub type Request = http::Request<Body>;
@@ -71,6 +83,7 @@ where
 ///
 /// The expression is evaluated for each request (each runs in a fresh
 /// instance anyway), so building a [`Router`] inline is fine.
+#[cfg(feature = "p2")]
 #[macro_export]
 macro_rules! serve {
     ($service:expr) => {
@@ -91,6 +104,33 @@ macro_rules! serve {
     };
 }
 
+/// Exports a [`Service`] as this component's HTTP handler: for WASI 0.3,
+/// `wasi:http/handler@0.3`.
+#[cfg(all(feature = "p3", not(feature = "p2")))]
+#[macro_export]
+macro_rules! serve {
+    ($service:expr) => {
+        struct __BerthService;
+
+        impl $crate::__internal::Guest for __BerthService {
+            async fn handle(
+                request: $crate::__internal::WasiRequest,
+            ) -> Result<$crate::__internal::WasiResponse, $crate::__internal::ErrorCode> {
+                $crate::__internal::handle(&$service, request).await
+            }
+        }
+
+        $crate::__internal::wasip3::http::service::export!(
+            __BerthService with_types_in $crate::__internal::wasip3
+        );
+    };
+}
+
+#[cfg(all(feature = "p3", not(feature = "p2")))]
+#[doc(hidden)]
+pub use p3::internal as __internal;
+
+#[cfg(feature = "p2")]
 #[doc(hidden)]
 pub mod __internal {
     pub use wasip2;

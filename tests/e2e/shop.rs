@@ -2,7 +2,7 @@
 //! calling each other in-process, driven through the gateway's public API.
 
 use anyhow::{Context, Result};
-use berth_e2e::{BerthProcess, client, service};
+use berth_e2e::{BerthProcess, client, component_p3, service};
 use serde_json::{Value, json};
 
 fn shop_config() -> Result<String> {
@@ -10,6 +10,28 @@ fn shop_config() -> Result<String> {
         service("catalog", "shop-catalog", "/catalog", "")?,
         service("cart", "shop-cart", "/cart", "")?,
         service(
+            "gateway",
+            "shop-gateway",
+            "/shop",
+            "[service.config]\nshop_name = \"Test Shop\"",
+        )?,
+    ]
+    .concat())
+}
+
+/// The same shop, its three services built for WASI 0.3 from the same
+/// source (berth-sdk's `p3` feature).
+fn shop_p3_config() -> Result<String> {
+    let entry = |name: &str, crate_name: &str, route: &str, extra: &str| -> Result<String> {
+        Ok(format!(
+            "[[service]]\nname = \"{name}\"\ncomponent = \"{}\"\nroute = \"{route}\"\n{extra}\n",
+            component_p3(crate_name)?.display()
+        ))
+    };
+    Ok([
+        entry("catalog", "shop-catalog", "/catalog", "")?,
+        entry("cart", "shop-cart", "/cart", "")?,
+        entry(
             "gateway",
             "shop-gateway",
             "/shop",
@@ -38,10 +60,18 @@ async fn call(
 
 #[tokio::test]
 async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> {
-    let host = BerthProcess::serving(&shop_config()?)?;
+    shop_serves(&BerthProcess::serving(&shop_config()?)?).await
+}
+
+#[tokio::test]
+async fn the_shop_built_for_wasi_p3_serves_the_same() -> Result<()> {
+    shop_serves(&BerthProcess::serving(&shop_p3_config()?)?).await
+}
+
+async fn shop_serves(host: &BerthProcess) -> Result<()> {
     let post = reqwest::Method::POST;
 
-    let (status, index) = call(&host, reqwest::Method::GET, "/shop/", None).await?;
+    let (status, index) = call(host, reqwest::Method::GET, "/shop/", None).await?;
     assert_eq!(status, 200);
     assert_eq!(index["shop"], "Test Shop");
 
@@ -53,12 +83,12 @@ async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> 
         json!({"name": "Mug", "price_cents": 100, "colour": "red"}),
     ] {
         let (status, body) =
-            call(&host, post.clone(), "/catalog/products", Some(bad.clone())).await?;
+            call(host, post.clone(), "/catalog/products", Some(bad.clone())).await?;
         assert_eq!(status, 400, "{bad} → {body}");
         assert!(body["error"].is_string(), "{body}");
     }
     let (status, mug) = call(
-        &host,
+        host,
         post.clone(),
         "/catalog/products",
         Some(json!({"name": "Mug", "price_cents": 1200, "stock": 5})),
@@ -66,7 +96,7 @@ async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> 
     .await?;
     assert_eq!(status, 201, "{mug}");
     let (_, tea) = call(
-        &host,
+        host,
         post.clone(),
         "/catalog/products",
         Some(json!({"name": "Tea", "price_cents": 450})),
@@ -78,7 +108,7 @@ async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> 
     );
     assert_ne!(mug_id, tea_id);
 
-    let (status, products) = call(&host, reqwest::Method::GET, "/shop/products", None).await?;
+    let (status, products) = call(host, reqwest::Method::GET, "/shop/products", None).await?;
     assert_eq!(status, 200);
     assert_eq!(products.as_array().map(Vec::len), Some(2), "{products}");
 
@@ -100,7 +130,7 @@ async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> 
         add.await??;
     }
     let (status, _) = call(
-        &host,
+        host,
         post.clone(),
         "/shop/carts/ada/items",
         Some(json!({"product_id": tea_id, "quantity": 3})),
@@ -108,7 +138,7 @@ async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> 
     .await?;
     assert_eq!(status, 200);
     let (status, body) = call(
-        &host,
+        host,
         post.clone(),
         "/shop/carts/ada/items",
         Some(json!({"product_id": 999, "quantity": 1})),
@@ -116,7 +146,7 @@ async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> 
     .await?;
     assert_eq!(status, 400, "{body}");
 
-    let (status, cart) = call(&host, reqwest::Method::GET, "/shop/carts/ada", None).await?;
+    let (status, cart) = call(host, reqwest::Method::GET, "/shop/carts/ada", None).await?;
     assert_eq!(status, 200, "{cart}");
     assert_eq!(cart["user"], "ada");
     assert_eq!(cart["items"][0]["name"], "Mug");
@@ -127,22 +157,22 @@ async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> 
 
     // A product deleted from the catalog shows as unknown in the cart.
     let (status, _) = call(
-        &host,
+        host,
         reqwest::Method::DELETE,
         &format!("/catalog/products/{tea_id}"),
         None,
     )
     .await?;
     assert_eq!(status, 204);
-    let (_, cart) = call(&host, reqwest::Method::GET, "/shop/carts/ada", None).await?;
+    let (_, cart) = call(host, reqwest::Method::GET, "/shop/carts/ada", None).await?;
     assert_eq!(cart["items"][1]["name"], Value::Null);
     assert_eq!(cart["total_cents"], 20 * 1200);
 
     // Another user's cart is empty; a bad user id is refused by the cart
     // service and the gateway passes the refusal on.
-    let (_, empty) = call(&host, reqwest::Method::GET, "/shop/carts/bob", None).await?;
+    let (_, empty) = call(host, reqwest::Method::GET, "/shop/carts/bob", None).await?;
     assert_eq!(empty["items"], json!([]));
-    let (status, _) = call(&host, reqwest::Method::GET, "/shop/carts/b%20ob", None).await?;
+    let (status, _) = call(host, reqwest::Method::GET, "/shop/carts/b%20ob", None).await?;
     assert_eq!(status, 400);
     Ok(())
 }

@@ -22,10 +22,18 @@ pub fn repo_root() -> PathBuf {
 /// A component built by `make components`, by crate name (`hello`,
 /// `testing-trap`). Fails with a hint when it has not been built.
 pub fn component(name: &str) -> Result<PathBuf> {
+    built_component("components/target/wasm32-wasip2/release", name)
+}
+
+/// An example service built for WASI 0.3 from the same source, with
+/// berth-sdk's `p3` feature (`make components` builds them), by crate name.
+pub fn component_p3(name: &str) -> Result<PathBuf> {
+    built_component("components/target/p3/wasm32-wasip2/release", name)
+}
+
+fn built_component(dir: &str, name: &str) -> Result<PathBuf> {
     let file = format!("{}.wasm", name.replace('-', "_"));
-    let path = repo_root()
-        .join("components/target/wasm32-wasip2/release")
-        .join(file);
+    let path = repo_root().join(dir).join(file);
     if !path.is_file() {
         bail!(
             "component {} is missing: run `make components` first",
