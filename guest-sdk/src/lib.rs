@@ -25,6 +25,11 @@
 //!
 //! Build with `cargo build --target wasm32-wasip2 --release` and a crate type
 //! of `cdylib`: the output is a component Berth (or `wasmtime serve`) runs.
+//! By default it is a WASI 0.2 component (`wasi:http/incoming-handler`);
+//! with `default-features = false, features = ["p3"]` the same source builds
+//! a WASI 0.3 one (`wasi:http/handler@0.3`, the component-model async ABI).
+//! A 0.3 build waits for a [`call`] by blocking its instance, which Berth
+//! runs one request at a time.
 
 #[cfg(all(feature = "p2", feature = "p3"))]
 compile_error!(
