@@ -180,19 +180,14 @@ impl<I> InstancePark<I> {
     }
 }
 
-/// Removes the expired instances of one queue; they are the oldest, at its
-/// front, when every instance of a key has the same idle time.
+/// Removes the expired instances of one queue. A key's instances share
+/// one idle time and are parked in time order, so the expired ones are at
+/// its front: nothing is allocated unless some expired.
 fn drain_expired<I>(queue: &mut VecDeque<Parked<I>>, now: Instant) -> Vec<Parked<I>> {
     let mut expired = Vec::new();
-    let mut kept = VecDeque::with_capacity(queue.len());
-    while let Some(parked) = queue.pop_front() {
-        if parked.expired(now) {
-            expired.push(parked);
-        } else {
-            kept.push_back(parked);
-        }
+    while queue.front().is_some_and(|p| p.expired(now)) {
+        expired.extend(queue.pop_front());
     }
-    *queue = kept;
     expired
 }
 

@@ -70,6 +70,10 @@ async fn wasmtime_serve_test_programs_behave_the_same_under_berth_up() -> Result
         .await?;
     assert_eq!(put.status(), 200, "{}", put.text().await?);
     assert_eq!(get(&host, "/kv/hello").await?, (200, "world".into()));
+    // Listing pages through the draft's numeric cursor: more keys than one
+    // page (1,000) holds, each listed once.
+    assert_eq!(get(&host, "/fill/1500").await?, (200, "1500".into()));
+    assert_eq!(get(&host, "/keys").await?, (200, "1501 1501".into()));
     // The default: a fresh instance for every request.
     assert_eq!(counts(&host, "/count", 3).await?, [1, 1, 1]);
     Ok(())

@@ -2,30 +2,16 @@
 //! calling each other in-process, driven through the gateway's public API.
 
 use anyhow::{Context, Result};
-use berth_e2e::{BerthProcess, client, component_p3, service};
+use berth_e2e::{BerthProcess, client, component, component_p3};
 use serde_json::{Value, json};
 
-fn shop_config() -> Result<String> {
-    Ok([
-        service("catalog", "shop-catalog", "/catalog", "")?,
-        service("cart", "shop-cart", "/cart", "")?,
-        service(
-            "gateway",
-            "shop-gateway",
-            "/shop",
-            "[service.config]\nshop_name = \"Test Shop\"",
-        )?,
-    ]
-    .concat())
-}
-
-/// The same shop, its three services built for WASI 0.3 from the same
-/// source (berth-sdk's `p3` feature).
-fn shop_p3_config() -> Result<String> {
+/// The three shop services, each component found by `built` (the 0.2
+/// builds, or the same sources built for WASI 0.3 with berth-sdk's `p3`).
+fn shop_config(built: fn(&str) -> Result<std::path::PathBuf>) -> Result<String> {
     let entry = |name: &str, crate_name: &str, route: &str, extra: &str| -> Result<String> {
         Ok(format!(
             "[[service]]\nname = \"{name}\"\ncomponent = \"{}\"\nroute = \"{route}\"\n{extra}\n",
-            component_p3(crate_name)?.display()
+            built(crate_name)?.display()
         ))
     };
     Ok([
@@ -60,12 +46,12 @@ async fn call(
 
 #[tokio::test]
 async fn the_shop_composes_catalog_and_cart_through_the_gateway() -> Result<()> {
-    shop_serves(&BerthProcess::serving(&shop_config()?)?).await
+    shop_serves(&BerthProcess::serving(&shop_config(component)?)?).await
 }
 
 #[tokio::test]
 async fn the_shop_built_for_wasi_p3_serves_the_same() -> Result<()> {
-    shop_serves(&BerthProcess::serving(&shop_p3_config()?)?).await
+    shop_serves(&BerthProcess::serving(&shop_config(component_p3)?)?).await
 }
 
 async fn shop_serves(host: &BerthProcess) -> Result<()> {

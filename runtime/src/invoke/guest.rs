@@ -124,12 +124,17 @@ pub(super) enum GuestCall {
 
 impl GuestCall {
     /// Puts the request where the guest's world takes it from.
-    pub(super) fn new(
+    /// The body is boxed only for 0.3, whose request type takes a boxed
+    /// one; 0.2's takes it as it comes.
+    pub(super) fn new<B>(
         store: &mut Store<HostState>,
         instance: &GuestInstance,
-        request: http::Request<ResponseBody>,
+        request: http::Request<B>,
         head: HeadSender,
-    ) -> Result<Self, RequestError> {
+    ) -> Result<Self, RequestError>
+    where
+        B: http_body::Body<Data = bytes::Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
+    {
         match instance {
             GuestInstance::P2(_) => {
                 let mut http = store.data_mut().http();
@@ -142,7 +147,7 @@ impl GuestCall {
                 Ok(Self::P2 { request, outparam })
             }
             GuestInstance::P3(_) => Ok(Self::P3 {
-                request: Box::new(request),
+                request: Box::new(request.map(BodyExt::boxed_unsync)),
                 head,
             }),
         }

@@ -186,12 +186,7 @@ where
         cut: false,
     });
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    let call = GuestCall::new(
-        &mut instance.store,
-        &instance.guest,
-        request.map(http_body_util::BodyExt::boxed_unsync),
-        sender,
-    )?;
+    let call = GuestCall::new(&mut instance.store, &instance.guest, request, sender)?;
     let keep = version.reuse.reuses().then(|| Keep {
         park: Arc::clone(cx.park),
         key: version.reuse_key,

@@ -9,6 +9,8 @@
 //! - `/print` writes a line to stdout and one to stderr, then answers;
 //! - `/trap-before-set` panics before setting a response;
 //! - `/sleep/{ms}` sleeps, then answers;
+//! - `/fill/{n}` stores n keys; `/keys` lists them all page by page
+//!   through the draft's numeric cursor, answering `{listed} {distinct}`;
 //! - `/count` answers how many requests this instance has served (1 for a
 //!   fresh instance per request);
 //! - `/leak/{kib}` leaks that much memory and answers the instance's total.
@@ -35,6 +37,8 @@ const COMMANDS: &[&str] = &[
     "sleep",
     "count",
     "leak",
+    "fill",
+    "keys",
 ];
 
 static SERVED: AtomicU64 = AtomicU64::new(0);
@@ -124,6 +128,37 @@ impl Guest for Parity {
                 let ms: u64 = ms.parse().unwrap_or(0);
                 wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
                 answer(out, 200, "slept");
+            }
+            ["fill", n] => {
+                let n: usize = n.parse().unwrap_or(0);
+                let filled = store::open("").and_then(|bucket| {
+                    (0..n).try_for_each(|i| bucket.set(&format!("k{i:05}"), b"v"))
+                });
+                match filled {
+                    Ok(()) => answer(out, 200, &n.to_string()),
+                    Err(e) => answer(out, 500, &format!("{e:?}")),
+                }
+            }
+            ["keys"] => {
+                // Every key, page by page through the draft's numeric cursor.
+                let listed = store::open("").and_then(|bucket| {
+                    let (mut keys, mut cursor) = (Vec::new(), None);
+                    loop {
+                        let page = bucket.list_keys(cursor)?;
+                        keys.extend(page.keys);
+                        match page.cursor {
+                            Some(next) => cursor = Some(next),
+                            None => break Ok(keys),
+                        }
+                    }
+                });
+                match listed {
+                    Ok(keys) => {
+                        let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+                        answer(out, 200, &format!("{} {}", keys.len(), distinct.len()))
+                    }
+                    Err(e) => answer(out, 500, &format!("{e:?}")),
+                }
             }
             ["count"] => answer(out, 200, &served.to_string()),
             ["leak", kib] => {
