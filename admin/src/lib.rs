@@ -3,6 +3,7 @@
 //! `/v1/openapi.json` is generated from the handlers' annotations.
 
 pub mod auth;
+mod events;
 mod observe;
 pub mod problem;
 mod services;
@@ -49,6 +50,7 @@ pub struct AdminState {
     tags(
         (name = "tenants", description = "Tenants and their tokens (operator)"),
         (name = "services", description = "Services, versions and deployments"),
+        (name = "events", description = "Topics, dead letters, schedules and subscriptions"),
         (name = "observability", description = "Usage stats, deploy history, tenant metrics"),
         (name = "system", description = "Health, readiness, metrics")
     )
@@ -91,6 +93,13 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
         .routes(routes!(observe::tenant_stats))
         .routes(routes!(observe::history))
         .routes(routes!(observe::tenant_metrics))
+        .routes(routes!(events::publish))
+        .routes(routes!(events::topics))
+        .routes(routes!(events::topic))
+        .routes(routes!(events::dead_letters))
+        .routes(routes!(events::redrive))
+        .routes(routes!(events::schedules))
+        .routes(routes!(events::subscriptions))
         .routes(routes!(tenants::whoami))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))

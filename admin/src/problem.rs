@@ -27,6 +27,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error(transparent)]
     Control(#[from] ControlError),
 }
@@ -63,6 +65,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"),
             Self::Control(c) => match c {
                 C::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid-input"),
                 C::Store(S::NotFound(_)) => (StatusCode::NOT_FOUND, "not-found"),

@@ -55,6 +55,8 @@ fn service_view(record: ServiceRecord, state: &AdminState) -> Result<ServiceView
         allowed_outbound_hosts: record.settings.allowed_outbound_hosts,
         env: record.settings.env,
         reuse: record.settings.reuse,
+        schedules: record.settings.schedules,
+        subscriptions: record.settings.subscriptions,
         url,
         updated_at: record.updated_at,
     })
@@ -181,6 +183,8 @@ pub async fn put_service(
         secrets,
         env: change.env,
         reuse: change.reuse,
+        schedules: change.schedules,
+        subscriptions: change.subscriptions,
     };
     let changes_settings = settings.config.is_some()
         || settings.limits.is_some()
@@ -188,6 +192,8 @@ pub async fn put_service(
         || settings.buckets.is_some()
         || settings.env.is_some()
         || settings.reuse.is_some()
+        || settings.schedules.is_some()
+        || settings.subscriptions.is_some()
         || !settings.secrets.is_empty();
     let record = state
         .control

@@ -11,6 +11,7 @@
 //! This crate sits at the bottom of the workspace: it depends on no other
 //! Berth crate.
 
+pub mod events;
 pub mod limits;
 pub mod names;
 pub mod observe;

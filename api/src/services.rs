@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use crate::events::{ScheduleSpec, SubscriptionSpec};
 use crate::limits::ServiceLimits;
 use crate::names::{Digest, ServiceName, TenantName, VersionLabel};
 use crate::reuse::InstanceReuse;
@@ -47,6 +48,12 @@ pub struct ServiceView {
     /// instance per request.
     #[serde(default)]
     pub reuse: InstanceReuse,
+    /// Paths of the service called on a clock.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSpec>,
+    /// Topics whose events the service receives.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionSpec>,
     /// Where the service answers, when it is deployed.
     pub url: Option<String>,
     /// Seconds since the Unix epoch.
@@ -100,6 +107,12 @@ pub struct ServiceChange {
     /// instance per request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reuse: Option<InstanceReuse>,
+    /// Replaces the service's schedules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedules: Option<Vec<ScheduleSpec>>,
+    /// Replaces the service's subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<Vec<SubscriptionSpec>>,
 }
 
 /// `POST .../services/{service}/rollback`.

@@ -3,6 +3,7 @@
 //! it; every change is recorded in the [`Store`] first and then made live by
 //! rebuilding the routing table and swapping it in one atomic step.
 
+use berth_api::events::{ScheduleSpec, SubscriptionSpec};
 use berth_api::{TenantLimits, TenantName};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use berth_runtime::router::Route;
 mod collect;
 mod compile;
 mod deploys;
+pub mod events;
 mod fair;
 mod reads;
 mod reseal;
@@ -79,6 +81,8 @@ pub struct ControlSettings {
     /// collected: longer than any upload takes from putting its blob to
     /// recording its version, on any host of the fleet.
     pub shared_blob_grace: Duration,
+    /// How this host delivers events and fires schedules.
+    pub events: events::EventSettings,
 }
 
 impl Default for ControlSettings {
@@ -89,6 +93,7 @@ impl Default for ControlSettings {
             compile_timeout: Duration::from_secs(120),
             secrets_key: None,
             shared_blob_grace: Duration::from_secs(3600),
+            events: events::EventSettings::default(),
         }
     }
 }
@@ -130,6 +135,10 @@ pub struct ControlPlane {
     quota_check: tokio::sync::Mutex<()>,
     /// Whether the last contact with the store worked; see `sync`.
     store_reachable: std::sync::atomic::AtomicBool,
+    /// Topics, subscriptions and schedules.
+    events: Arc<events::Events>,
+    /// The schedules and subscriptions of services from `berth.toml`.
+    static_events: Vec<(String, Vec<ScheduleSpec>, Vec<SubscriptionSpec>)>,
 }
 
 impl ControlPlane {
@@ -148,6 +157,16 @@ impl ControlPlane {
             .map_err(|e| ControlError::InvalidInput(e.to_string()))?;
         store.ensure_tenant(DEFAULT_TENANT).await?;
         let compiler = compile::Compiler::new(Arc::clone(&host), settings.compile_timeout);
+        let log: Arc<dyn store::events::EventLog> = Arc::clone(&store) as _;
+        let target: Arc<dyn events::EventTarget> = Arc::clone(&host) as _;
+        let events = events::Events::new(log, target, settings.events.clone());
+        let ingress: std::sync::Weak<dyn berth_runtime::capabilities::calls::EventIngress> =
+            Arc::downgrade(&events) as _;
+        host.set_event_ingress(ingress);
+        let static_events = config
+            .iter()
+            .map(|s| (s.name.clone(), s.schedules.clone(), s.subscriptions.clone()))
+            .collect();
         let control = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             host,
@@ -164,8 +183,11 @@ impl ControlPlane {
             gates: Mutex::new(HashMap::new()),
             quota_check: tokio::sync::Mutex::new(()),
             store_reachable: true.into(),
+            events,
+            static_events,
         });
         control.apply().await?;
+        control.events.start().await?;
         Ok(control)
     }
 
@@ -179,6 +201,10 @@ impl ControlPlane {
 
     pub fn static_services(&self) -> &[LoadedService] {
         &self.static_services
+    }
+
+    pub fn events(&self) -> &Arc<events::Events> {
+        &self.events
     }
 
     pub fn settings(&self) -> &ControlSettings {

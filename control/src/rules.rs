@@ -49,6 +49,8 @@ pub(super) fn check_capabilities(settings: &ServiceSettings) -> Result<(), Contr
     validate_config(&settings.config).map_err(ControlError::InvalidInput)?;
     berth_api::reuse::check_env(&settings.env).map_err(ControlError::InvalidInput)?;
     settings.reuse.check().map_err(ControlError::InvalidInput)?;
+    berth_api::events::check_events(&settings.schedules, &settings.subscriptions)
+        .map_err(ControlError::InvalidInput)?;
     let names: std::collections::BTreeMap<String, String> = settings
         .secrets
         .keys()

@@ -39,8 +39,34 @@ impl ControlPlane {
         self.link_missing(&snapshot).await?;
         let table = self.build_table(&snapshot);
         self.host.registry().replace(table);
+        self.events.set_plan(self.event_plan(&snapshot));
         *applied = snapshot.generation;
         Ok(())
+    }
+
+    /// The schedules and subscriptions of every service that serves.
+    fn event_plan(&self, snapshot: &Snapshot) -> crate::events::plan::EventPlan {
+        use crate::events::plan::{EventPlan, ServiceEvents};
+        let stored = snapshot
+            .services
+            .iter()
+            .filter(|s| s.deployment.is_some())
+            .map(|s| ServiceEvents {
+                tenant: &s.tenant,
+                service: &s.name,
+                schedules: &s.settings.schedules,
+                subscriptions: &s.settings.subscriptions,
+            });
+        let declared = self
+            .static_events
+            .iter()
+            .map(|(name, schedules, subscriptions)| ServiceEvents {
+                tenant: DEFAULT_TENANT,
+                service: name,
+                schedules,
+                subscriptions,
+            });
+        EventPlan::build(declared.chain(stored))
     }
 
     async fn link_missing(&self, snapshot: &Snapshot) -> Result<(), ControlError> {

@@ -143,11 +143,15 @@ pub async fn start(options: Options) -> Result<Running, StartError> {
         StoreLocation::Postgres(url) => Arc::new(SqlStore::open_postgres(url).await?),
     };
     let blobs = BlobStore::open(data_dir.join("blobs")).map_err(StartError::Blobs)?;
+    let mut control_settings = options.control;
+    // Claims an earlier run left are given up at once only where no other
+    // host can hold them.
+    control_settings.events.single_host = matches!(options.store, StoreLocation::Sqlite);
     let control = ControlPlane::open(
         Arc::clone(&host),
         store,
         blobs,
-        options.control,
+        control_settings,
         Arc::new(Logbook::default()),
         &options.services,
     )

@@ -105,6 +105,38 @@ enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
+    /// Publish an event to a topic of the tenant.
+    Publish {
+        #[command(flatten)]
+        args: commands::events::PublishArgs,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// List the tenant's topics: backlog, oldest waiting event, dead
+    /// letters, last delivery, subscribers.
+    Topics {
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// List the tenant's subscriptions.
+    Subscriptions {
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// List the tenant's schedules with their last and next ticks.
+    Schedules {
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// List a topic's dead letters, or send them again with --redrive.
+    DeadLetters {
+        topic: String,
+        /// Deliver them again, from the first attempt.
+        #[arg(long)]
+        redrive: bool,
+        #[command(flatten)]
+        client: ClientFlags,
+    },
     /// Print a service's recent guest output.
     Logs {
         name: ServiceName,
@@ -164,6 +196,15 @@ fn run_client(command: Command) -> anyhow::Result<()> {
                 follow,
                 client,
             } => Client::new(client)?.logs(&name, follow).await,
+            Command::Publish { args, client } => Client::new(client)?.publish(args).await,
+            Command::Topics { client } => Client::new(client)?.topics().await,
+            Command::Subscriptions { client } => Client::new(client)?.subscriptions().await,
+            Command::Schedules { client } => Client::new(client)?.schedules().await,
+            Command::DeadLetters {
+                topic,
+                redrive,
+                client,
+            } => Client::new(client)?.dead_letters(&topic, redrive).await,
             Command::Serve(_) | Command::Up(_) => Ok(()),
         }
     })

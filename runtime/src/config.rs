@@ -23,6 +23,16 @@
 //! [service.reuse]             # a fresh instance per request if left out
 //! max_requests = 128
 //! idle_timeout = "10s"
+//!
+//! [[service.schedule]]        # POST /tick every 2 seconds
+//! cron = "*/2 * * * * *"
+//! path = "/tick"
+//! time_zone = "UTC"
+//!
+//! [[service.subscription]]    # events of the topic `orders`, as requests
+//! topic = "orders"
+//! path = "/on-order"
+//! type = "order.placed"       # only this ce-type
 //! ```
 //!
 //! Every problem is reported with the file and line at fault, before the host
@@ -36,6 +46,7 @@ use toml::Spanned;
 use crate::limits::Limits;
 use crate::outbound::{AllowedHost, OutboundPolicy};
 use crate::reuse::ReusePolicy;
+use berth_api::events::{ScheduleSpec, SubscriptionSpec, check_events};
 use berth_api::limits::ServiceLimits;
 use berth_api::names::check_name;
 use berth_api::reuse::{InstanceReuse, check_env};
@@ -73,6 +84,10 @@ pub struct ServiceSpec {
     pub env: BTreeMap<String, String>,
     /// How the service's instances are reused between requests.
     pub reuse: ReusePolicy,
+    /// Paths called on a clock.
+    pub schedules: Vec<ScheduleSpec>,
+    /// Topics of the default tenant whose events the service receives.
+    pub subscriptions: Vec<SubscriptionSpec>,
     /// Where this service is declared (`file:line`), for errors found later,
     /// such as a component that fails to compile.
     pub declared_at: String,
@@ -93,6 +108,8 @@ impl ServiceSpec {
             config: BTreeMap::new(),
             env: BTreeMap::new(),
             reuse: ReusePolicy::FRESH,
+            schedules: Vec::new(),
+            subscriptions: Vec::new(),
             declared_at: name.to_string(),
         }
     }
@@ -128,6 +145,10 @@ struct RawService {
     env: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     reuse: Option<Spanned<InstanceReuse>>,
+    #[serde(default)]
+    schedule: Vec<Spanned<ScheduleSpec>>,
+    #[serde(default)]
+    subscription: Vec<Spanned<SubscriptionSpec>>,
 }
 
 /// Reads and checks a config file.
@@ -229,6 +250,18 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             }
             None => ReusePolicy::FRESH,
         };
+        for schedule in &raw.schedule {
+            check_events(std::slice::from_ref(schedule.get_ref()), &[])
+                .map_err(|m| invalid(schedule.span().start, m))?;
+        }
+        for subscription in &raw.subscription {
+            check_events(&[], std::slice::from_ref(subscription.get_ref()))
+                .map_err(|m| invalid(subscription.span().start, m))?;
+        }
+        let schedules: Vec<ScheduleSpec> = raw.schedule.into_iter().map(Spanned::into_inner).collect();
+        let subscriptions: Vec<SubscriptionSpec> =
+            raw.subscription.into_iter().map(Spanned::into_inner).collect();
+        check_events(&schedules, &subscriptions).map_err(|m| invalid(at, m))?;
 
         specs.push(ServiceSpec {
             name: name.clone(),
@@ -240,6 +273,8 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             config: raw.config.map(Spanned::into_inner).unwrap_or_default(),
             env: raw.env.map(Spanned::into_inner).unwrap_or_default(),
             reuse,
+            schedules,
+            subscriptions,
             declared_at: format!("{}:{}", path.display(), line_of(text, at)),
         });
     }

@@ -112,6 +112,9 @@ pub struct Host {
     /// never call them.
     own_listeners: OnceLock<Arc<[SocketAddr]>>,
     no_listeners: Arc<[SocketAddr]>,
+    /// Where guests' events go (`http://events.internal`), once the control
+    /// plane has set it; weak, so the two do not keep each other alive.
+    event_ingress: OnceLock<std::sync::Weak<dyn crate::capabilities::calls::EventIngress>>,
     /// The gate of config-file services until the control plane gives them
     /// their tenant's.
     default_gate: Arc<TenantGate>,
@@ -155,6 +158,7 @@ impl Host {
         Ok(Arc::new_cyclic(|me| Self {
             own_listeners: OnceLock::new(),
             no_listeners: Arc::from(Vec::new()),
+            event_ingress: OnceLock::new(),
             default_gate: Arc::new(TenantGate::new(
                 &TenantQuotas::default(),
                 default_cpu_slots(),
@@ -229,6 +233,18 @@ impl Host {
     /// Records the host's own listening sockets; the first call wins.
     pub fn set_own_listeners(&self, listeners: Vec<SocketAddr>) {
         let _ = self.own_listeners.set(Arc::from(listeners));
+    }
+
+    /// Where guests' events go; the first call wins.
+    pub fn set_event_ingress(
+        &self,
+        ingress: std::sync::Weak<dyn crate::capabilities::calls::EventIngress>,
+    ) {
+        let _ = self.event_ingress.set(ingress);
+    }
+
+    pub fn event_ingress(&self) -> Option<Arc<dyn crate::capabilities::calls::EventIngress>> {
+        self.event_ingress.get().and_then(std::sync::Weak::upgrade)
     }
 
     pub fn registry(&self) -> &Registry {

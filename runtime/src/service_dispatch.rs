@@ -7,7 +7,9 @@ use http::HeaderValue;
 use std::sync::Arc;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::capabilities::calls::{ServiceCall, ServiceDispatch};
+use crate::capabilities::calls::{
+    EVENTS_SERVICE, EventOrigin, ServiceCall, ServiceDispatch,
+};
 use crate::error::RequestError;
 use crate::host::Host;
 use crate::random::roll;
@@ -22,12 +24,24 @@ impl ServiceDispatch for Host {
     ) -> Result<http::Response<WasiBody>, RequestError> {
         let ServiceCall {
             tenant,
+            caller,
             service,
             mut request,
             request_id,
             chain,
             started,
         } = call;
+        if service == EVENTS_SERVICE
+            && let Some(ingress) = self.event_ingress()
+        {
+            let origin = EventOrigin {
+                tenant: &tenant,
+                service: &caller,
+                request_id: &request_id,
+                traceparent: chain.trace.header(),
+            };
+            return Ok(ingress.publish(origin, request).await);
+        }
         let depth = chain.depth;
         let table = self.registry().snapshot();
         let route = table

@@ -7,10 +7,12 @@
 //! for a single host or in Postgres for a fleet.
 
 pub mod blobs;
+pub mod events;
 mod listen;
 pub mod sql;
 
 use berth_api::limits::{ServiceLimits, TenantLimits};
+use berth_api::events::{ScheduleSpec, SubscriptionSpec};
 use berth_api::reuse::InstanceReuse;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,6 +132,12 @@ pub struct ServiceSettings {
     /// How instances are reused; empty is a fresh instance per request.
     #[serde(default, skip_serializing_if = "InstanceReuse::is_default")]
     pub reuse: InstanceReuse,
+    /// Paths of the service called on a clock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleSpec>,
+    /// Topics of its tenant whose events the service receives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<SubscriptionSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +190,10 @@ pub struct SettingsChange {
     pub env: Option<BTreeMap<String, String>>,
     /// Replaces the policy.
     pub reuse: Option<InstanceReuse>,
+    /// Replaces the whole list.
+    pub schedules: Option<Vec<ScheduleSpec>>,
+    /// Replaces the whole list.
+    pub subscriptions: Option<Vec<SubscriptionSpec>>,
 }
 
 impl SettingsChange {
@@ -203,6 +215,12 @@ impl SettingsChange {
         }
         if let Some(reuse) = &self.reuse {
             settings.reuse = reuse.clone();
+        }
+        if let Some(schedules) = &self.schedules {
+            settings.schedules = schedules.clone();
+        }
+        if let Some(subscriptions) = &self.subscriptions {
+            settings.subscriptions = subscriptions.clone();
         }
         for (key, value) in &self.secrets {
             match value {
@@ -284,9 +302,10 @@ pub struct Snapshot {
     pub services: Vec<ServiceRecord>,
 }
 
-/// The control plane's metadata. Implementations make each method atomic.
+/// The control plane's metadata, and its event log. Implementations make
+/// each method atomic.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: events::EventLog + Send + Sync {
     /// Creates a tenant together with its first token, in one step: a
     /// tenant never exists without a way in.
     async fn create_tenant(

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod serve;
 pub mod stats;
 pub mod up;

@@ -177,6 +177,7 @@ impl ServeCommand {
                 compile_timeout: self.compile_timeout.0,
                 secrets_key,
                 shared_blob_grace: self.shared_blob_grace.0,
+                ..ControlSettings::default()
             },
             services,
             store: self.store.clone(),

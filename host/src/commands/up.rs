@@ -87,6 +87,8 @@ impl UpCommand {
             config,
             env,
             reuse: ReusePolicy::from_spec(&reuse),
+            schedules: Vec::new(),
+            subscriptions: Vec::new(),
             declared_at: self.component.display().to_string(),
         };
         let host = self.host.host()?;

@@ -39,9 +39,38 @@ pub trait ServiceDispatch: Send + Sync {
     ) -> Result<http::Response<WasiBody>, RequestError>;
 }
 
+/// The host name guests publish events at:
+/// `POST http://events.internal/topics/{topic}`. No service by this name is
+/// reachable by a call.
+pub const EVENTS_SERVICE: &str = "events";
+
+/// Where a guest's events go. The event log sits above the runtime, so the
+/// control plane implements this and the host holds it.
+#[async_trait::async_trait]
+pub trait EventIngress: Send + Sync {
+    /// Publishes the request's event for the caller; answers as the admin
+    /// API's publish route does (202 with the id, or a problem).
+    async fn publish(
+        &self,
+        origin: EventOrigin<'_>,
+        request: http::Request<WasiBody>,
+    ) -> http::Response<WasiBody>;
+}
+
+/// Who publishes a guest's event.
+pub struct EventOrigin<'a> {
+    pub tenant: &'a str,
+    pub service: &'a str,
+    pub request_id: &'a str,
+    /// The caller's trace context, for the delivery to continue.
+    pub traceparent: String,
+}
+
 /// One call, as the dispatcher gets it.
 pub struct ServiceCall<'a> {
     pub tenant: Arc<str>,
+    /// The calling service.
+    pub caller: Arc<str>,
     pub service: &'a str,
     pub request: http::Request<WasiBody>,
     pub request_id: Arc<str>,
@@ -55,6 +84,7 @@ pub struct ServiceCall<'a> {
 pub struct ServiceCalls {
     pub dispatch: Weak<dyn ServiceDispatch>,
     pub tenant: Arc<str>,
+    pub caller: Arc<str>,
     pub request_id: Arc<str>,
     pub chain: CallChain,
     pub max_depth: u32,
@@ -99,6 +129,7 @@ impl ServiceCalls {
         dispatch
             .dispatch(ServiceCall {
                 tenant: Arc::clone(&self.tenant),
+                caller: Arc::clone(&self.caller),
                 service,
                 request,
                 request_id: Arc::clone(&self.request_id),

@@ -156,6 +156,7 @@ fn outbound_hooks(
         calls: ServiceCalls {
             dispatch: cx.dispatch.clone(),
             tenant: Arc::clone(&version.tenant),
+            caller: Arc::clone(&version.service),
             request_id: Arc::clone(request_id),
             chain,
             max_depth: cx.max_call_depth,

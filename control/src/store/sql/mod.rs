@@ -23,6 +23,7 @@ use super::{
     StoreResult, TenantRecord, TokenRecord, Usage, VersionRecord, now,
 };
 
+mod events;
 mod open;
 mod records;
 mod snapshot;

@@ -1,0 +1,334 @@
+//! Events: topics of each tenant whose messages are stored before a
+//! publish returns and delivered to their subscribers as HTTP requests
+//! (CloudEvents, binary mode), retried with back-off until acknowledged or
+//! moved to the topic's dead letters; and schedules, whose ticks are
+//! delivered the same way. Every host runs the same loops; the store
+//! decides which host delivers what (`store/events.rs`).
+
+pub mod cloudevents;
+mod deliver;
+mod ingress;
+pub mod plan;
+mod schedule;
+mod target;
+
+use berth_api::events::{
+    DeadLetterView, PublishedEvent, Redriven, ScheduleView, SubscriptionView, TopicView,
+    check_event_type, check_topic,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::ControlError;
+use crate::store::events::{EventLog, NewMessage, SCHEDULE_TOPIC};
+use crate::store::now_millis;
+use plan::EventPlan;
+pub use target::EventTarget;
+
+/// Largest event payload.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// How the event loops run on this host.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    /// Deliveries in flight at once per tenant, on this host.
+    pub delivery_concurrency: u32,
+    /// How often the loops look for work when nothing woke them.
+    pub poll: Duration,
+    /// Longest one delivery may take before it counts as failed.
+    pub delivery_timeout: Duration,
+    /// How long a claim holds: another host takes a delivery over only
+    /// after this, so it is longer than any delivery.
+    pub lease: Duration,
+    /// Whether this host is the only one using the store: then claims left
+    /// by an earlier run are given up at start.
+    pub single_host: bool,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            delivery_concurrency: 8,
+            poll: Duration::from_millis(250),
+            delivery_timeout: Duration::from_secs(100),
+            lease: Duration::from_secs(120),
+            single_host: true,
+        }
+    }
+}
+
+/// What a publisher gives besides the topic.
+#[derive(Debug, Clone, Default)]
+pub struct Publish {
+    pub event_type: String,
+    pub source: Option<String>,
+    pub id: Option<String>,
+    pub partition_key: Option<String>,
+    pub content_type: Option<String>,
+    pub traceparent: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+pub struct Events {
+    log: Arc<dyn EventLog>,
+    target: Arc<dyn EventTarget>,
+    plan: RwLock<Arc<EventPlan>>,
+    settings: EventSettings,
+    /// Wakes the delivery loop: a publish, a finished delivery.
+    wake: Notify,
+    /// Wakes the scheduler: a new plan.
+    replanned: Notify,
+    /// Each tenant's deliveries in flight on this host.
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Events {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        target: Arc<dyn EventTarget>,
+        settings: EventSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            log,
+            target,
+            plan: RwLock::new(Arc::new(EventPlan::default())),
+            settings,
+            wake: Notify::new(),
+            replanned: Notify::new(),
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts the delivery, schedule and backlog loops; they end when the
+    /// last other reference to `self` goes.
+    pub async fn start(self: &Arc<Self>) -> Result<(), ControlError> {
+        if self.settings.single_host {
+            let released = self.log.release_claims().await?;
+            if released > 0 {
+                tracing::info!(released, "deliveries an earlier run had claimed are sent again");
+            }
+        }
+        tokio::spawn(deliver::run(Arc::downgrade(self)));
+        tokio::spawn(schedule::run(Arc::downgrade(self)));
+        tokio::spawn(deliver::watch_backlog(Arc::downgrade(self)));
+        Ok(())
+    }
+
+    pub fn set_plan(&self, plan: EventPlan) {
+        match self.plan.write() {
+            Ok(mut current) => *current = Arc::new(plan),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(plan),
+        }
+        self.replanned.notify_one();
+    }
+
+    fn plan(&self) -> Arc<EventPlan> {
+        match self.plan.read() {
+            Ok(plan) => Arc::clone(&plan),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Stores an event for every subscription of the tenant's topic that
+    /// takes its type; returns once it is stored.
+    pub async fn publish(
+        &self,
+        tenant: &str,
+        topic: &str,
+        publish: Publish,
+    ) -> Result<PublishedEvent, ControlError> {
+        check_topic(topic).map_err(ControlError::InvalidInput)?;
+        check_event_type(&publish.event_type).map_err(ControlError::InvalidInput)?;
+        if publish.payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(ControlError::InvalidInput(format!(
+                "the event's payload is {} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+                publish.payload.len()
+            )));
+        }
+        let id = match publish.id {
+            Some(id) => {
+                check_attribute("ce-id", &id)?;
+                id
+            }
+            None => cloudevents::new_id(),
+        };
+        let source = publish
+            .source
+            .unwrap_or_else(|| format!("/tenants/{tenant}/topics/{topic}"));
+        check_attribute("ce-source", &source)?;
+        if let Some(key) = &publish.partition_key {
+            check_attribute("partition-key", key)?;
+        }
+        let deliveries = self
+            .plan()
+            .deliveries(tenant, topic, &publish.event_type);
+        let message = NewMessage {
+            tenant: tenant.to_string(),
+            topic: topic.to_string(),
+            id: id.clone(),
+            event_type: publish.event_type,
+            source,
+            time_ms: now_millis(),
+            content_type: publish.content_type,
+            partition_key: publish.partition_key,
+            traceparent: publish.traceparent,
+            payload: publish.payload,
+        };
+        self.log.publish(&message, &deliveries).await?;
+        metrics::counter!("berth_events_published_total", "tenant" => tenant.to_string())
+            .increment(1);
+        self.wake.notify_one();
+        Ok(PublishedEvent {
+            id,
+            deliveries: u32::try_from(deliveries.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    pub async fn topics(&self, tenant: &str) -> Result<Vec<TopicView>, ControlError> {
+        let now = now_millis();
+        let plan = self.plan();
+        let subscriptions = plan.subscriptions(tenant);
+        let stats = self.log.topics(Some(tenant)).await?;
+        let mut views: Vec<TopicView> = stats
+            .into_iter()
+            .map(|t| TopicView {
+                subscriptions: subscribers_of(&subscriptions, &t.name),
+                name: t.name,
+                backlog: t.backlog,
+                oldest_age_ms: t
+                    .oldest_ms
+                    .map_or(0, |at| u64::try_from(now - at).unwrap_or(0)),
+                dead_letters: t.dead_letters,
+                last_delivery_ms: t.last_delivery_ms,
+            })
+            .collect();
+        // Topics subscribed to but not yet published to are topics too.
+        for sub in &subscriptions {
+            if !views.iter().any(|v| v.name == sub.spec.topic) {
+                views.push(TopicView {
+                    name: sub.spec.topic.clone(),
+                    backlog: 0,
+                    oldest_age_ms: 0,
+                    dead_letters: 0,
+                    subscriptions: subscribers_of(&subscriptions, &sub.spec.topic),
+                    last_delivery_ms: None,
+                });
+            }
+        }
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(views)
+    }
+
+    pub async fn topic(&self, tenant: &str, topic: &str) -> Result<TopicView, ControlError> {
+        self.topics(tenant)
+            .await?
+            .into_iter()
+            .find(|t| t.name == topic)
+            .ok_or_else(|| {
+                ControlError::Store(crate::store::StoreError::NotFound(format!(
+                    "topic `{topic}` of tenant `{tenant}`"
+                )))
+            })
+    }
+
+    pub async fn dead_letters(
+        &self,
+        tenant: &str,
+        topic: &str,
+    ) -> Result<Vec<DeadLetterView>, ControlError> {
+        check_known_topic(topic)?;
+        Ok(self
+            .log
+            .dead_letters(tenant, topic, 1000)
+            .await?
+            .into_iter()
+            .map(|d| DeadLetterView {
+                id: d.id,
+                event_type: d.event_type,
+                service: d.service,
+                path: d.path,
+                attempts: d.attempts,
+                last_error: d.last_error,
+                published_ms: d.published_ms,
+            })
+            .collect())
+    }
+
+    pub async fn redrive(&self, tenant: &str, topic: &str) -> Result<Redriven, ControlError> {
+        check_known_topic(topic)?;
+        let redriven = self.log.redrive(tenant, topic, now_millis()).await?;
+        self.wake.notify_one();
+        Ok(Redriven { redriven })
+    }
+
+    pub async fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleView>, ControlError> {
+        let now = chrono::Utc::now();
+        let mut views = Vec::new();
+        for s in self.plan().schedules().iter().filter(|s| s.tenant == tenant) {
+            let last = self.log.last_tick(&s.tenant, &s.service, &s.key).await?;
+            views.push(ScheduleView {
+                service: s.service.clone(),
+                cron: s.spec.cron.clone(),
+                time_zone: s.spec.time_zone.clone(),
+                path: s.spec.path.clone(),
+                missed: s.spec.missed,
+                next_tick_ms: s.cron.next_after(now).map(|t| t.timestamp_millis()),
+                last_tick_ms: last,
+            });
+        }
+        views.sort_by(|a, b| (&a.service, &a.path).cmp(&(&b.service, &b.path)));
+        Ok(views)
+    }
+
+    pub fn subscriptions(&self, tenant: &str) -> Vec<SubscriptionView> {
+        self.plan()
+            .subscriptions(tenant)
+            .into_iter()
+            .map(|s| SubscriptionView {
+                service: s.service,
+                spec: s.spec,
+            })
+            .collect()
+    }
+
+    /// The tenant's slots for deliveries in flight on this host.
+    fn slots(&self, tenant: &str) -> Arc<Semaphore> {
+        let mut slots = match self.slots.lock() {
+            Ok(slots) => slots,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Arc::clone(slots.entry(tenant.to_string()).or_insert_with(|| {
+            Arc::new(Semaphore::new(self.settings.delivery_concurrency as usize))
+        }))
+    }
+}
+
+fn subscribers_of(subscriptions: &[plan::Subscriber], topic: &str) -> Vec<String> {
+    subscriptions
+        .iter()
+        .filter(|s| s.spec.topic == topic)
+        .map(|s| format!("{} {}", s.service, s.spec.path))
+        .collect()
+}
+
+/// A topic a user may name: theirs, or the schedules' own.
+fn check_known_topic(topic: &str) -> Result<(), ControlError> {
+    if topic == SCHEDULE_TOPIC {
+        return Ok(());
+    }
+    check_topic(topic).map_err(ControlError::InvalidInput)
+}
+
+/// An attribute given as text: printable ASCII, at most 1 KiB.
+fn check_attribute(name: &str, value: &str) -> Result<(), ControlError> {
+    if !value.is_empty() && value.len() <= 1024 && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(ControlError::InvalidInput(format!(
+            "`{name}` must be 1 to 1024 printable ASCII characters"
+        )))
+    }
+}

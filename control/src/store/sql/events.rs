@@ -1,0 +1,423 @@
+//! [`EventLog`] on the same SQL database as the rest of the state.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::SqlStore;
+use crate::store::StoreResult;
+use crate::store::events::{
+    ClaimedDelivery, DeadLetter, DeliveryKey, EventLog, NewDelivery, NewMessage, SCHEDULE_TOPIC,
+    Tick, TopicStats,
+};
+
+/// Each topic with its backlog, oldest waiting delivery and dead letters.
+macro_rules! topics_select {
+    () => {
+        "SELECT t.tenant AS tenant, t.name AS name, t.last_delivery_ms AS last_delivery_ms, \
+             (SELECT COUNT(*) FROM event_deliveries d WHERE d.tenant = t.tenant \
+               AND d.topic = t.name AND d.state = 'pending') AS backlog, \
+             (SELECT MIN(d.created_ms) FROM event_deliveries d WHERE d.tenant = t.tenant \
+               AND d.topic = t.name AND d.state = 'pending') AS oldest_ms, \
+             (SELECT COUNT(*) FROM event_deliveries d WHERE d.tenant = t.tenant \
+               AND d.topic = t.name AND d.state = 'dead') AS dead \
+             FROM event_topics t"
+    };
+}
+
+/// Longest error text kept with a delivery.
+const MAX_ERROR_CHARS: usize = 512;
+
+fn count(row: &AnyRow, column: &str) -> StoreResult<u64> {
+    Ok(u64::try_from(row.try_get::<i64, _>(column)?).unwrap_or(0))
+}
+
+fn small(row: &AnyRow, column: &str) -> StoreResult<u32> {
+    Ok(u32::try_from(row.try_get::<i64, _>(column)?).unwrap_or(u32::MAX))
+}
+
+fn message_from_row(row: &AnyRow) -> StoreResult<NewMessage> {
+    Ok(NewMessage {
+        tenant: row.try_get("tenant")?,
+        topic: row.try_get("topic")?,
+        id: row.try_get("id")?,
+        event_type: row.try_get("type")?,
+        source: row.try_get("source")?,
+        time_ms: row.try_get("time_ms")?,
+        content_type: row.try_get("content_type")?,
+        partition_key: row.try_get("partition_key")?,
+        traceparent: row.try_get("traceparent")?,
+        payload: row.try_get("payload")?,
+    })
+}
+
+impl SqlStore {
+    async fn insert_message(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        message: &NewMessage,
+        deliveries: &[NewDelivery],
+    ) -> StoreResult<i64> {
+        sqlx::query(
+            "INSERT INTO event_topics (tenant, name, created_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&message.tenant)
+        .bind(&message.topic)
+        .bind(message.time_ms)
+        .execute(&mut **tx)
+        .await?;
+        let next: i64 = sqlx::query(
+            "UPDATE event_topics SET next_seq = next_seq + 1 WHERE tenant = $1 AND name = $2 \
+             RETURNING next_seq",
+        )
+        .bind(&message.tenant)
+        .bind(&message.topic)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("next_seq")?;
+        let seq = next - 1;
+        if deliveries.is_empty() {
+            return Ok(seq);
+        }
+        sqlx::query(
+            "INSERT INTO event_messages (tenant, topic, seq, id, type, source, time_ms, \
+             content_type, partition_key, traceparent, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&message.tenant)
+        .bind(&message.topic)
+        .bind(seq)
+        .bind(&message.id)
+        .bind(&message.event_type)
+        .bind(&message.source)
+        .bind(message.time_ms)
+        .bind(&message.content_type)
+        .bind(&message.partition_key)
+        .bind(&message.traceparent)
+        .bind(&message.payload)
+        .execute(&mut **tx)
+        .await?;
+        let now = crate::store::now_millis();
+        for delivery in deliveries {
+            sqlx::query(
+                "INSERT INTO event_deliveries (tenant, topic, seq, service, path, partition_key, \
+                 state, max_attempts, backoff_ms, due_ms, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+            )
+            .bind(&message.tenant)
+            .bind(&message.topic)
+            .bind(seq)
+            .bind(&delivery.service)
+            .bind(&delivery.path)
+            .bind(&message.partition_key)
+            .bind(i64::from(delivery.max_attempts))
+            .bind(delivery.backoff_ms)
+            .bind(now)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(seq)
+    }
+}
+
+#[async_trait::async_trait]
+impl EventLog for SqlStore {
+    async fn publish(&self, message: &NewMessage, deliveries: &[NewDelivery]) -> StoreResult<i64> {
+        let mut tx = self.begin_write().await?;
+        let seq = Self::insert_message(&mut tx, message, deliveries).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn due_tenants(&self, now_ms: i64) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT tenant FROM event_deliveries \
+             WHERE state = 'pending' AND due_ms <= $1 AND claimed_until < $1",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get("tenant")?))
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        tenant: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let candidates = sqlx::query(
+            "SELECT d.service AS service, d.path AS path, d.attempts AS attempts, \
+             d.max_attempts AS max_attempts, d.backoff_ms AS backoff_ms, \
+             m.tenant AS tenant, m.topic AS topic, m.seq AS seq, m.id AS id, m.type AS type, \
+             m.source AS source, m.time_ms AS time_ms, m.content_type AS content_type, \
+             m.partition_key AS partition_key, m.traceparent AS traceparent, m.payload AS payload \
+             FROM event_deliveries d JOIN event_messages m \
+               ON m.tenant = d.tenant AND m.topic = d.topic AND m.seq = d.seq \
+             WHERE d.tenant = $1 AND d.state = 'pending' AND d.due_ms <= $2 \
+               AND d.claimed_until < $2 \
+               AND (d.partition_key IS NULL OR NOT EXISTS ( \
+                 SELECT 1 FROM event_deliveries e WHERE e.tenant = d.tenant \
+                   AND e.topic = d.topic AND e.service = d.service AND e.path = d.path \
+                   AND e.partition_key = d.partition_key AND e.seq < d.seq \
+                   AND e.state = 'pending')) \
+             ORDER BY d.due_ms, d.seq LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for row in &candidates {
+            let key = DeliveryKey {
+                tenant: row.try_get("tenant")?,
+                topic: row.try_get("topic")?,
+                seq: row.try_get("seq")?,
+                service: row.try_get("service")?,
+                path: row.try_get("path")?,
+            };
+            // Only one host's UPDATE can see the claim still free.
+            let won = sqlx::query(
+                "UPDATE event_deliveries SET claimed_until = $1 \
+                 WHERE tenant = $2 AND topic = $3 AND seq = $4 AND service = $5 AND path = $6 \
+                 AND state = 'pending' AND claimed_until < $7",
+            )
+            .bind(lease_until_ms)
+            .bind(&key.tenant)
+            .bind(&key.topic)
+            .bind(key.seq)
+            .bind(&key.service)
+            .bind(&key.path)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+            if won.rows_affected() == 1 {
+                claimed.push(ClaimedDelivery {
+                    attempts: small(row, "attempts")?,
+                    max_attempts: small(row, "max_attempts")?,
+                    backoff_ms: row.try_get("backoff_ms")?,
+                    lease_until_ms,
+                    message: message_from_row(row)?,
+                    key,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn acknowledge(&self, key: &DeliveryKey, now_ms: i64) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM event_deliveries \
+             WHERE tenant = $1 AND topic = $2 AND seq = $3 AND service = $4 AND path = $5",
+        )
+        .bind(&key.tenant)
+        .bind(&key.topic)
+        .bind(key.seq)
+        .bind(&key.service)
+        .bind(&key.path)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM event_messages WHERE tenant = $1 AND topic = $2 AND seq = $3 \
+             AND NOT EXISTS (SELECT 1 FROM event_deliveries d \
+               WHERE d.tenant = $1 AND d.topic = $2 AND d.seq = $3)",
+        )
+        .bind(&key.tenant)
+        .bind(&key.topic)
+        .bind(key.seq)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE event_topics SET last_delivery_ms = $1 WHERE tenant = $2 AND name = $3")
+            .bind(now_ms)
+            .bind(&key.tenant)
+            .bind(&key.topic)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fail(
+        &self,
+        key: &DeliveryKey,
+        lease_until_ms: i64,
+        error: &str,
+        retry_at_ms: Option<i64>,
+    ) -> StoreResult<()> {
+        let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+        let (state, due) = match retry_at_ms {
+            Some(at) => ("pending", at),
+            None => ("dead", 0),
+        };
+        sqlx::query(
+            "UPDATE event_deliveries SET state = $1, attempts = attempts + 1, \
+             due_ms = CASE WHEN $1 = 'pending' THEN $2 ELSE due_ms END, \
+             claimed_until = 0, last_error = $3 \
+             WHERE tenant = $4 AND topic = $5 AND seq = $6 AND service = $7 AND path = $8 \
+             AND claimed_until = $9",
+        )
+        .bind(state)
+        .bind(due)
+        .bind(error)
+        .bind(&key.tenant)
+        .bind(&key.topic)
+        .bind(key.seq)
+        .bind(&key.service)
+        .bind(&key.path)
+        .bind(lease_until_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn release_claims(&self) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE event_deliveries SET claimed_until = 0 WHERE state = 'pending' AND claimed_until > 0",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn topics(&self, tenant: Option<&str>) -> StoreResult<Vec<TopicStats>> {
+
+        let rows = match tenant {
+            Some(tenant) => {
+                sqlx::query(concat!(
+                    topics_select!(),
+                    " WHERE t.tenant = $1 ORDER BY t.tenant, t.name"
+                ))
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(concat!(topics_select!(), " ORDER BY t.tenant, t.name"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                Ok(TopicStats {
+                    tenant: row.try_get("tenant")?,
+                    name: row.try_get("name")?,
+                    backlog: count(row, "backlog")?,
+                    oldest_ms: row.try_get("oldest_ms")?,
+                    dead_letters: count(row, "dead")?,
+                    last_delivery_ms: row.try_get("last_delivery_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letters(
+        &self,
+        tenant: &str,
+        topic: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT m.id AS id, m.type AS type, m.time_ms AS time_ms, d.service AS service, \
+             d.path AS path, d.attempts AS attempts, d.last_error AS last_error \
+             FROM event_deliveries d JOIN event_messages m \
+               ON m.tenant = d.tenant AND m.topic = d.topic AND m.seq = d.seq \
+             WHERE d.tenant = $1 AND d.topic = $2 AND d.state = 'dead' \
+             ORDER BY d.seq LIMIT $3",
+        )
+        .bind(tenant)
+        .bind(topic)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeadLetter {
+                    id: row.try_get("id")?,
+                    event_type: row.try_get("type")?,
+                    service: row.try_get("service")?,
+                    path: row.try_get("path")?,
+                    attempts: small(row, "attempts")?,
+                    last_error: row.try_get("last_error")?,
+                    published_ms: row.try_get("time_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn redrive(&self, tenant: &str, topic: &str, now_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE event_deliveries SET state = 'pending', attempts = 0, due_ms = $1, \
+             claimed_until = 0 WHERE tenant = $2 AND topic = $3 AND state = 'dead'",
+        )
+        .bind(now_ms)
+        .bind(tenant)
+        .bind(topic)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn record_tick(
+        &self,
+        tick: &Tick,
+        fire: Option<(&NewMessage, &NewDelivery)>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO schedule_ticks (tenant, service, schedule, tick_ms, fired) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&tick.tenant)
+        .bind(&tick.service)
+        .bind(&tick.schedule)
+        .bind(tick.tick_ms)
+        .bind(i64::from(fire.is_some()))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let Some((message, delivery)) = fire {
+            debug_assert_eq!(message.topic, SCHEDULE_TOPIC);
+            Self::insert_message(&mut tx, message, std::slice::from_ref(delivery)).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn last_tick(
+        &self,
+        tenant: &str,
+        service: &str,
+        schedule: &str,
+    ) -> StoreResult<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(tick_ms) AS last FROM schedule_ticks \
+             WHERE tenant = $1 AND service = $2 AND schedule = $3",
+        )
+        .bind(tenant)
+        .bind(service)
+        .bind(schedule)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("last")?)
+    }
+
+    async fn prune_ticks(&self, before_ms: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM schedule_ticks WHERE tick_ms < $1 AND tick_ms < ( \
+               SELECT MAX(s.tick_ms) FROM schedule_ticks s WHERE s.tenant = schedule_ticks.tenant \
+               AND s.service = schedule_ticks.service AND s.schedule = schedule_ticks.schedule)",
+        )
+        .bind(before_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
