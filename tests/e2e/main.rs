@@ -11,6 +11,7 @@ mod compat;
 mod control;
 mod deploys;
 mod durability;
+mod events;
 mod faults;
 mod fleet;
 mod hostile;

@@ -52,7 +52,7 @@ async fn delivery(mut r: Request, _p: Params) -> Result<Response, Error> {
         seen.push(record.clone());
         Ok(seen)
     })?;
-    let fail_first: u64 = config::get("fail_first")
+    let fail_first: i64 = config::get("fail_first")
         .ok()
         .flatten()
         .and_then(|v| v.parse().ok())

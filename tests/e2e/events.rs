@@ -1,0 +1,475 @@
+//! Events end to end, against real hosts: a publish is delivered as a
+//! CloudEvents request with its headers; a failing subscriber is retried
+//! with back-off, then dead-lettered and redriven; per-key order holds
+//! across retries; a SIGKILL between store and delivery loses nothing; a
+//! schedule on three hosts sharing Postgres fires each tick once.
+
+use anyhow::{Context, Result, bail, ensure};
+use berth_api::events::{
+    DeadLetterList, PublishedEvent, Redriven, ScheduleList, ScheduleSpec, SubscriptionSpec,
+    TopicList,
+};
+use berth_api::services::ServiceChange;
+use berth_api::units::DurationSpec;
+use berth_e2e::postgres::Postgres;
+use berth_e2e::{Admin, BerthProcess, Launch, client, component};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn subscription(topic: &str, path: &str, attempts: u32, backoff_ms: u64) -> SubscriptionSpec {
+    SubscriptionSpec {
+        topic: topic.to_string(),
+        path: path.to_string(),
+        event_type: None,
+        max_attempts: Some(attempts),
+        backoff: Some(DurationSpec(Duration::from_millis(backoff_ms))),
+    }
+}
+
+/// Deploys the event subscriber as `service` of `tenant` at `/{service}`
+/// with these subscriptions, schedules and config.
+async fn deploy_consumer(
+    admin: &Admin,
+    tenant: &str,
+    service: &str,
+    subscriptions: Vec<SubscriptionSpec>,
+    schedules: Vec<ScheduleSpec>,
+    config: &[(&str, &str)],
+) -> Result<()> {
+    let route = format!("/{service}");
+    admin
+        .deploy(tenant, service, "1", &component("testing-events")?, &route)
+        .await?;
+    let change = ServiceChange {
+        subscriptions: Some(subscriptions),
+        schedules: Some(schedules),
+        config: Some(
+            config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let set = admin
+        .send(
+            admin
+                .request(
+                    reqwest::Method::PUT,
+                    &format!("/v1/tenants/{tenant}/services/{service}"),
+                )
+                .json(&change),
+        )
+        .await?;
+    ensure!(set.status == 200, "configuring {service}: {set:?}");
+    Ok(())
+}
+
+async fn publish(
+    admin: &Admin,
+    tenant: &str,
+    topic: &str,
+    kind: &str,
+    body: &str,
+    key: Option<&str>,
+) -> Result<PublishedEvent> {
+    let mut request = admin
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/tenants/{tenant}/topics/{topic}/events"),
+        )
+        .header("ce-type", kind)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(key) = key {
+        request = request.header("partition-key", key);
+    }
+    let answer = admin.send(request).await?;
+    ensure!(answer.status == 202, "publish: {answer:?}");
+    answer.parse()
+}
+
+/// The deliveries `service` of `tenant` has recorded.
+async fn seen(host: &BerthProcess, tenant: &str, service: &str) -> Result<Vec<Value>> {
+    let response = host
+        .tenant_get(tenant, &format!("/{service}/seen"))
+        .send()
+        .await?;
+    ensure!(response.status() == 200, "seen: {}", response.status());
+    let seen: Vec<Value> = response.json().await?;
+    Ok(seen)
+}
+
+/// Waits (bounded) until `service` has recorded `n` deliveries.
+async fn until_seen(
+    host: &BerthProcess,
+    tenant: &str,
+    service: &str,
+    n: usize,
+    within: Duration,
+) -> Result<Vec<Value>> {
+    let started = Instant::now();
+    loop {
+        let seen = seen(host, tenant, service).await?;
+        if seen.len() >= n {
+            return Ok(seen);
+        }
+        if started.elapsed() > within {
+            bail!(
+                "{service} saw {} of {n} deliveries in {within:?}: {seen:?}",
+                seen.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn field<'a>(record: &'a Value, name: &str) -> &'a str {
+    record[name].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_published_event_arrives_as_a_cloudevent_with_its_headers() -> Result<()> {
+    let host = BerthProcess::empty(&[])?;
+    let admin = host.operator()?;
+    admin.create_tenant("acme").await?;
+    let placed = SubscriptionSpec {
+        event_type: Some("order.placed".into()),
+        ..subscription("orders", "/on/order", 5, 100)
+    };
+    deploy_consumer(&admin, "acme", "orders", vec![placed], vec![], &[]).await?;
+
+    let published = publish(
+        &admin,
+        "acme",
+        "orders",
+        "order.placed",
+        r#"{"order": 1}"#,
+        Some("customer-7"),
+    )
+    .await?;
+    assert_eq!(published.deliveries, 1);
+    // Another type is stored for no one: the subscription filters on it.
+    let other = publish(&admin, "acme", "orders", "order.cancelled", "{}", None).await?;
+    assert_eq!(other.deliveries, 0);
+
+    let record = until_seen(&host, "acme", "orders", 1, Duration::from_secs(10)).await?;
+    let first = &record[0];
+    assert_eq!(field(first, "path"), "/on/order");
+    assert_eq!(field(first, "id"), published.id);
+    assert_eq!(field(first, "type"), "order.placed");
+    assert_eq!(field(first, "specversion"), "1.0");
+    assert_eq!(field(first, "source"), "/tenants/acme/topics/orders");
+    assert_eq!(field(first, "partitionkey"), "customer-7");
+    assert_eq!(field(first, "content_type"), "application/json");
+    assert_eq!(field(first, "body"), r#"{"order": 1}"#);
+    assert_eq!(field(first, "attempt_header"), "1");
+    assert!(
+        chrono_like(field(first, "time")),
+        "ce-time is RFC 3339: {first}"
+    );
+    assert_eq!(field(first, "traceparent").len(), 55, "{first}");
+
+    // A guest publishes through http://events.internal, without wasi:messaging.
+    let response = host
+        .tenant_get("acme", "/orders/publish/orders")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 405, "the publish route takes POST");
+    let response = client()
+        .post(host.url("/orders/publish/orders"))
+        .header("host", "acme.localhost")
+        .header("ce-type", "order.placed")
+        .body(r#"{"order": 2}"#)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    let record = until_seen(&host, "acme", "orders", 2, Duration::from_secs(10)).await?;
+    assert_eq!(field(&record[1], "source"), "/services/orders");
+    assert_eq!(field(&record[1], "body"), r#"{"order": 2}"#);
+
+    // Without a type, to a bad topic, or to an unknown tenant: refused.
+    let no_type = admin
+        .send(
+            admin
+                .request(reqwest::Method::POST, "/v1/tenants/acme/topics/orders/events")
+                .body("{}"),
+        )
+        .await?;
+    assert_eq!(no_type.status, 400, "{no_type:?}");
+    let bad_topic = admin
+        .send(
+            admin
+                .request(reqwest::Method::POST, "/v1/tenants/acme/topics/_x/events")
+                .header("ce-type", "t"),
+        )
+        .await?;
+    assert_eq!(bad_topic.status, 400, "{bad_topic:?}");
+    let no_tenant = admin
+        .send(
+            admin
+                .request(reqwest::Method::POST, "/v1/tenants/nobody/topics/orders/events")
+                .header("ce-type", "t"),
+        )
+        .await?;
+    assert_eq!(no_tenant.status, 404, "{no_tenant:?}");
+    // A tenant's token reaches only its own topics.
+    let other = admin.create_tenant("other").await?;
+    let other = host.admin_as(&other)?;
+    let denied = other.get("/v1/tenants/acme/topics").await?;
+    assert_eq!(denied.status, 403);
+
+    let topics: TopicList = admin.get("/v1/tenants/acme/topics").await?.parse()?;
+    let orders = topics
+        .topics
+        .iter()
+        .find(|t| t.name == "orders")
+        .context("the orders topic is listed")?;
+    assert_eq!(orders.backlog, 0);
+    assert!(orders.last_delivery_ms.is_some());
+    assert_eq!(orders.subscriptions, vec!["orders /on/order".to_string()]);
+    Ok(())
+}
+
+/// `2026-12-01T07:00:00.123Z`, roughly.
+fn chrono_like(text: &str) -> bool {
+    text.len() >= 20 && text.as_bytes().get(4) == Some(&b'-') && text.contains('T')
+}
+
+#[tokio::test]
+async fn a_failing_consumer_is_retried_then_dead_lettered_and_redriven() -> Result<()> {
+    let host = BerthProcess::empty(&[])?;
+    let admin = host.operator()?;
+    admin.create_tenant("acme").await?;
+    // Fails three times, then takes it.
+    deploy_consumer(
+        &admin,
+        "acme",
+        "flaky",
+        vec![subscription("jobs", "/on/job", 6, 100)],
+        vec![],
+        &[("fail_first", "3")],
+    )
+    .await?;
+    // Always fails: dead after three attempts.
+    deploy_consumer(
+        &admin,
+        "acme",
+        "broken",
+        vec![subscription("jobs", "/on/job", 3, 100)],
+        vec![],
+        &[("always_fail", "true")],
+    )
+    .await?;
+    let event = publish(&admin, "acme", "jobs", "job.created", "{}", None).await?;
+    assert_eq!(event.deliveries, 2);
+
+    let flaky = until_seen(&host, "acme", "flaky", 4, Duration::from_secs(15)).await?;
+    let attempts: Vec<u64> = flaky.iter().map(|r| r["attempt"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(attempts, [1, 2, 3, 4]);
+    assert!(flaky.iter().all(|r| field(r, "id") == event.id));
+    let headers: Vec<&str> = flaky.iter().map(|r| field(r, "attempt_header")).collect();
+    assert_eq!(headers, ["1", "2", "3", "4"]);
+
+    // Dead after its attempts; nothing more is delivered to either.
+    let started = Instant::now();
+    let dead = loop {
+        let dead: DeadLetterList = admin
+            .get("/v1/tenants/acme/topics/jobs/dead-letters")
+            .await?
+            .parse()?;
+        if !dead.dead_letters.is_empty() {
+            break dead;
+        }
+        ensure!(started.elapsed() < Duration::from_secs(15), "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let letter = &dead.dead_letters[0];
+    assert_eq!((letter.service.as_str(), letter.attempts), ("broken", 3));
+    assert_eq!(letter.id, event.id);
+    assert!(letter.last_error.contains("500"), "{letter:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(seen(&host, "acme", "flaky").await?.len(), 4, "acknowledged once, never again");
+    assert_eq!(seen(&host, "acme", "broken").await?.len(), 3);
+    let topics: TopicList = admin.get("/v1/tenants/acme/topics").await?.parse()?;
+    assert_eq!(topics.topics[0].dead_letters, 1);
+    assert_eq!(topics.topics[0].backlog, 0);
+
+    // Fixed, and redriven from the CLI: delivered again, from attempt 1.
+    let fix = ServiceChange {
+        config: Some(BTreeMap::new()),
+        ..Default::default()
+    };
+    let fixed = admin
+        .send(
+            admin
+                .request(reqwest::Method::PUT, "/v1/tenants/acme/services/broken")
+                .json(&fix),
+        )
+        .await?;
+    ensure!(fixed.status == 200, "{fixed:?}");
+    let out = berth_cli(&host, &["dead-letters", "jobs", "--redrive", "-o", "json", "--tenant", "acme"])?;
+    let redriven: Redriven = serde_json::from_str(&out)?;
+    assert_eq!(redriven.redriven, 1);
+    let broken = until_seen(&host, "acme", "broken", 4, Duration::from_secs(10)).await?;
+    assert_eq!(broken[3]["attempt_header"], "1");
+    let out = berth_cli(&host, &["dead-letters", "jobs", "--tenant", "acme"])?;
+    assert!(!out.contains(&event.id), "no dead letter is left: {out}");
+    Ok(())
+}
+
+/// Runs a client verb of `berth` against `host` as the operator; its
+/// standard output, or why it failed.
+fn berth_cli(host: &BerthProcess, args: &[&str]) -> Result<String> {
+    let admin = host.admin.as_deref().context("no admin address")?;
+    let out = std::process::Command::new(berth_e2e::berth_bin()?)
+        .args(args)
+        .env("BERTH_ADMIN_URL", admin)
+        .env("BERTH_TOKEN", berth_e2e::OPERATOR_TOKEN)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "berth {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn events_of_one_key_keep_their_order_across_retries() -> Result<()> {
+    let host = BerthProcess::empty(&[])?;
+    let admin = host.operator()?;
+    admin.create_tenant("acme").await?;
+    // Every event's first attempt fails.
+    deploy_consumer(
+        &admin,
+        "acme",
+        "ledger",
+        vec![subscription("entries", "/on/entry", 5, 100)],
+        vec![],
+        &[("fail_first", "1")],
+    )
+    .await?;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let event = publish(&admin, "acme", "entries", "entry", &i.to_string(), Some("account-1"))
+            .await?;
+        ids.push(event.id);
+    }
+    let seen = until_seen(&host, "acme", "ledger", 10, Duration::from_secs(20)).await?;
+    let order: Vec<(&str, u64)> = seen
+        .iter()
+        .map(|r| (field(r, "id"), r["attempt"].as_u64().unwrap_or(0)))
+        .collect();
+    let expected: Vec<(&str, u64)> = ids
+        .iter()
+        .flat_map(|id| [(id.as_str(), 1), (id.as_str(), 2)])
+        .collect();
+    assert_eq!(order, expected, "each event is retried before the next is tried");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_sigkill_between_store_and_delivery_loses_nothing() -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let data = scratch.path().join("data");
+    let launch = || {
+        BerthProcess::launch(Launch {
+            args: vec![],
+            config: None,
+            data_dir: data.clone(),
+        })
+    };
+    let host = launch()?;
+    let admin = host.operator()?;
+    admin.create_tenant("acme").await?;
+    deploy_consumer(
+        &admin,
+        "acme",
+        "sink",
+        vec![subscription("work", "/on/work", 5, 100)],
+        vec![],
+        &[],
+    )
+    .await?;
+    let mut ids = HashSet::new();
+    for i in 0..40 {
+        ids.insert(publish(&admin, "acme", "work", "work", &i.to_string(), None).await?.id);
+    }
+    // Killed at once: some deliveries are stored, some in flight.
+    host.kill()?;
+    let host = launch()?;
+    let seen = until_seen(&host, "acme", "sink", ids.len(), Duration::from_secs(20)).await?;
+    let delivered: HashSet<String> = seen.iter().map(|r| field(r, "id").to_string()).collect();
+    assert_eq!(delivered, ids, "every stored event is delivered");
+    // At least once: any repeat carries the same id, and is one that was in
+    // flight when the host died.
+    assert!(seen.len() <= ids.len() + 8, "{} deliveries", seen.len());
+    Ok(())
+}
+
+fn fleet_host(dir: &Path, name: &str, pg: &Postgres) -> Result<BerthProcess> {
+    BerthProcess::launch(Launch {
+        args: vec![
+            "--store".into(),
+            pg.url(),
+            "--sync-interval".into(),
+            "1s".into(),
+        ],
+        config: None,
+        data_dir: dir.join(name),
+    })
+}
+
+#[tokio::test]
+async fn a_schedule_fires_once_per_tick_across_three_hosts() -> Result<()> {
+    let pg = Postgres::start()?;
+    let dir = tempfile::tempdir()?;
+    let hosts = [
+        fleet_host(dir.path(), "a", &pg)?,
+        fleet_host(dir.path(), "b", &pg)?,
+        fleet_host(dir.path(), "c", &pg)?,
+    ];
+    let admin = hosts[0].operator()?;
+    admin.create_tenant("acme").await?;
+    let every_second = ScheduleSpec {
+        cron: "* * * * * *".into(),
+        path: "/tick".into(),
+        time_zone: "Europe/Paris".into(),
+        missed: Default::default(),
+    };
+    deploy_consumer(&admin, "acme", "clock", vec![], vec![every_second], &[]).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Unscheduled: no tick after this change reaches any host's plan.
+    let stop = ServiceChange {
+        schedules: Some(vec![]),
+        ..Default::default()
+    };
+    let stopped = admin
+        .send(
+            admin
+                .request(reqwest::Method::PUT, "/v1/tenants/acme/services/clock")
+                .json(&stop),
+        )
+        .await?;
+    ensure!(stopped.status == 200, "{stopped:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ticks = seen(&hosts[1], "acme", "clock").await?;
+    let ids: Vec<&str> = ticks.iter().map(|r| field(r, "id")).collect();
+    let distinct: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "a tick fired twice: {ids:?}");
+    assert!(
+        (4..=12).contains(&ids.len()),
+        "{} ticks in about 6-8 s of a schedule every second",
+        ids.len()
+    );
+    assert!(ticks.iter().all(|r| field(r, "type") == "berth.schedule.tick"));
+    // Each tick fires at its second, whichever host wins it.
+    let times: Vec<&str> = ticks.iter().map(|r| field(r, "time")).collect();
+    assert!(times.iter().all(|t| t.ends_with(".000Z")), "{times:?}");
+    let schedules: ScheduleList = admin.get("/v1/tenants/acme/schedules").await?.parse()?;
+    assert!(schedules.schedules.is_empty(), "{schedules:?}");
+    Ok(())
+}
