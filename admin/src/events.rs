@@ -6,8 +6,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Path, State};
 use berth_api::Problem;
 use berth_api::events::{
-    DeadLetterList, PublishedEvent, Redriven, ScheduleList, SubscriptionList, TopicList,
-    TopicView,
+    DeadLetterList, PublishedEvent, Redriven, ScheduleList, SubscriptionList, TopicList, TopicView,
 };
 use berth_control::ControlError;
 use berth_control::events::cloudevents::header_text;

@@ -22,9 +22,7 @@ pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(3600
 pub const TICK_TYPE: &str = "berth.schedule.tick";
 
 /// What happens to the ticks that fell while no host ran.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum MissedTicks {
     /// They are not fired; the schedule goes on from the next tick.
@@ -138,11 +136,7 @@ pub struct SubscriptionSpec {
     /// The path of the service's own that each event is sent to.
     pub path: String,
     /// Only events of this `ce-type`; every event when left out.
-    #[serde(
-        default,
-        rename = "type",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub event_type: Option<String>,
     /// Attempts before an event goes to the topic's dead letters (5 by
     /// default).
@@ -368,7 +362,7 @@ mod tests {
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_default()
         };
-        let every_two = schedule("*/2 * * * * *", "UTC").parse().map_err(|e| e);
+        let every_two = schedule("*/2 * * * * *", "UTC").parse();
         let next = every_two.map(|s| s.next_after(at("2026-01-01T00:00:01Z")));
         assert_eq!(next, Ok(Some(at("2026-01-01T00:00:02Z"))));
         // 03:00 in Paris is 02:00 UTC in winter.

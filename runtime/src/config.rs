@@ -258,9 +258,13 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             check_events(&[], std::slice::from_ref(subscription.get_ref()))
                 .map_err(|m| invalid(subscription.span().start, m))?;
         }
-        let schedules: Vec<ScheduleSpec> = raw.schedule.into_iter().map(Spanned::into_inner).collect();
-        let subscriptions: Vec<SubscriptionSpec> =
-            raw.subscription.into_iter().map(Spanned::into_inner).collect();
+        let schedules: Vec<ScheduleSpec> =
+            raw.schedule.into_iter().map(Spanned::into_inner).collect();
+        let subscriptions: Vec<SubscriptionSpec> = raw
+            .subscription
+            .into_iter()
+            .map(Spanned::into_inner)
+            .collect();
         check_events(&schedules, &subscriptions).map_err(|m| invalid(at, m))?;
 
         specs.push(ServiceSpec {

@@ -7,9 +7,7 @@ use http::HeaderValue;
 use std::sync::Arc;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::capabilities::calls::{
-    EVENTS_SERVICE, EventOrigin, ServiceCall, ServiceDispatch,
-};
+use crate::capabilities::calls::{EVENTS_SERVICE, EventOrigin, ServiceCall, ServiceDispatch};
 use crate::error::RequestError;
 use crate::host::Host;
 use crate::random::roll;

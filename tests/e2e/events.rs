@@ -194,7 +194,10 @@ async fn a_published_event_arrives_as_a_cloudevent_with_its_headers() -> Result<
     let no_type = admin
         .send(
             admin
-                .request(reqwest::Method::POST, "/v1/tenants/acme/topics/orders/events")
+                .request(
+                    reqwest::Method::POST,
+                    "/v1/tenants/acme/topics/orders/events",
+                )
                 .body("{}"),
         )
         .await?;
@@ -210,7 +213,10 @@ async fn a_published_event_arrives_as_a_cloudevent_with_its_headers() -> Result<
     let no_tenant = admin
         .send(
             admin
-                .request(reqwest::Method::POST, "/v1/tenants/nobody/topics/orders/events")
+                .request(
+                    reqwest::Method::POST,
+                    "/v1/tenants/nobody/topics/orders/events",
+                )
                 .header("ce-type", "t"),
         )
         .await?;
@@ -267,7 +273,10 @@ async fn a_failing_consumer_is_retried_then_dead_lettered_and_redriven() -> Resu
     assert_eq!(event.deliveries, 2);
 
     let flaky = until_seen(&host, "acme", "flaky", 4, Duration::from_secs(15)).await?;
-    let attempts: Vec<u64> = flaky.iter().map(|r| r["attempt"].as_u64().unwrap_or(0)).collect();
+    let attempts: Vec<u64> = flaky
+        .iter()
+        .map(|r| r["attempt"].as_u64().unwrap_or(0))
+        .collect();
     assert_eq!(attempts, [1, 2, 3, 4]);
     assert!(flaky.iter().all(|r| field(r, "id") == event.id));
     let headers: Vec<&str> = flaky.iter().map(|r| field(r, "attempt_header")).collect();
@@ -283,7 +292,10 @@ async fn a_failing_consumer_is_retried_then_dead_lettered_and_redriven() -> Resu
         if !dead.dead_letters.is_empty() {
             break dead;
         }
-        ensure!(started.elapsed() < Duration::from_secs(15), "never dead-lettered");
+        ensure!(
+            started.elapsed() < Duration::from_secs(15),
+            "never dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let letter = &dead.dead_letters[0];
@@ -291,7 +303,11 @@ async fn a_failing_consumer_is_retried_then_dead_lettered_and_redriven() -> Resu
     assert_eq!(letter.id, event.id);
     assert!(letter.last_error.contains("500"), "{letter:?}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(seen(&host, "acme", "flaky").await?.len(), 4, "acknowledged once, never again");
+    assert_eq!(
+        seen(&host, "acme", "flaky").await?.len(),
+        4,
+        "acknowledged once, never again"
+    );
     assert_eq!(seen(&host, "acme", "broken").await?.len(), 3);
     let topics: TopicList = admin.get("/v1/tenants/acme/topics").await?.parse()?;
     assert_eq!(topics.topics[0].dead_letters, 1);
@@ -310,7 +326,18 @@ async fn a_failing_consumer_is_retried_then_dead_lettered_and_redriven() -> Resu
         )
         .await?;
     ensure!(fixed.status == 200, "{fixed:?}");
-    let out = berth_cli(&host, &["dead-letters", "jobs", "--redrive", "-o", "json", "--tenant", "acme"])?;
+    let out = berth_cli(
+        &host,
+        &[
+            "dead-letters",
+            "jobs",
+            "--redrive",
+            "-o",
+            "json",
+            "--tenant",
+            "acme",
+        ],
+    )?;
     let redriven: Redriven = serde_json::from_str(&out)?;
     assert_eq!(redriven.redriven, 1);
     let broken = until_seen(&host, "acme", "broken", 4, Duration::from_secs(10)).await?;
@@ -354,8 +381,15 @@ async fn events_of_one_key_keep_their_order_across_retries() -> Result<()> {
     .await?;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let event = publish(&admin, "acme", "entries", "entry", &i.to_string(), Some("account-1"))
-            .await?;
+        let event = publish(
+            &admin,
+            "acme",
+            "entries",
+            "entry",
+            &i.to_string(),
+            Some("account-1"),
+        )
+        .await?;
         ids.push(event.id);
     }
     let seen = until_seen(&host, "acme", "ledger", 10, Duration::from_secs(20)).await?;
@@ -367,7 +401,10 @@ async fn events_of_one_key_keep_their_order_across_retries() -> Result<()> {
         .iter()
         .flat_map(|id| [(id.as_str(), 1), (id.as_str(), 2)])
         .collect();
-    assert_eq!(order, expected, "each event is retried before the next is tried");
+    assert_eq!(
+        order, expected,
+        "each event is retried before the next is tried"
+    );
     Ok(())
 }
 
@@ -396,7 +433,11 @@ async fn a_sigkill_between_store_and_delivery_loses_nothing() -> Result<()> {
     .await?;
     let mut ids = HashSet::new();
     for i in 0..40 {
-        ids.insert(publish(&admin, "acme", "work", "work", &i.to_string(), None).await?.id);
+        ids.insert(
+            publish(&admin, "acme", "work", "work", &i.to_string(), None)
+                .await?
+                .id,
+        );
     }
     // Killed at once: some deliveries are stored, some in flight.
     host.kill()?;
@@ -465,7 +506,11 @@ async fn a_schedule_fires_once_per_tick_across_three_hosts() -> Result<()> {
         "{} ticks in about 6-8 s of a schedule every second",
         ids.len()
     );
-    assert!(ticks.iter().all(|r| field(r, "type") == "berth.schedule.tick"));
+    assert!(
+        ticks
+            .iter()
+            .all(|r| field(r, "type") == "berth.schedule.tick")
+    );
     // Each tick fires at its second, whichever host wins it.
     let times: Vec<&str> = ticks.iter().map(|r| field(r, "time")).collect();
     assert!(times.iter().all(|t| t.ends_with(".000Z")), "{times:?}");

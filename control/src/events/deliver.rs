@@ -91,22 +91,29 @@ async fn deliver(me: &Events, delivery: ClaimedDelivery) {
         }
         Err(error) => Err(format!("cannot build the request: {error}")),
     };
-    let labels = [
-        ("tenant", key.tenant.clone()),
-        ("topic", key.topic.clone()),
-    ];
+    let labels = [("tenant", key.tenant.clone()), ("topic", key.topic.clone())];
     let recorded = match &outcome {
         Ok(()) => {
-            metrics::counter!("berth_event_deliveries_total", &labels_with(&labels, "acknowledged"))
-                .increment(1);
+            metrics::counter!(
+                "berth_event_deliveries_total",
+                &labels_with(&labels, "acknowledged")
+            )
+            .increment(1);
             me.log.acknowledge(key, now_millis()).await
         }
         Err(error) => {
             let retry_at = (attempt < delivery.max_attempts)
                 .then(|| now_millis() + backoff_ms(delivery.backoff_ms, attempt));
-            let outcome = if retry_at.is_some() { "retried" } else { "dead" };
-            metrics::counter!("berth_event_deliveries_total", &labels_with(&labels, outcome))
-                .increment(1);
+            let outcome = if retry_at.is_some() {
+                "retried"
+            } else {
+                "dead"
+            };
+            metrics::counter!(
+                "berth_event_deliveries_total",
+                &labels_with(&labels, outcome)
+            )
+            .increment(1);
             tracing::info!(
                 tenant = %key.tenant, topic = %key.topic, service = %key.service,
                 event_id = %message.id, request_id = %request_id, attempt, %error,
@@ -141,8 +148,8 @@ fn backoff_ms(first_ms: i64, attempt: u32) -> i64 {
     let doubled = first_ms.saturating_mul(1i64 << attempt.saturating_sub(1).min(30));
     let capped = doubled.clamp(1, MAX_BACKOFF_MS);
     let half = capped / 2;
-    let jitter = i64::try_from(berth_runtime::random::roll() % (half.max(1) as u64 + 1))
-        .unwrap_or(0);
+    let jitter =
+        i64::try_from(berth_runtime::random::roll() % (half.max(1) as u64 + 1)).unwrap_or(0);
     half + jitter
 }
 
@@ -158,10 +165,11 @@ pub(super) async fn watch_backlog(events: Weak<Events>) {
                 for t in topics {
                     let labels = [("tenant", t.tenant.clone()), ("topic", t.name.clone())];
                     metrics::gauge!("berth_topic_backlog", &labels).set(t.backlog as f64);
-                    let age = t.oldest_ms.map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+                    let age = t
+                        .oldest_ms
+                        .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
                     metrics::gauge!("berth_topic_oldest_age_seconds", &labels).set(age);
-                    metrics::gauge!("berth_topic_dead_letters", &labels)
-                        .set(t.dead_letters as f64);
+                    metrics::gauge!("berth_topic_dead_letters", &labels).set(t.dead_letters as f64);
                 }
             }
             Err(error) => tracing::debug!(%error, "cannot read topic backlogs"),

@@ -28,10 +28,7 @@ impl EventIngress for Events {
             );
         };
         if head.method != http::Method::POST {
-            return problem(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "publish an event with POST",
-            );
+            return problem(StatusCode::METHOD_NOT_ALLOWED, "publish an event with POST");
         }
         let Some(event_type) = header_text(&head.headers, "ce-type") else {
             return problem(StatusCode::BAD_REQUEST, "the `ce-type` header is required");
@@ -66,7 +63,10 @@ impl EventIngress for Events {
             Err(ControlError::InvalidInput(detail)) => problem(StatusCode::BAD_REQUEST, &detail),
             Err(error) => {
                 tracing::warn!(tenant = origin.tenant, request_id = origin.request_id, %error, "a guest's event was not stored");
-                problem(StatusCode::SERVICE_UNAVAILABLE, "the event could not be stored")
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the event could not be stored",
+                )
             }
         }
     }
@@ -79,7 +79,11 @@ fn problem(status: StatusCode, detail: &str) -> http::Response<WasiBody> {
         "status": status.as_u16(),
         "detail": detail,
     });
-    response(status, "application/problem+json", body.to_string().into_bytes())
+    response(
+        status,
+        "application/problem+json",
+        body.to_string().into_bytes(),
+    )
 }
 
 fn response(status: StatusCode, kind: &'static str, body: Vec<u8>) -> http::Response<WasiBody> {
@@ -88,8 +92,9 @@ fn response(status: StatusCode, kind: &'static str, body: Vec<u8>) -> http::Resp
         .boxed_unsync();
     let mut response = http::Response::new(body);
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(kind));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(kind),
+    );
     response
 }

@@ -107,7 +107,10 @@ impl Events {
         if self.settings.single_host {
             let released = self.log.release_claims().await?;
             if released > 0 {
-                tracing::info!(released, "deliveries an earlier run had claimed are sent again");
+                tracing::info!(
+                    released,
+                    "deliveries an earlier run had claimed are sent again"
+                );
             }
         }
         tokio::spawn(deliver::run(Arc::downgrade(self)));
@@ -161,9 +164,7 @@ impl Events {
         if let Some(key) = &publish.partition_key {
             check_attribute("partition-key", key)?;
         }
-        let deliveries = self
-            .plan()
-            .deliveries(tenant, topic, &publish.event_type);
+        let deliveries = self.plan().deliveries(tenant, topic, &publish.event_type);
         let message = NewMessage {
             tenant: tenant.to_string(),
             topic: topic.to_string(),
@@ -266,7 +267,12 @@ impl Events {
     pub async fn schedules(&self, tenant: &str) -> Result<Vec<ScheduleView>, ControlError> {
         let now = chrono::Utc::now();
         let mut views = Vec::new();
-        for s in self.plan().schedules().iter().filter(|s| s.tenant == tenant) {
+        for s in self
+            .plan()
+            .schedules()
+            .iter()
+            .filter(|s| s.tenant == tenant)
+        {
             let last = self.log.last_tick(&s.tenant, &s.service, &s.key).await?;
             views.push(ScheduleView {
                 service: s.service.clone(),

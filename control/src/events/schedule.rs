@@ -16,7 +16,7 @@ use crate::store::events::{NewDelivery, NewMessage, SCHEDULE_TOPIC, Tick};
 
 /// A tick this late (or less) is on time; an earlier one was missed while
 /// no host ran.
-const GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+const GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 /// Most ticks looked at when finding the latest missed one.
 const MISSED_BOUND: usize = 100_000;
 /// Most ticks of one schedule fired in one pass (a host that was stalled).
@@ -72,7 +72,11 @@ pub(super) async fn run(events: Weak<Events>) {
         }
         if now - pruned > chrono::TimeDelta::hours(1) {
             pruned = now;
-            if let Err(error) = me.log.prune_ticks(now.timestamp_millis() - TICK_RETENTION_MS).await {
+            if let Err(error) = me
+                .log
+                .prune_ticks(now.timestamp_millis() - TICK_RETENTION_MS)
+                .await
+            {
                 tracing::debug!(%error, "cannot prune old ticks");
             }
         }
@@ -96,10 +100,7 @@ async fn start(
     let Some(last) = last.and_then(DateTime::<Utc>::from_timestamp_millis) else {
         return Ok(Cursor { last: now });
     };
-    let Some(missed) = schedule
-        .cron
-        .latest_in(last, now - GRACE, MISSED_BOUND)
-    else {
+    let Some(missed) = schedule.cron.latest_in(last, now - GRACE, MISSED_BOUND) else {
         return Ok(Cursor { last });
     };
     // Ticks between `last` and `missed` fell while no host ran.
@@ -188,8 +189,11 @@ async fn record(
 fn tick_id(schedule: &PlannedSchedule, tick_ms: i64) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(
-        format!("{}\n{}\n{}", schedule.tenant, schedule.service, schedule.key).as_bytes(),
+        format!(
+            "{}\n{}\n{}",
+            schedule.tenant, schedule.service, schedule.key
+        )
+        .as_bytes(),
     );
     format!("tick-{}-{tick_ms}", hex::encode(&digest[..8]))
 }
-

@@ -155,8 +155,12 @@ pub trait EventLog: Send + Sync {
     ) -> StoreResult<bool>;
 
     /// The latest tick recorded for a schedule.
-    async fn last_tick(&self, tenant: &str, service: &str, schedule: &str)
-    -> StoreResult<Option<i64>>;
+    async fn last_tick(
+        &self,
+        tenant: &str,
+        service: &str,
+        schedule: &str,
+    ) -> StoreResult<Option<i64>>;
 
     /// Forgets ticks older than `before_ms` (each schedule's latest stays).
     async fn prune_ticks(&self, before_ms: i64) -> StoreResult<u64>;

@@ -11,8 +11,8 @@ pub mod events;
 mod listen;
 pub mod sql;
 
-use berth_api::limits::{ServiceLimits, TenantLimits};
 use berth_api::events::{ScheduleSpec, SubscriptionSpec};
+use berth_api::limits::{ServiceLimits, TenantLimits};
 use berth_api::reuse::InstanceReuse;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

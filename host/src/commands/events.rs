@@ -86,7 +86,14 @@ impl Client {
             .await?;
         self.print(&list, |l| {
             table(
-                &["TOPIC", "BACKLOG", "OLDEST", "DEAD", "LAST DELIVERY", "SUBSCRIBERS"],
+                &[
+                    "TOPIC",
+                    "BACKLOG",
+                    "OLDEST",
+                    "DEAD",
+                    "LAST DELIVERY",
+                    "SUBSCRIBERS",
+                ],
                 l.topics
                     .iter()
                     .map(|t| {
@@ -173,7 +180,15 @@ impl Client {
         let list: DeadLetterList = self.send(self.request(Method::GET, &base)).await?;
         self.print(&list, |l| {
             table(
-                &["ID", "TYPE", "SERVICE", "PATH", "ATTEMPTS", "PUBLISHED", "LAST ERROR"],
+                &[
+                    "ID",
+                    "TYPE",
+                    "SERVICE",
+                    "PATH",
+                    "ATTEMPTS",
+                    "PUBLISHED",
+                    "LAST ERROR",
+                ],
                 l.dead_letters
                     .iter()
                     .map(|d| {

@@ -137,9 +137,7 @@ impl EventLog for SqlStore {
         .bind(now_ms)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get("tenant")?))
-            .collect()
+        rows.iter().map(|row| Ok(row.try_get("tenant")?)).collect()
     }
 
     async fn claim(
@@ -232,12 +230,14 @@ impl EventLog for SqlStore {
         .bind(key.seq)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE event_topics SET last_delivery_ms = $1 WHERE tenant = $2 AND name = $3")
-            .bind(now_ms)
-            .bind(&key.tenant)
-            .bind(&key.topic)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE event_topics SET last_delivery_ms = $1 WHERE tenant = $2 AND name = $3",
+        )
+        .bind(now_ms)
+        .bind(&key.tenant)
+        .bind(&key.topic)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -285,7 +285,6 @@ impl EventLog for SqlStore {
     }
 
     async fn topics(&self, tenant: Option<&str>) -> StoreResult<Vec<TopicStats>> {
-
         let rows = match tenant {
             Some(tenant) => {
                 sqlx::query(concat!(
