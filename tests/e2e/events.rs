@@ -13,10 +13,32 @@ use berth_api::services::ServiceChange;
 use berth_api::units::DurationSpec;
 use berth_e2e::postgres::Postgres;
 use berth_e2e::{Admin, BerthProcess, Launch, client, component};
+
+use crate::fleet::fleet_host;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// A host of its own with the tenant `acme`, and the operator's client.
+async fn acme_host() -> Result<(BerthProcess, Admin)> {
+    let (host, admin) = acme_host().await?;
+    Ok((host, admin))
+}
+
+/// Applies `change` to `service` of `tenant`; fails unless it is taken.
+async fn configure(
+    admin: &Admin,
+    tenant: &str,
+    service: &str,
+    change: &ServiceChange,
+) -> Result<()> {
+    let path = format!("/v1/tenants/{tenant}/services/{service}");
+    let set = admin
+        .send(admin.request(reqwest::Method::PUT, &path).json(change))
+        .await?;
+    ensure!(set.status == 200, "configuring {service}: {set:?}");
+    Ok(())
+}
 
 fn subscription(topic: &str, path: &str, attempts: u32, backoff_ms: u64) -> SubscriptionSpec {
     SubscriptionSpec {
@@ -53,18 +75,7 @@ async fn deploy_consumer(
         ),
         ..Default::default()
     };
-    let set = admin
-        .send(
-            admin
-                .request(
-                    reqwest::Method::PUT,
-                    &format!("/v1/tenants/{tenant}/services/{service}"),
-                )
-                .json(&change),
-        )
-        .await?;
-    ensure!(set.status == 200, "configuring {service}: {set:?}");
-    Ok(())
+    configure(admin, tenant, service, &change).await
 }
 
 async fn publish(
@@ -132,9 +143,7 @@ fn field<'a>(record: &'a Value, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn a_published_event_arrives_as_a_cloudevent_with_its_headers() -> Result<()> {
-    let host = BerthProcess::empty(&[])?;
-    let admin = host.operator()?;
-    admin.create_tenant("acme").await?;
+    let (host, admin) = acme_host().await?;
     let placed = SubscriptionSpec {
         event_type: Some("order.placed".into()),
         ..subscription("orders", "/on/order", 5, 100)
@@ -246,9 +255,7 @@ fn chrono_like(text: &str) -> bool {
 
 #[tokio::test]
 async fn a_failing_consumer_is_retried_then_dead_lettered_and_redriven() -> Result<()> {
-    let host = BerthProcess::empty(&[])?;
-    let admin = host.operator()?;
-    admin.create_tenant("acme").await?;
+    let (host, admin) = acme_host().await?;
     // Fails three times, then takes it.
     deploy_consumer(
         &admin,
@@ -318,14 +325,7 @@ async fn a_failing_consumer_is_retried_then_dead_lettered_and_redriven() -> Resu
         config: Some(BTreeMap::new()),
         ..Default::default()
     };
-    let fixed = admin
-        .send(
-            admin
-                .request(reqwest::Method::PUT, "/v1/tenants/acme/services/broken")
-                .json(&fix),
-        )
-        .await?;
-    ensure!(fixed.status == 200, "{fixed:?}");
+    configure(&admin, "acme", "broken", &fix).await?;
     let out = berth_cli(
         &host,
         &[
@@ -366,9 +366,7 @@ fn berth_cli(host: &BerthProcess, args: &[&str]) -> Result<String> {
 
 #[tokio::test]
 async fn events_of_one_key_keep_their_order_across_retries() -> Result<()> {
-    let host = BerthProcess::empty(&[])?;
-    let admin = host.operator()?;
-    admin.create_tenant("acme").await?;
+    let (host, admin) = acme_host().await?;
     // Every event's first attempt fails.
     deploy_consumer(
         &admin,
@@ -451,19 +449,6 @@ async fn a_sigkill_between_store_and_delivery_loses_nothing() -> Result<()> {
     Ok(())
 }
 
-fn fleet_host(dir: &Path, name: &str, pg: &Postgres) -> Result<BerthProcess> {
-    BerthProcess::launch(Launch {
-        args: vec![
-            "--store".into(),
-            pg.url(),
-            "--sync-interval".into(),
-            "1s".into(),
-        ],
-        config: None,
-        data_dir: dir.join(name),
-    })
-}
-
 #[tokio::test]
 async fn a_schedule_fires_once_per_tick_across_three_hosts() -> Result<()> {
     let pg = Postgres::start()?;
@@ -488,14 +473,7 @@ async fn a_schedule_fires_once_per_tick_across_three_hosts() -> Result<()> {
         schedules: Some(vec![]),
         ..Default::default()
     };
-    let stopped = admin
-        .send(
-            admin
-                .request(reqwest::Method::PUT, "/v1/tenants/acme/services/clock")
-                .json(&stop),
-        )
-        .await?;
-    ensure!(stopped.status == 200, "{stopped:?}");
+    configure(&admin, "acme", "clock", &stop).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ticks = seen(&hosts[1], "acme", "clock").await?;
     let ids: Vec<&str> = ticks.iter().map(|r| field(r, "id")).collect();

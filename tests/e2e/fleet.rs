@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 /// quick build, as the uploading host does, and optimise it behind.
 const CONVERGED_WITHIN: Duration = Duration::from_secs(2);
 
-fn fleet_host(dir: &Path, name: &str, pg: &Postgres) -> Result<BerthProcess> {
+/// A host of the fleet sharing `pg`, with its own data directory.
+pub(crate) fn fleet_host(dir: &Path, name: &str, pg: &Postgres) -> Result<BerthProcess> {
     BerthProcess::launch(Launch {
         args: vec![
             "--store".into(),

@@ -59,23 +59,28 @@ async fn delivery(mut r: Request, _p: Params) -> Result<Response, Error> {
         .unwrap_or(0);
     let always = config::get("always_fail").ok().flatten().as_deref() == Some("true");
     if always || attempt <= fail_first {
-        return answer(StatusCode::INTERNAL_SERVER_ERROR, format!("failing attempt {attempt}"));
+        return answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failing attempt {attempt}"),
+        );
     }
     answer(StatusCode::OK, "ok".to_string())
 }
 
 async fn seen(_r: Request, _p: Params) -> Result<Response, Error> {
     let seen: Option<Vec<serde_json::Value>> = Bucket::open_default()?.get("seen")?;
-    answer(StatusCode::OK, serde_json::json!(seen.unwrap_or_default()).to_string())
+    answer(
+        StatusCode::OK,
+        serde_json::json!(seen.unwrap_or_default()).to_string(),
+    )
 }
 
 async fn publish(mut r: Request, p: Params) -> Result<Response, Error> {
     let body = r.body_mut().contents().await?.to_vec();
     let topic = p.get("topic").unwrap_or_default();
-    let mut request = berth_sdk::http::Request::post(format!(
-        "http://events.internal/topics/{topic}"
-    ))
-    .header("content-type", "application/json");
+    let mut request =
+        berth_sdk::http::Request::post(format!("http://events.internal/topics/{topic}"))
+            .header("content-type", "application/json");
     for name in ["ce-type", "partition-key"] {
         let value = header(&r, name);
         if !value.is_empty() {
