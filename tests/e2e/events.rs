@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 /// A host of its own with the tenant `acme`, and the operator's client.
 async fn acme_host() -> Result<(BerthProcess, Admin)> {
-    let (host, admin) = acme_host().await?;
+    let host = BerthProcess::empty(&[])?;
+    let admin = host.operator()?;
+    admin.create_tenant("acme").await?;
     Ok((host, admin))
 }
 
