@@ -81,6 +81,22 @@ pub struct TenantLimits {
     pub kv_value_size: Option<ByteSize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv_storage: Option<ByteSize>,
+    /// Topics the tenant may have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_topics: Option<u32>,
+    /// Events stored at once (waiting, being retried, or dead letters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_backlog: Option<u64>,
+    /// Payload bytes of those events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_storage: Option<ByteSize>,
+    /// Events the tenant may publish per second, per host (twice as many
+    /// in a burst); past it, 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_rate: Option<u32>,
+    /// Deliveries to the tenant's services in flight at once, per host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_concurrency: Option<u32>,
 }
 
 impl TenantLimits {

@@ -26,6 +26,7 @@ CREATE TABLE event_messages (
     partition_key  TEXT,
     traceparent    TEXT,
     payload        BYTEA NOT NULL,
+    size           BIGINT NOT NULL,
     PRIMARY KEY (tenant, topic, seq),
     FOREIGN KEY (tenant, topic) REFERENCES event_topics(tenant, name) ON DELETE CASCADE
 );
@@ -52,6 +53,14 @@ CREATE TABLE event_deliveries (
 
 CREATE INDEX event_deliveries_due ON event_deliveries (state, tenant, due_ms);
 CREATE INDEX event_deliveries_key ON event_deliveries (tenant, topic, service, path, partition_key, seq);
+
+-- What each tenant's stored events take, kept with every publish and
+-- acknowledgement, so a quota check is one conditional UPDATE.
+CREATE TABLE event_usage (
+    tenant    TEXT PRIMARY KEY REFERENCES tenants(name) ON DELETE CASCADE,
+    messages  BIGINT NOT NULL DEFAULT 0,
+    bytes     BIGINT NOT NULL DEFAULT 0
+);
 
 -- One row per tick fired (or skipped) by any host: the primary key is what
 -- makes a tick fire once across a fleet and a restart.

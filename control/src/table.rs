@@ -66,7 +66,15 @@ impl ControlPlane {
                 schedules,
                 subscriptions,
             });
-        EventPlan::build(declared.chain(stored))
+        let quotas = snapshot
+            .tenants
+            .iter()
+            .map(|t| {
+                let quotas = TenantQuotas::from_limits(&t.limits).unwrap_or_default();
+                (t.name.clone(), quotas.events)
+            })
+            .collect();
+        EventPlan::build(declared.chain(stored), quotas)
     }
 
     async fn link_missing(&self, snapshot: &Snapshot) -> Result<(), ControlError> {

@@ -35,6 +35,34 @@ pub struct TenantQuotas {
     pub private_outbound: bool,
     /// Key-value data over all the tenant's services.
     pub kv: KvQuota,
+    /// Topics, stored events, publishing and deliveries.
+    pub events: EventQuota,
+}
+
+/// What a tenant's events may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventQuota {
+    pub topics: u32,
+    /// Events stored at once, dead letters included.
+    pub backlog: u64,
+    /// Payload bytes of those events.
+    pub storage_bytes: u64,
+    /// Events published per second, per host.
+    pub publish_rate: u32,
+    /// Deliveries in flight at once, per host.
+    pub concurrency: u32,
+}
+
+impl Default for EventQuota {
+    fn default() -> Self {
+        Self {
+            topics: 100,
+            backlog: 100_000,
+            storage_bytes: 256 * 1024 * 1024,
+            publish_rate: 1000,
+            concurrency: 8,
+        }
+    }
 }
 
 impl Default for TenantQuotas {
@@ -49,6 +77,7 @@ impl Default for TenantQuotas {
             storage_bytes: 2 * 1024 * 1024 * 1024,
             private_outbound: false,
             kv: KvQuota::default(),
+            events: EventQuota::default(),
         }
     }
 }
@@ -62,6 +91,12 @@ impl TenantQuotas {
     /// defaults; refused when they make no sense.
     pub fn from_limits(limits: &TenantLimits) -> Result<Self, QuotaError> {
         let quotas = Self::default().overridden_by(limits);
+        let events = &quotas.events;
+        if events.publish_rate == 0 || events.concurrency == 0 {
+            return Err(QuotaError(
+                "publish_rate and event_concurrency must be at least 1".into(),
+            ));
+        }
         if quotas.concurrency == 0 {
             return Err(QuotaError("concurrency must be at least 1".into()));
         }
@@ -95,6 +130,11 @@ impl TenantQuotas {
             kv_keys: Some(self.kv.keys),
             kv_value_size: Some(ByteSize(self.kv.value_bytes)),
             kv_storage: Some(ByteSize(self.kv.total_bytes)),
+            event_topics: Some(self.events.topics),
+            event_backlog: Some(self.events.backlog),
+            event_storage: Some(ByteSize(self.events.storage_bytes)),
+            publish_rate: Some(self.events.publish_rate),
+            event_concurrency: Some(self.events.concurrency),
         }
     }
 
@@ -113,6 +153,15 @@ impl TenantQuotas {
                 keys: limits.kv_keys.unwrap_or(self.kv.keys),
                 value_bytes: limits.kv_value_size.map_or(self.kv.value_bytes, |b| b.0),
                 total_bytes: limits.kv_storage.map_or(self.kv.total_bytes, |b| b.0),
+            },
+            events: EventQuota {
+                topics: limits.event_topics.unwrap_or(self.events.topics),
+                backlog: limits.event_backlog.unwrap_or(self.events.backlog),
+                storage_bytes: limits
+                    .event_storage
+                    .map_or(self.events.storage_bytes, |b| b.0),
+                publish_rate: limits.publish_rate.unwrap_or(self.events.publish_rate),
+                concurrency: limits.event_concurrency.unwrap_or(self.events.concurrency),
             },
         }
     }

@@ -37,7 +37,7 @@ pub(super) async fn run(events: Weak<Events>) {
 async fn claim_round(me: &Arc<Events>) -> Result<(), crate::store::StoreError> {
     let now = now_millis();
     let lease_until = now + super::plan::millis(me.settings.lease);
-    for tenant in me.log.due_tenants(now).await? {
+    for tenant in me.log.tenants_with_events().await? {
         let slots = me.slots(&tenant);
         let free = u32::try_from(slots.available_permits()).unwrap_or(0);
         if free == 0 {

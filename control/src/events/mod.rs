@@ -22,7 +22,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::ControlError;
-use crate::store::events::{EventLog, NewMessage, SCHEDULE_TOPIC};
+use crate::store::StoreError;
+use crate::store::events::{EventLog, NewMessage, QuotaHit, SCHEDULE_TOPIC};
 use crate::store::now_millis;
 use plan::EventPlan;
 pub use target::EventTarget;
@@ -33,7 +34,8 @@ pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 /// How the event loops run on this host.
 #[derive(Debug, Clone)]
 pub struct EventSettings {
-    /// Deliveries in flight at once per tenant, on this host.
+    /// Most deliveries in flight at once per tenant on this host, over
+    /// any tenant quota (`event_concurrency`, 8 by default).
     pub delivery_concurrency: u32,
     /// How often the loops look for work when nothing woke them.
     pub poll: Duration,
@@ -50,7 +52,7 @@ pub struct EventSettings {
 impl Default for EventSettings {
     fn default() -> Self {
         Self {
-            delivery_concurrency: 8,
+            delivery_concurrency: 64,
             poll: Duration::from_millis(250),
             delivery_timeout: Duration::from_secs(100),
             lease: Duration::from_secs(120),
@@ -80,8 +82,17 @@ pub struct Events {
     wake: Notify,
     /// Wakes the scheduler: a new plan.
     replanned: Notify,
-    /// Each tenant's deliveries in flight on this host.
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Each tenant's deliveries in flight on this host, with the quota
+    /// the semaphore was made for.
+    slots: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+    /// Each tenant's publishing on this host.
+    paces: Mutex<HashMap<String, Pace>>,
+}
+
+/// A token bucket: `rate` events a second, bursts of twice that.
+struct Pace {
+    tokens: f64,
+    at: std::time::Instant,
 }
 
 impl Events {
@@ -98,6 +109,7 @@ impl Events {
             wake: Notify::new(),
             replanned: Notify::new(),
             slots: Mutex::new(HashMap::new()),
+            paces: Mutex::new(HashMap::new()),
         })
     }
 
@@ -164,7 +176,15 @@ impl Events {
         if let Some(key) = &publish.partition_key {
             check_attribute("partition-key", key)?;
         }
-        let deliveries = self.plan().deliveries(tenant, topic, &publish.event_type);
+        let plan = self.plan();
+        let quota = plan.quota(tenant);
+        if !self.publish_pace(tenant, quota.publish_rate) {
+            return Err(ControlError::Busy(format!(
+                "tenant `{tenant}` publishes more than {} events a second",
+                quota.publish_rate
+            )));
+        }
+        let deliveries = plan.deliveries(tenant, topic, &publish.event_type);
         let message = NewMessage {
             tenant: tenant.to_string(),
             topic: topic.to_string(),
@@ -177,7 +197,14 @@ impl Events {
             traceparent: publish.traceparent,
             payload: publish.payload,
         };
-        self.log.publish(&message, &deliveries).await?;
+        match self.log.publish(&message, &deliveries, &quota).await {
+            Ok(_) => {}
+            Err(StoreError::EventQuota(hit @ QuotaHit::Topics(_))) => {
+                return Err(ControlError::QuotaExceeded(hit.to_string()));
+            }
+            Err(StoreError::EventQuota(hit)) => return Err(ControlError::Busy(hit.to_string())),
+            Err(other) => return Err(other.into()),
+        }
         metrics::counter!("berth_events_published_total", "tenant" => tenant.to_string())
             .increment(1);
         self.wake.notify_one();
@@ -299,15 +326,49 @@ impl Events {
             .collect()
     }
 
-    /// The tenant's slots for deliveries in flight on this host.
+    /// The tenant's slots for deliveries in flight on this host: its
+    /// quota's, or the host's setting where that is lower. A changed quota
+    /// takes a new semaphore; deliveries under the old one finish there.
     fn slots(&self, tenant: &str) -> Arc<Semaphore> {
+        let size = self
+            .plan()
+            .quota(tenant)
+            .concurrency
+            .min(self.settings.delivery_concurrency.max(1));
         let mut slots = match self.slots.lock() {
             Ok(slots) => slots,
             Err(poisoned) => poisoned.into_inner(),
         };
-        Arc::clone(slots.entry(tenant.to_string()).or_insert_with(|| {
-            Arc::new(Semaphore::new(self.settings.delivery_concurrency as usize))
-        }))
+        let entry = slots
+            .entry(tenant.to_string())
+            .or_insert_with(|| (size, Arc::new(Semaphore::new(size as usize))));
+        if entry.0 != size {
+            *entry = (size, Arc::new(Semaphore::new(size as usize)));
+        }
+        Arc::clone(&entry.1)
+    }
+
+    /// Whether the tenant may publish one more event now.
+    fn publish_pace(&self, tenant: &str, rate: u32) -> bool {
+        let now = std::time::Instant::now();
+        let burst = f64::from(rate) * 2.0;
+        let mut paces = match self.paces.lock() {
+            Ok(paces) => paces,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let pace = paces.entry(tenant.to_string()).or_insert(Pace {
+            tokens: burst,
+            at: now,
+        });
+        let refill = now.duration_since(pace.at).as_secs_f64() * f64::from(rate);
+        pace.tokens = (pace.tokens + refill).min(burst);
+        pace.at = now;
+        if pace.tokens >= 1.0 {
+            pace.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 

@@ -5,6 +5,7 @@ use berth_api::events::{CronSchedule, ScheduleSpec, SubscriptionSpec};
 use std::collections::HashMap;
 
 use crate::store::events::NewDelivery;
+use berth_runtime::quotas::EventQuota;
 
 /// One service's event settings, as the plan is built from them.
 pub struct ServiceEvents<'a> {
@@ -37,11 +38,19 @@ pub struct PlannedSchedule {
 pub struct EventPlan {
     subscribers: HashMap<(String, String), Vec<Subscriber>>,
     schedules: Vec<PlannedSchedule>,
+    /// Each tenant's event quotas; a tenant not here has the defaults.
+    quotas: HashMap<String, EventQuota>,
 }
 
 impl EventPlan {
-    pub fn build<'a>(services: impl IntoIterator<Item = ServiceEvents<'a>>) -> Self {
-        let mut plan = Self::default();
+    pub fn build<'a>(
+        services: impl IntoIterator<Item = ServiceEvents<'a>>,
+        quotas: HashMap<String, EventQuota>,
+    ) -> Self {
+        let mut plan = Self {
+            quotas,
+            ..Self::default()
+        };
         for service in services {
             for spec in service.subscriptions {
                 plan.subscribers
@@ -101,6 +110,10 @@ impl EventPlan {
             .collect();
         found.sort_by(|a, b| (&a.service, &a.spec.topic).cmp(&(&b.service, &b.spec.topic)));
         found
+    }
+
+    pub fn quota(&self, tenant: &str) -> EventQuota {
+        self.quotas.get(tenant).copied().unwrap_or_default()
     }
 
     pub fn schedules(&self) -> &[PlannedSchedule] {

@@ -176,7 +176,11 @@ async fn record(
     };
     let recorded = me
         .log
-        .record_tick(&record, fire.then_some((&message, &delivery)))
+        .record_tick(
+            &record,
+            fire.then_some((&message, &delivery)),
+            &me.plan().quota(&schedule.tenant),
+        )
         .await?;
     if recorded && fire {
         me.wake.notify_one();

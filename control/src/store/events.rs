@@ -4,6 +4,31 @@
 //! one transaction.
 
 use super::StoreResult;
+use berth_runtime::quotas::EventQuota;
+
+/// Which of a tenant's event quotas a publish would pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaHit {
+    Topics(u32),
+    Backlog(u64),
+    Storage(u64),
+}
+
+impl std::fmt::Display for QuotaHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Topics(n) => write!(f, "the tenant has {n} topics, its quota"),
+            Self::Backlog(n) => write!(
+                f,
+                "the tenant stores {n} events, its quota: wait for deliveries or clear dead letters"
+            ),
+            Self::Storage(n) => write!(
+                f,
+                "the tenant's stored events would pass its quota of {n} bytes"
+            ),
+        }
+    }
+}
 
 /// A message as it is published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,12 +121,18 @@ pub const SCHEDULE_TOPIC: &str = "_schedules";
 
 #[async_trait::async_trait]
 pub trait EventLog: Send + Sync {
-    /// Stores a message and its deliveries; returns the message's place in
-    /// its topic.
-    async fn publish(&self, message: &NewMessage, deliveries: &[NewDelivery]) -> StoreResult<i64>;
+    /// Stores a message and its deliveries within the tenant's quota;
+    /// returns the message's place in its topic.
+    async fn publish(
+        &self,
+        message: &NewMessage,
+        deliveries: &[NewDelivery],
+        quota: &EventQuota,
+    ) -> StoreResult<i64>;
 
-    /// Tenants with a delivery due at `now_ms`.
-    async fn due_tenants(&self, now_ms: i64) -> StoreResult<Vec<String>>;
+    /// Tenants with events stored: read from the usage counts, so finding
+    /// them costs the same however large a backlog is.
+    async fn tenants_with_events(&self) -> StoreResult<Vec<String>>;
 
     /// Claims up to `limit` of the tenant's due deliveries until
     /// `lease_until_ms`. A delivery with a partition key waits while an
@@ -152,6 +183,7 @@ pub trait EventLog: Send + Sync {
         &self,
         tick: &Tick,
         fire: Option<(&NewMessage, &NewDelivery)>,
+        quota: &EventQuota,
     ) -> StoreResult<bool>;
 
     /// The latest tick recorded for a schedule.

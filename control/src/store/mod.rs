@@ -35,6 +35,9 @@ pub enum StoreError {
     /// The record changed since it was read; the store reads it again.
     #[error("changed concurrently")]
     Stale,
+    /// A tenant's events would take more than its quota.
+    #[error("{0}")]
+    EventQuota(events::QuotaHit),
 }
 
 impl StoreError {

@@ -4,11 +4,12 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::SqlStore;
-use crate::store::StoreResult;
 use crate::store::events::{
-    ClaimedDelivery, DeadLetter, DeliveryKey, EventLog, NewDelivery, NewMessage, SCHEDULE_TOPIC,
-    Tick, TopicStats,
+    ClaimedDelivery, DeadLetter, DeliveryKey, EventLog, NewDelivery, NewMessage, QuotaHit,
+    SCHEDULE_TOPIC, Tick, TopicStats,
 };
+use crate::store::{StoreError, StoreResult};
+use berth_runtime::quotas::EventQuota;
 
 /// Each topic with its backlog, oldest waiting delivery and dead letters.
 macro_rules! topics_select {
@@ -51,12 +52,16 @@ fn message_from_row(row: &AnyRow) -> StoreResult<NewMessage> {
 }
 
 impl SqlStore {
+    /// Stores a message and its deliveries, inside the tenant's quota: a
+    /// new topic is counted against its topics (the schedules' own is
+    /// not), a stored message against its backlog and bytes.
     async fn insert_message(
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         message: &NewMessage,
         deliveries: &[NewDelivery],
+        quota: &EventQuota,
     ) -> StoreResult<i64> {
-        sqlx::query(
+        let new_topic = sqlx::query(
             "INSERT INTO event_topics (tenant, name, created_ms) VALUES ($1, $2, $3) \
              ON CONFLICT DO NOTHING",
         )
@@ -64,7 +69,24 @@ impl SqlStore {
         .bind(&message.topic)
         .bind(message.time_ms)
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if new_topic && message.topic != SCHEDULE_TOPIC {
+            let topics = count(
+                &sqlx::query(
+                    "SELECT COUNT(*) AS n FROM event_topics WHERE tenant = $1 AND name <> $2",
+                )
+                .bind(&message.tenant)
+                .bind(SCHEDULE_TOPIC)
+                .fetch_one(&mut **tx)
+                .await?,
+                "n",
+            )?;
+            if topics > u64::from(quota.topics) {
+                return Err(StoreError::EventQuota(QuotaHit::Topics(quota.topics)));
+            }
+        }
         let next: i64 = sqlx::query(
             "UPDATE event_topics SET next_seq = next_seq + 1 WHERE tenant = $1 AND name = $2 \
              RETURNING next_seq",
@@ -78,10 +100,12 @@ impl SqlStore {
         if deliveries.is_empty() {
             return Ok(seq);
         }
+        let size = i64::try_from(message.payload.len()).unwrap_or(i64::MAX);
+        charge(tx, &message.tenant, size, quota).await?;
         sqlx::query(
             "INSERT INTO event_messages (tenant, topic, seq, id, type, source, time_ms, \
-             content_type, partition_key, traceparent, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+             content_type, partition_key, traceparent, payload, size) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&message.tenant)
         .bind(&message.topic)
@@ -94,6 +118,7 @@ impl SqlStore {
         .bind(&message.partition_key)
         .bind(&message.traceparent)
         .bind(&message.payload)
+        .bind(size)
         .execute(&mut **tx)
         .await?;
         let now = crate::store::now_millis();
@@ -120,23 +145,64 @@ impl SqlStore {
     }
 }
 
+/// Counts one stored message of `size` bytes against the tenant's quota;
+/// refused when it would pass it.
+async fn charge(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    size: i64,
+    quota: &EventQuota,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO event_usage (tenant) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(tenant)
+        .execute(&mut **tx)
+        .await?;
+    let backlog = i64::try_from(quota.backlog).unwrap_or(i64::MAX);
+    let bytes = i64::try_from(quota.storage_bytes).unwrap_or(i64::MAX);
+    let charged = sqlx::query(
+        "UPDATE event_usage SET messages = messages + 1, bytes = bytes + $1 \
+         WHERE tenant = $2 AND messages < $3 AND bytes + $1 <= $4",
+    )
+    .bind(size)
+    .bind(tenant)
+    .bind(backlog)
+    .bind(bytes)
+    .execute(&mut **tx)
+    .await?;
+    if charged.rows_affected() == 1 {
+        return Ok(());
+    }
+    let row = sqlx::query("SELECT messages FROM event_usage WHERE tenant = $1")
+        .bind(tenant)
+        .fetch_one(&mut **tx)
+        .await?;
+    Err(StoreError::EventQuota(
+        if count(&row, "messages")? >= quota.backlog {
+            QuotaHit::Backlog(quota.backlog)
+        } else {
+            QuotaHit::Storage(quota.storage_bytes)
+        },
+    ))
+}
+
 #[async_trait::async_trait]
 impl EventLog for SqlStore {
-    async fn publish(&self, message: &NewMessage, deliveries: &[NewDelivery]) -> StoreResult<i64> {
+    async fn publish(
+        &self,
+        message: &NewMessage,
+        deliveries: &[NewDelivery],
+        quota: &EventQuota,
+    ) -> StoreResult<i64> {
         let mut tx = self.begin_write().await?;
-        let seq = Self::insert_message(&mut tx, message, deliveries).await?;
+        let seq = Self::insert_message(&mut tx, message, deliveries, quota).await?;
         tx.commit().await?;
         Ok(seq)
     }
 
-    async fn due_tenants(&self, now_ms: i64) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT tenant FROM event_deliveries \
-             WHERE state = 'pending' AND due_ms <= $1 AND claimed_until < $1",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
+    async fn tenants_with_events(&self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT tenant FROM event_usage WHERE messages > 0")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|row| Ok(row.try_get("tenant")?)).collect()
     }
 
@@ -220,16 +286,28 @@ impl EventLog for SqlStore {
         .bind(&key.path)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        // The message goes with its last delivery, and stops counting.
+        let gone = sqlx::query(
             "DELETE FROM event_messages WHERE tenant = $1 AND topic = $2 AND seq = $3 \
              AND NOT EXISTS (SELECT 1 FROM event_deliveries d \
-               WHERE d.tenant = $1 AND d.topic = $2 AND d.seq = $3)",
+               WHERE d.tenant = $1 AND d.topic = $2 AND d.seq = $3) RETURNING size",
         )
         .bind(&key.tenant)
         .bind(&key.topic)
         .bind(key.seq)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
+        if let Some(row) = gone {
+            let size: i64 = row.try_get("size")?;
+            sqlx::query(
+                "UPDATE event_usage SET messages = messages - 1, bytes = bytes - $1 \
+                 WHERE tenant = $2",
+            )
+            .bind(size)
+            .bind(&key.tenant)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "UPDATE event_topics SET last_delivery_ms = $1 WHERE tenant = $2 AND name = $3",
         )
@@ -366,6 +444,7 @@ impl EventLog for SqlStore {
         &self,
         tick: &Tick,
         fire: Option<(&NewMessage, &NewDelivery)>,
+        quota: &EventQuota,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
@@ -384,7 +463,7 @@ impl EventLog for SqlStore {
         }
         if let Some((message, delivery)) = fire {
             debug_assert_eq!(message.topic, SCHEDULE_TOPIC);
-            Self::insert_message(&mut tx, message, std::slice::from_ref(delivery)).await?;
+            Self::insert_message(&mut tx, message, std::slice::from_ref(delivery), quota).await?;
         }
         tx.commit().await?;
         Ok(true)
