@@ -642,7 +642,13 @@ async fn event_quotas_refuse_with_a_clear_status() -> Result<()> {
     }
     let (status, body) = try_publish(&admin, "acme", "a").await?;
     assert_eq!(status, 429, "{body}");
-    assert!(body["detail"].as_str().unwrap_or_default().contains("3 events"), "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("3 events"),
+        "{body}"
+    );
     let (status, body) = try_publish(&admin, "acme", "b").await?;
     assert_eq!(status, 409, "a second topic is over the quota: {body}");
 
@@ -715,7 +721,10 @@ async fn a_tenants_flood_does_not_delay_another_tenants_deliveries() -> Result<(
                     if seen.iter().any(|r| field(r, "body") == i.to_string()) {
                         break;
                     }
-                    ensure!(started.elapsed() < Duration::from_secs(30), "never delivered");
+                    ensure!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "never delivered"
+                    );
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 latencies.push(started.elapsed());
@@ -746,13 +755,19 @@ async fn a_tenants_flood_does_not_delay_another_tenants_deliveries() -> Result<(
     let published_in = started.elapsed();
     let flooded = quiet_latency(&host, &admin).await?;
     let topics: TopicList = admin.get("/v1/tenants/noisy/topics").await?.parse()?;
-    let backlog = topics.topics.first().map_or(0, |t| t.backlog + t.dead_letters);
+    let backlog = topics
+        .topics
+        .first()
+        .map_or(0, |t| t.backlog + t.dead_letters);
     eprintln!(
         "{FLOOD} events stored in {published_in:?}; quiet p99 {:?} calm, {:?} under the flood (backlog {backlog})",
         p99(&calm),
         p99(&flooded)
     );
-    assert!(backlog as usize >= FLOOD * 9 / 10, "the flood is stored: {backlog}");
+    assert!(
+        backlog as usize >= FLOOD * 9 / 10,
+        "the flood is stored: {backlog}"
+    );
     let bound = p99(&calm) * 3 + Duration::from_millis(500);
     assert!(
         p99(&flooded) <= bound,
