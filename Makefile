@@ -25,7 +25,7 @@ setup:
 
 # The example services once more for WASI 0.3, from the same source
 # (berth-sdk's `p3` feature), into target/p3.
-P3_EXAMPLES = -p hello -p json-api -p shop-cart -p shop-catalog -p shop-gateway
+P3_EXAMPLES = -p hello -p json-api -p shop-cart -p shop-catalog -p shop-gateway -p shop-orders
 
 components: setup python-components
 	cd components && $(CARGO) build --release --target $(WASM_TARGET) --target-dir target

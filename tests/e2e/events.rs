@@ -318,6 +318,26 @@ async fn a_failing_consumer_is_retried_then_dead_lettered_and_redriven() -> Resu
         "acknowledged once, never again"
     );
     assert_eq!(seen(&host, "acme", "broken").await?.len(), 3);
+    // The backlog gauges an autoscaler reads say so too.
+    let started = Instant::now();
+    loop {
+        let text = host.metrics_text().await?;
+        let dead = text.lines().any(|l| {
+            l.starts_with("berth_topic_dead_letters{")
+                && l.contains("topic=\"jobs\"")
+                && l.ends_with(" 1")
+        });
+        if dead {
+            assert!(text.contains("berth_topic_backlog{"), "{text}");
+            assert!(text.contains("berth_topic_oldest_age_seconds{"), "{text}");
+            break;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "no berth_topic_dead_letters for jobs in /metrics"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let topics: TopicList = admin.get("/v1/tenants/acme/topics").await?.parse()?;
     assert_eq!(topics.topics[0].dead_letters, 1);
     assert_eq!(topics.topics[0].backlog, 0);

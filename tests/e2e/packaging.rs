@@ -189,3 +189,31 @@ fn kubernetes_manifests_describe_a_locked_down_fleet() -> Result<()> {
     }
     Ok(())
 }
+
+/// The KEDA overlay scales the same Deployment on CPU and on the event
+/// backlog's metrics, in place of the plain HPA.
+#[test]
+fn the_keda_overlay_scales_on_cpu_and_the_event_backlog() -> Result<()> {
+    let deployment: Deployment = documents("deployment.yaml", "Deployment")?.remove(0);
+    let scaled: Vec<serde_yaml::Value> = documents("keda/scaledobject.yaml", "ScaledObject")?;
+    let spec = &scaled[0]["spec"];
+    ensure!(spec["scaleTargetRef"]["kind"].as_str() == Some("Deployment"));
+    ensure!(spec["scaleTargetRef"]["name"].as_str() == deployment.metadata.name.as_deref());
+    let triggers = spec["triggers"].as_sequence().context("no triggers")?;
+    let kinds: Vec<&str> = triggers.iter().filter_map(|t| t["type"].as_str()).collect();
+    ensure!(kinds.contains(&"cpu"), "{kinds:?}");
+    let queries: Vec<&str> = triggers
+        .iter()
+        .filter_map(|t| t["metadata"]["query"].as_str())
+        .collect();
+    for metric in ["berth_topic_backlog", "berth_topic_oldest_age_seconds"] {
+        ensure!(
+            queries.iter().any(|q| q.contains(metric)),
+            "no trigger on {metric}: {queries:?}"
+        );
+    }
+    let overlay = std::fs::read_to_string(manifests().join("keda/kustomization.yaml"))?;
+    ensure!(overlay.contains("scaledobject.yaml") && overlay.contains("$patch: delete"));
+    ensure!(overlay.contains("HorizontalPodAutoscaler"));
+    Ok(())
+}

@@ -1,5 +1,7 @@
 //! The shop example (`components/shop`): three services in `berth.toml`
-//! calling each other in-process, driven through the gateway's public API.
+//! calling each other in-process, driven through the gateway's public API,
+//! and a fourth, `orders`, that only reacts to events: the cart's
+//! `order.placed` at checkout, and a schedule's ticks.
 
 use anyhow::{Context, Result};
 use berth_e2e::{BerthProcess, client, component, component_p3};
@@ -22,6 +24,15 @@ fn shop_config(built: fn(&str) -> Result<std::path::PathBuf>) -> Result<String> 
             "shop-gateway",
             "/shop",
             "[service.config]\nshop_name = \"Test Shop\"",
+        )?,
+        // The nightly summary, every second here.
+        entry(
+            "orders",
+            "shop-orders",
+            "/orders",
+            "[[service.subscription]]\ntopic = \"orders\"\npath = \"/events/order-placed\"\n\
+             type = \"order.placed\"\n[[service.schedule]]\ncron = \"* * * * * *\"\n\
+             path = \"/events/nightly\"",
         )?,
     ]
     .concat())
@@ -160,5 +171,65 @@ async fn shop_serves(host: &BerthProcess) -> Result<()> {
     assert_eq!(empty["items"], json!([]));
     let (status, _) = call(host, reqwest::Method::GET, "/shop/carts/b%20ob", None).await?;
     assert_eq!(status, 400);
+    checkout_reaches_orders(host, mug_id).await
+}
+
+/// Checkout publishes the cart as an event; `orders` records it once, even
+/// when it is delivered again, and the schedule's summary counts it.
+async fn checkout_reaches_orders(host: &BerthProcess, mug_id: u64) -> Result<()> {
+    let post = reqwest::Method::POST;
+    let (status, body) = call(host, post.clone(), "/cart/carts/bob/checkout", None).await?;
+    assert_eq!(status, 400, "an empty cart is not an order: {body}");
+    let (status, placed) = call(host, post.clone(), "/cart/carts/ada/checkout", None).await?;
+    assert_eq!(status, 200, "{placed}");
+    let event_id = placed["order_event"]
+        .as_str()
+        .context("no event id")?
+        .to_string();
+    let (_, cart) = call(host, reqwest::Method::GET, "/cart/carts/ada", None).await?;
+    assert_eq!(cart["items"], json!([]), "checked out");
+
+    let orders = until(host, "/orders/orders", |o| {
+        o.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await?;
+    assert_eq!(orders[0]["event_id"], event_id.as_str());
+    assert_eq!(orders[0]["user"], "ada");
+    assert_eq!(orders[0]["items"][0]["product_id"], mug_id);
+
+    // The same event again (at-least-once delivery): recorded once.
+    let admin = host.operator()?;
+    let again = admin
+        .send(
+            admin
+                .request(post.clone(), "/v1/tenants/default/topics/orders/events")
+                .header("ce-type", "order.placed")
+                .header("ce-id", &event_id)
+                .header("content-type", "application/json")
+                .body(json!({"user": "ada", "items": []}).to_string()),
+        )
+        .await?;
+    assert_eq!(again.status, 202, "{again:?}");
+    let summary = until(host, "/orders/summary", |s| s["orders"] == 1).await?;
+    assert_eq!(summary["units_by_product"][mug_id.to_string()], 20);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, orders) = call(host, reqwest::Method::GET, "/orders/orders", None).await?;
+    assert_eq!(orders.as_array().map(Vec::len), Some(1), "{orders}");
     Ok(())
+}
+
+/// Waits (bounded) until `GET path` answers 200 with a body `done` accepts.
+async fn until(host: &BerthProcess, path: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = call(host, reqwest::Method::GET, path, None).await?;
+        if status == 200 && done(&body) {
+            return Ok(body);
+        }
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "{path} never got there: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

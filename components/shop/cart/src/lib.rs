@@ -4,10 +4,14 @@
 //! - `GET /carts/{user}`: the cart (empty when there is none);
 //! - `POST /carts/{user}/items` `{"product_id", "quantity"}`: adds (or, with
 //!   a negative quantity, removes) units of a product; returns the cart;
-//! - `DELETE /carts/{user}`: empties the cart.
+//! - `DELETE /carts/{user}`: empties the cart;
+//! - `POST /carts/{user}/checkout`: publishes the cart as an
+//!   `order.placed` event to the topic `orders` (keyed by user, so one
+//!   user's orders stay in order), empties it, and answers 202 with the
+//!   event's id. The `orders` service takes it from there.
 
 use berth_sdk::kv::Bucket;
-use berth_sdk::{Error, Json, Params, Request, Router, StatusCode, read_json, serve};
+use berth_sdk::{Body, Error, Json, Params, Request, Router, StatusCode, call, read_json, serve};
 use serde::{Deserialize, Serialize};
 
 /// Most units of one product in a cart.
@@ -104,9 +108,41 @@ async fn clear(_request: Request, params: Params) -> Result<StatusCode, Error> {
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn checkout(_request: Request, params: Params) -> Result<Json<serde_json::Value>, Error> {
+    let user = user(&params)?;
+    let bucket = Bucket::open_default()?;
+    let cart: Option<Cart> = bucket.get(&key(&user))?;
+    let Some(cart) = cart.filter(|c| !c.items.is_empty()) else {
+        return Err(Error::bad_request("the cart is empty"));
+    };
+    let order = serde_json::to_vec(&cart).map_err(|e| Error::internal(e.to_string()))?;
+    // `events` is not a service: the host stores the event for the topic's
+    // subscribers and answers 202 with its id.
+    let publish = berth_sdk::http::Request::post("/topics/orders")
+        .header("ce-type", "order.placed")
+        .header("content-type", "application/json")
+        .header("partition-key", user.as_str())
+        .body(Body::from(order))?;
+    let mut published = call("events", publish).await?;
+    let answer = published.body_mut().str_contents().await?.to_string();
+    if published.status() != StatusCode::ACCEPTED {
+        return Err(Error::new(
+            StatusCode::BAD_GATEWAY,
+            format!("the order could not be placed: {answer}"),
+        ));
+    }
+    bucket.delete(&key(&user))?;
+    let event: serde_json::Value =
+        serde_json::from_str(&answer).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(Json(
+        serde_json::json!({"user": user, "order_event": event["id"]}),
+    ))
+}
+
 serve!(
     Router::new()
         .get("/carts/{user}", get)
         .post("/carts/{user}/items", add)
         .delete("/carts/{user}", clear)
+        .post("/carts/{user}/checkout", checkout)
 );
