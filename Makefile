@@ -14,7 +14,7 @@ COMPONENTIZE_PY_VERSION := 0.25.1
 COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
 PYTHON_OUT   := components/target/python
 
-.PHONY: postgres all setup browser components python-components build run test fmt-check module-cycles lint unit e2e bench clean
+.PHONY: postgres nats all setup browser components python-components build run test fmt-check module-cycles lint unit e2e bench clean
 
 all: build components
 
@@ -90,7 +90,14 @@ postgres:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends postgresql; }
 
-test: components browser postgres fmt-check module-cycles
+# The NATS bridge test starts its own server: Debian's nats-server.
+nats:
+	@command -v nats-server >/dev/null 2>&1 || test -x /usr/sbin/nats-server || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends nats-server; }
+
+test: components browser postgres nats fmt-check module-cycles
 	$(LINTING) $(CARGO) build --workspace --all-targets
 	$(LINTING) $(CARGO) test --workspace -- --test-threads=1
 

@@ -53,6 +53,7 @@ pub async fn publish(
         content_type: header_text(&headers, "content-type"),
         traceparent: header_text(&headers, "traceparent"),
         payload: payload.to_vec(),
+        bridged: false,
     };
     let published = state
         .control

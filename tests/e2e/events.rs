@@ -797,3 +797,93 @@ async fn a_tenants_flood_does_not_delay_another_tenants_deliveries() -> Result<(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn topics_bridge_to_a_real_nats_server_both_ways() -> Result<()> {
+    use futures::StreamExt;
+    let nats = berth_e2e::nats::NatsServer::start()?;
+    let url = nats.url();
+    let host =
+        BerthProcess::empty(&["--nats-url", &url, "--nats-bind", "acme/orders=shop.orders"])?;
+    let admin = host.operator()?;
+    admin.create_tenant("acme").await?;
+    deploy_consumer(
+        &admin,
+        "acme",
+        "orders",
+        vec![subscription("orders", "/on/order", 5, 100)],
+        vec![],
+        &[],
+    )
+    .await?;
+    let outside = async_nats::connect(url.as_str()).await?;
+    let mut watching = outside.subscribe("shop.orders").await?;
+    outside.flush().await?;
+
+    // Out: an event published in Berth reaches NATS with its attributes.
+    let event = publish(
+        &admin,
+        "acme",
+        "orders",
+        "order.placed",
+        r#"{"n":1}"#,
+        Some("k"),
+    )
+    .await?;
+    assert_eq!(event.deliveries, 2, "the service and the bridge");
+    let message = tokio::time::timeout(Duration::from_secs(10), watching.next())
+        .await?
+        .context("no message on shop.orders")?;
+    let header = |m: &async_nats::Message, name: &str| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    assert_eq!(
+        header(&message, "ce-id").as_deref(),
+        Some(event.id.as_str())
+    );
+    assert_eq!(header(&message, "ce-type").as_deref(), Some("order.placed"));
+    assert_eq!(header(&message, "ce-partitionkey").as_deref(), Some("k"));
+    assert_eq!(&message.payload[..], br#"{"n":1}"#);
+
+    // In: a message from outside is delivered to the topic's subscribers.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("ce-type", "order.placed");
+    headers.insert("ce-id", "from-outside-1");
+    outside
+        .publish_with_headers("shop.orders", headers, r#"{"n":2}"#.into())
+        .await?;
+    outside.flush().await?;
+    let seen = until_seen(&host, "acme", "orders", 2, Duration::from_secs(10)).await?;
+    let inbound = seen
+        .iter()
+        .find(|r| field(r, "id") == "from-outside-1")
+        .context("the outside message was not delivered")?;
+    assert_eq!(field(inbound, "source"), "nats:shop.orders");
+    assert_eq!(field(inbound, "body"), r#"{"n":2}"#);
+
+    // Nothing loops: the bridge's own message is not taken back in, and
+    // the outside one is not sent back out.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        seen_ids(&host).await?,
+        ["from-outside-1".to_string(), event.id.clone()].into()
+    );
+    let outside_copy = tokio::time::timeout(Duration::from_secs(2), watching.next()).await?;
+    assert!(outside_copy.is_some_and(|m| header(&m, "ce-id").as_deref() == Some("from-outside-1")));
+    let echo = tokio::time::timeout(Duration::from_millis(1500), watching.next()).await;
+    assert!(echo.is_err(), "a message came back out: {echo:?}");
+    drop(nats);
+    Ok(())
+}
+
+/// The ids `orders` of `acme` has seen, once each, with their count of
+/// deliveries checked to be one.
+async fn seen_ids(host: &BerthProcess) -> Result<HashSet<String>> {
+    let seen = seen(host, "acme", "orders").await?;
+    let ids: HashSet<String> = seen.iter().map(|r| field(r, "id").to_string()).collect();
+    ensure!(ids.len() == seen.len(), "delivered twice: {seen:?}");
+    Ok(ids)
+}

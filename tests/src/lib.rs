@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod collector;
+pub mod nats;
 pub mod postgres;
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};

@@ -70,13 +70,39 @@ async fn deliver(me: &Events, delivery: ClaimedDelivery) {
         .as_deref()
         .and_then(|t| http::HeaderValue::from_str(t).ok());
     let chain = CallChain::root(TraceContext::continuing(parent.as_ref()));
-    let outcome = match cloudevents::request(message, &key.service, &key.path, attempt) {
+    let outcome = if key.service == super::nats::NATS_TARGET {
+        match me.nats.get() {
+            Some(bridge) => {
+                let sent = bridge.send(&key.path, message);
+                match tokio::time::timeout(me.settings.delivery_timeout, sent).await {
+                    Ok(result) => result,
+                    Err(_) => Err("NATS did not answer in time".to_string()),
+                }
+            }
+            None => Err("this host has no NATS bridge".to_string()),
+        }
+    } else {
+        deliver_to_service(me, message, key, attempt, &request_id, chain).await
+    };
+    record(me, &delivery, attempt, &request_id, outcome).await;
+}
+
+/// Runs one delivery in its subscriber.
+async fn deliver_to_service(
+    me: &Events,
+    message: &crate::store::events::NewMessage,
+    key: &crate::store::events::DeliveryKey,
+    attempt: u32,
+    request_id: &Arc<str>,
+    chain: CallChain,
+) -> Result<(), String> {
+    match cloudevents::request(message, &key.service, &key.path, attempt) {
         Ok(request) => {
             let delivered = me.target.deliver(
                 &key.tenant,
                 &key.service,
                 request,
-                Arc::clone(&request_id),
+                Arc::clone(request_id),
                 chain,
             );
             match tokio::time::timeout(me.settings.delivery_timeout, delivered).await {
@@ -90,7 +116,18 @@ async fn deliver(me: &Events, delivery: ClaimedDelivery) {
             }
         }
         Err(error) => Err(format!("cannot build the request: {error}")),
-    };
+    }
+}
+
+/// Records an attempt's outcome: acknowledged, retried later, or dead.
+async fn record(
+    me: &Events,
+    delivery: &ClaimedDelivery,
+    attempt: u32,
+    request_id: &Arc<str>,
+    outcome: Result<(), String>,
+) {
+    let (message, key) = (&delivery.message, &delivery.key);
     let labels = [("tenant", key.tenant.clone()), ("topic", key.topic.clone())];
     let recorded = match &outcome {
         Ok(()) => {

@@ -54,6 +54,7 @@ impl EventIngress for Events {
             content_type: header_text(&head.headers, "content-type"),
             traceparent: Some(origin.traceparent),
             payload,
+            bridged: false,
         };
         match Events::publish(self, origin.tenant, topic, publish).await {
             Ok(published) => {

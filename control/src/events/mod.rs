@@ -8,6 +8,7 @@
 pub mod cloudevents;
 mod deliver;
 mod ingress;
+pub mod nats;
 pub mod plan;
 mod schedule;
 mod target;
@@ -28,6 +29,9 @@ use crate::store::now_millis;
 use plan::EventPlan;
 pub use target::EventTarget;
 
+/// Attempts to hand an event to NATS before it is a dead letter.
+const NATS_ATTEMPTS: u32 = 20;
+
 /// Largest event payload.
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
 
@@ -47,6 +51,10 @@ pub struct EventSettings {
     /// Whether this host is the only one using the store: then claims left
     /// by an earlier run are given up at start.
     pub single_host: bool,
+    /// The NATS server topics are bridged to, if any.
+    pub nats_url: Option<String>,
+    /// Topics bound to NATS subjects.
+    pub nats_bindings: Vec<nats::NatsBinding>,
 }
 
 impl Default for EventSettings {
@@ -57,6 +65,8 @@ impl Default for EventSettings {
             delivery_timeout: Duration::from_secs(100),
             lease: Duration::from_secs(120),
             single_host: true,
+            nats_url: None,
+            nats_bindings: Vec::new(),
         }
     }
 }
@@ -71,6 +81,8 @@ pub struct Publish {
     pub content_type: Option<String>,
     pub traceparent: Option<String>,
     pub payload: Vec<u8>,
+    /// Taken in from the NATS bridge: not sent back out to it.
+    pub bridged: bool,
 }
 
 pub struct Events {
@@ -87,6 +99,8 @@ pub struct Events {
     slots: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     /// Each tenant's publishing on this host.
     paces: Mutex<HashMap<String, Pace>>,
+    /// The NATS bridge, once connected.
+    nats: std::sync::OnceLock<Arc<nats::NatsBridge>>,
 }
 
 /// A token bucket: `rate` events a second, bursts of twice that.
@@ -110,6 +124,7 @@ impl Events {
             replanned: Notify::new(),
             slots: Mutex::new(HashMap::new()),
             paces: Mutex::new(HashMap::new()),
+            nats: std::sync::OnceLock::new(),
         })
     }
 
@@ -124,6 +139,19 @@ impl Events {
                     "deliveries an earlier run had claimed are sent again"
                 );
             }
+        }
+        if let Some(url) = &self.settings.nats_url {
+            let bridge =
+                nats::NatsBridge::connect(url, self.settings.nats_bindings.clone()).await?;
+            for binding in bridge.bindings.iter().filter(|b| b.direction.inbound) {
+                tokio::spawn(nats::run_inbound(
+                    Arc::downgrade(self),
+                    bridge.client.clone(),
+                    binding.clone(),
+                ));
+            }
+            tracing::info!(url = %url, bindings = bridge.bindings.len(), "NATS bridge connected");
+            let _ = self.nats.set(Arc::new(bridge));
         }
         tokio::spawn(deliver::run(Arc::downgrade(self)));
         tokio::spawn(schedule::run(Arc::downgrade(self)));
@@ -184,7 +212,23 @@ impl Events {
                 quota.publish_rate
             )));
         }
-        let deliveries = plan.deliveries(tenant, topic, &publish.event_type);
+        let mut deliveries = plan.deliveries(tenant, topic, &publish.event_type);
+        if !publish.bridged
+            && let Some(bridge) = self.nats.get()
+        {
+            deliveries.extend(
+                bridge
+                    .bindings
+                    .iter()
+                    .filter(|b| b.direction.outbound && b.tenant == tenant && b.topic == topic)
+                    .map(|b| crate::store::events::NewDelivery {
+                        service: nats::NATS_TARGET.to_string(),
+                        path: b.subject.clone(),
+                        max_attempts: NATS_ATTEMPTS,
+                        backoff_ms: 1000,
+                    }),
+            );
+        }
         let message = NewMessage {
             tenant: tenant.to_string(),
             topic: topic.to_string(),

@@ -9,6 +9,8 @@ use std::time::Duration;
 use berth::StoreLocation;
 use berth_admin::auth::OperatorTokenSource;
 use berth_control::ControlSettings;
+use berth_control::events::EventSettings;
+use berth_control::events::nats::NatsBinding;
 use berth_control::secrets::SecretsKey;
 use berth_runtime::host::KvLocation;
 use berth_runtime::units::{ByteSize, DurationSpec};
@@ -65,6 +67,13 @@ pub struct ServeCommand {
     /// upload takes from storing its bytes to recording its version.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     shared_blob_grace: DurationSpec,
+    /// A NATS server to bridge topics to (`nats://host:4222`).
+    #[arg(long, value_name = "URL")]
+    nats_url: Option<String>,
+    /// Binds a tenant's topic to a NATS subject, both ways by default:
+    /// `TENANT/TOPIC=SUBJECT[:in|out|both]`. Repeatable; needs --nats-url.
+    #[arg(long = "nats-bind", value_name = "BINDING")]
+    nats_bindings: Vec<NatsBinding>,
     /// Record no Prometheus metrics (for measuring what they cost).
     #[arg(long, hide = true)]
     no_metrics: bool,
@@ -148,6 +157,9 @@ impl ServeCommand {
         if self.base_domain.is_empty() || self.base_domain.contains(['/', ':', ' ']) {
             anyhow::bail!("--base-domain `{}` is not a domain name", self.base_domain);
         }
+        if !self.nats_bindings.is_empty() && self.nats_url.is_none() {
+            anyhow::bail!("--nats-bind needs --nats-url");
+        }
         let host = self.host.host_settings(match &self.store {
             StoreLocation::Sqlite => KvLocation::DataDir,
             StoreLocation::Postgres(url) => KvLocation::Postgres(url.clone()),
@@ -177,7 +189,11 @@ impl ServeCommand {
                 compile_timeout: self.compile_timeout.0,
                 secrets_key,
                 shared_blob_grace: self.shared_blob_grace.0,
-                ..ControlSettings::default()
+                events: EventSettings {
+                    nats_url: self.nats_url.clone(),
+                    nats_bindings: self.nats_bindings.clone(),
+                    ..EventSettings::default()
+                },
             },
             services,
             store: self.store.clone(),
