@@ -887,3 +887,63 @@ async fn seen_ids(host: &BerthProcess) -> Result<HashSet<String>> {
     ensure!(ids.len() == seen.len(), "delivered twice: {seen:?}");
     Ok(ids)
 }
+
+#[tokio::test]
+async fn a_rollback_brings_back_the_subscriptions_of_the_previous_deployment() -> Result<()> {
+    let (host, admin) = acme_host().await?;
+    deploy_consumer(
+        &admin,
+        "acme",
+        "svc",
+        vec![subscription("old-topic", "/on/old", 5, 100)],
+        vec![],
+        &[],
+    )
+    .await?;
+    let bytes = std::fs::read(component("testing-events")?)?;
+    let up = admin.upload("acme", "svc", "2", bytes).await?;
+    ensure!(up.status == 201 || up.status == 200, "{up:?}");
+    let deploy = ServiceChange {
+        version: Some("2".parse()?),
+        subscriptions: Some(vec![subscription("new-topic", "/on/new", 5, 100)]),
+        ..Default::default()
+    };
+    configure(&admin, "acme", "svc", &deploy).await?;
+    let deliveries = |topic: &'static str| {
+        let admin = admin.clone();
+        async move {
+            Ok::<_, anyhow::Error>(
+                publish(&admin, "acme", topic, "t", "{}", None)
+                    .await?
+                    .deliveries,
+            )
+        }
+    };
+    assert_eq!(
+        (
+            deliveries("new-topic").await?,
+            deliveries("old-topic").await?
+        ),
+        (1, 0)
+    );
+
+    let back = admin
+        .send(admin.request(
+            reqwest::Method::POST,
+            "/v1/tenants/acme/services/svc/rollback",
+        ))
+        .await?;
+    ensure!(back.status == 200, "{back:?}");
+    let view = admin.service("acme", "svc").await?;
+    assert_eq!(view.active.map(|v| v.to_string()).as_deref(), Some("1"));
+    assert_eq!(view.subscriptions[0].topic, "old-topic");
+    assert_eq!(
+        (
+            deliveries("new-topic").await?,
+            deliveries("old-topic").await?
+        ),
+        (0, 1)
+    );
+    drop(host);
+    Ok(())
+}

@@ -141,6 +141,38 @@ pub struct ServiceSettings {
     /// Topics of its tenant whose events the service receives.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<SubscriptionSpec>,
+    /// The schedules and subscriptions that went with the previous
+    /// deployment: a rollback brings them back with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_events: Option<ServiceEvents>,
+}
+
+/// A service's schedules and subscriptions, kept together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvents {
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSpec>,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionSpec>,
+}
+
+impl ServiceSettings {
+    pub fn events(&self) -> ServiceEvents {
+        ServiceEvents {
+            schedules: self.schedules.clone(),
+            subscriptions: self.subscriptions.clone(),
+        }
+    }
+
+    /// Puts the events of the previous deployment back, keeping the ones
+    /// replaced as the new previous (a second rollback undoes the first).
+    pub fn roll_back_events(&mut self) {
+        if let Some(previous) = self.previous_events.take() {
+            self.previous_events = Some(self.events());
+            self.schedules = previous.schedules;
+            self.subscriptions = previous.subscriptions;
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

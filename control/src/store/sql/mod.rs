@@ -438,11 +438,17 @@ impl Store for SqlStore {
             if let Some(route) = &update.route {
                 record.route = Some(route.clone());
             }
+            let events_before = record.settings.events();
             if let Some(change) = &update.settings {
                 change.apply_to(&mut record.settings);
             }
             if let Some(deployment) = &update.deployment {
+                let serving = record.deployment.clone();
                 activate(record, deployment.clone())?;
+                if record.deployment != serving {
+                    // What the deployment replaced kept these events.
+                    record.settings.previous_events = Some(events_before);
+                }
             }
             Ok(())
         })
@@ -464,7 +470,9 @@ impl Store for SqlStore {
                     ))
                 })?,
             };
-            activate(record, target)
+            activate(record, target)?;
+            record.settings.roll_back_events();
+            Ok(())
         })
         .await
     }
