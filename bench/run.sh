@@ -174,6 +174,10 @@ echo "fleet: three hosts sharing Postgres..."
 FLEET=$(python3 bench/fleet.py target/release/berth "$HELLO" "$WORK" "$DURATION" "$CONNECTIONS")
 flt() { echo "$FLEET" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
+echo "events: publish to acknowledgement, SQLite and Postgres..."
+EVENTS=$(python3 bench/events.py target/release/berth "$HELLO" "$WORK")
+evt() { echo "$EVENTS" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
 echo "in-process instantiate-and-handle, and handle in a kept instance..."
 INVOKES=$(taskset -c 0 cargo bench -q -p berth-runtime --bench invoke -- "$PWD/$HELLO" 20000 2>/dev/null)
 INVOKE=$(echo "$INVOKES" | grep instantiate-and-handle)
@@ -318,6 +322,24 @@ On this 2-core machine the three hosts share the one core the single host had, s
 throughput ratio shows what running as a fleet costs (three sync loops, three \`LISTEN\`
 connections, three copies of each compiled component, more context switches), not what more
 machines would gain: each host's capacity is that of a single host.
+
+## Events
+
+Measured by \`bench/events.py\`: one \`berth serve\` host (CPU 0) with \`hello\` subscribed to a topic
+(it answers 200 to any event); $(evt events) events published through the admin API by 8 threads
+(CPU 1), counted from the first publish until the topic's backlog is empty; then 200 events one
+at a time, each from its publish until the topic reports it acknowledged (polled every
+millisecond). Each publish and each acknowledgement is one committed transaction.
+
+| figure | SQLite (data directory) | Postgres (\`fsync\` on) |
+|---|---:|---:|
+| events published per second | $(evt sqlite_publish_per_s) | $(evt pg_publish_per_s) |
+| events delivered per second, publish to 2xx | **$(evt sqlite_delivered_per_s)** | **$(evt pg_delivered_per_s)** |
+| publish to acknowledgement p50 | $(evt sqlite_p50_ms) ms | $(evt pg_p50_ms) ms |
+| publish to acknowledgement p99 | $(evt sqlite_p99_ms) ms | $(evt pg_p99_ms) ms |
+
+Beside them, the same \`hello\` answers $B_RPS plain requests per second (\`wrk\`, above): an event
+costs two durable transactions and a claim on top of a request.
 
 ## Capabilities
 

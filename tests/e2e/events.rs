@@ -955,3 +955,74 @@ async fn a_rollback_brings_back_the_subscriptions_of_the_previous_deployment() -
     drop(host);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_topics_and_redrives_dead_letters_in_a_real_browser() -> Result<()> {
+    let host = BerthProcess::empty(&[])?;
+    let op = host.operator()?;
+    let token = op.create_tenant("acme").await?;
+    deploy_consumer(
+        &op,
+        "acme",
+        "broken",
+        vec![subscription("jobs", "/on/job", 2, 50)],
+        vec![],
+        &[("always_fail", "true")],
+    )
+    .await?;
+    let event = publish(&op, "acme", "jobs", "job.created", "{}", None).await?;
+    let started = Instant::now();
+    while seen(&host, "acme", "broken").await?.len() < 2 {
+        ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "never tried twice"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let admin_url = host.admin.clone().context("no admin")?;
+    let mut browser = berth_e2e::browser::Browser::launch().await?;
+    browser.goto(&format!("{admin_url}/ui")).await?;
+    browser
+        .eval(&format!(
+            "document.getElementById('token').value = {}; document.getElementById('sign-in').click(); true",
+            serde_json::json!(token)
+        ))
+        .await?;
+    let row = "document.querySelector('#topics tr[data-topic=\"jobs\"]')";
+    browser
+        .wait_for(
+            &format!("{row} && {row}.cells[3].textContent === '1'"),
+            Duration::from_secs(10),
+        )
+        .await?;
+    browser.eval(&format!("{row}.click(); true")).await?;
+    let dead = "document.getElementById('dead-letters').textContent";
+    browser
+        .wait_for(
+            &format!("{dead}.includes({})", serde_json::json!(event.id)),
+            Duration::from_secs(10),
+        )
+        .await?;
+
+    // Fixed, then redriven from the page: delivered, and no dead letter left.
+    let fix = ServiceChange {
+        config: Some(BTreeMap::new()),
+        ..Default::default()
+    };
+    configure(&op, "acme", "broken", &fix).await?;
+    browser
+        .eval("document.getElementById('redrive').click(); true")
+        .await?;
+    until_seen(&host, "acme", "broken", 3, Duration::from_secs(10)).await?;
+    browser
+        .wait_for(
+            &format!(
+                "{row}.cells[3].textContent === '0' && !{dead}.includes({})",
+                serde_json::json!(event.id)
+            ),
+            Duration::from_secs(10),
+        )
+        .await?;
+    Ok(())
+}

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: null, tenant: null, service: null, poll: null, logs: null };
+const state = { token: null, tenant: null, service: null, poll: null, logs: null, topic: null };
 
 class ApiError extends Error {}
 
@@ -74,8 +74,47 @@ async function showTenant(tenant) {
   closeService();
   $("tenant-name").textContent = tenant;
   $("services-panel").hidden = false;
-  await refreshServices();
+  $("topics-tenant").textContent = tenant;
+  $("topics-panel").hidden = false;
+  state.topic = null;
+  $("dead-letters-panel").hidden = true;
+  await Promise.all([refreshServices(), refreshTopics()]);
   restartPolling();
+}
+
+// A topic's backlog and dead letters; a click on a topic shows its dead
+// letters, which can be sent again from the first attempt.
+async function refreshTopics() {
+  const tenant = state.tenant;
+  const { topics } = await json(`/v1/tenants/${tenant}/topics`);
+  if (tenant !== state.tenant) return;
+  $("no-topics").hidden = topics.length > 0;
+  const body = fill("topics", topics, (t) => [t.name, String(t.backlog),
+    `${(t.oldest_age_ms / 1000).toFixed(1)} s`, String(t.dead_letters),
+    t.last_delivery_ms ? when(t.last_delivery_ms) : "-",
+    t.subscriptions.join(", ") || "-"], (t) => showDeadLetters(t.name));
+  [...body.rows].forEach((row, i) => {
+    row.dataset.topic = topics[i].name;
+    row.classList.toggle("selected", topics[i].name === state.topic);
+  });
+  if (state.topic) await refreshDeadLetters();
+}
+
+async function showDeadLetters(topic) {
+  state.topic = topic;
+  $("dead-topic").textContent = topic;
+  $("dead-letters-panel").hidden = false;
+  await refreshDeadLetters();
+}
+
+async function refreshDeadLetters() {
+  const { tenant, topic } = state;
+  const { dead_letters: dead } =
+    await json(`/v1/tenants/${tenant}/topics/${encodeURIComponent(topic)}/dead-letters`);
+  if (tenant !== state.tenant || topic !== state.topic) return;
+  fill("dead-letters", dead, (d) => [d.id, d.type, `${d.service} ${d.path}`,
+    String(d.attempts), when(d.published_ms), d.last_error]);
+  $("redrive").disabled = dead.length === 0;
 }
 
 async function refreshServices() {
@@ -219,7 +258,7 @@ function restartPolling() {
   clearInterval(state.poll);
   state.poll = setInterval(async () => {
     try {
-      if (state.tenant) await refreshServices();
+      if (state.tenant) await Promise.all([refreshServices(), refreshTopics()]);
       if (state.service) await refreshService();
       if (state.service && !state.logs) await refreshLogs();
     } catch (e) {
@@ -237,6 +276,13 @@ $("sign-in-form").addEventListener("submit", async (event) => {
     state.token = null;
     $("sign-in-error").textContent = e instanceof ApiError ? `Sign-in failed: ${e.message}` : String(e);
   }
+});
+
+$("redrive").addEventListener("click", async () => {
+  const { tenant, topic } = state;
+  await api(`/v1/tenants/${tenant}/topics/${encodeURIComponent(topic)}/dead-letters/redrive`,
+    { method: "POST" });
+  await refreshTopics();
 });
 
 $("follow").addEventListener("change", () => {
