@@ -1026,3 +1026,50 @@ async fn the_dashboard_shows_topics_and_redrives_dead_letters_in_a_real_browser(
         .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_guest_publishes_through_wasi_messaging() -> Result<()> {
+    let (host, admin) = acme_host().await?;
+    deploy_consumer(
+        &admin,
+        "acme",
+        "orders",
+        vec![subscription("orders", "/on/order", 5, 100)],
+        vec![],
+        &[],
+    )
+    .await?;
+    admin
+        .deploy("acme", "pub", "1", &component("testing-messaging")?, "/pub")
+        .await?;
+    let post = |path: &str| {
+        client()
+            .post(host.url(path))
+            .header("host", "acme.localhost")
+    };
+    let sent = post("/pub/send/orders")
+        .header("x-type", "order.placed")
+        .header("x-id", "msg-1")
+        .header("x-key", "customer-9")
+        .body(r#"{"order": 3}"#)
+        .send()
+        .await?;
+    assert_eq!(sent.status(), 202, "{:?}", sent.text().await);
+    let record = until_seen(&host, "acme", "orders", 1, Duration::from_secs(10)).await?;
+    let first = &record[0];
+    assert_eq!(field(first, "id"), "msg-1");
+    assert_eq!(field(first, "type"), "order.placed");
+    assert_eq!(field(first, "source"), "/services/pub");
+    assert_eq!(field(first, "partitionkey"), "customer-9");
+    assert_eq!(field(first, "content_type"), "application/json");
+    assert_eq!(field(first, "body"), r#"{"order": 3}"#);
+
+    // A bad topic is the guest's error to read, not a trap.
+    let refused = post("/pub/send/_bad").body("{}").send().await?;
+    assert_eq!(refused.status(), 502);
+    assert!(refused.text().await?.contains("400"));
+    // A message over 1 MiB traps its instance; the service goes on.
+    assert_eq!(post("/pub/big/2").send().await?.status(), 500);
+    assert_eq!(post("/pub/big/1").send().await?.status(), 200);
+    Ok(())
+}

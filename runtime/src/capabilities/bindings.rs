@@ -23,6 +23,18 @@ mod config_draft {
     });
 }
 
+mod messaging {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "berth:service/messaging",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:messaging/types.client": crate::capabilities::messaging_handles::MessagingClient,
+            "wasi:messaging/types.message": crate::capabilities::messaging_handles::OutgoingMessage,
+        },
+    });
+}
+
 mod keyvalue_draft {
     wasmtime::component::bindgen!({
         path: "../wit/compat",
@@ -42,3 +54,4 @@ pub use generated::wasi::logging::logging;
 pub use keyvalue_draft::wasi::keyvalue::{
     atomics as draft_atomics, batch as draft_batch, store as draft_store,
 };
+pub use messaging::wasi::messaging::{producer as messaging_producer, types as messaging_types};

@@ -25,6 +25,8 @@ mod keyvalue_draft;
 pub mod kv_handles;
 pub mod log_rate;
 pub mod logging;
+mod messaging;
+pub mod messaging_handles;
 pub mod outbound;
 pub mod pending_call;
 pub mod service_call;
@@ -89,5 +91,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     bindings::config_draft_store::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::logging::add_to_linker::<HostState, Own>(linker, own)?;
     bindings::service_call::add_to_linker::<HostState, Own>(linker, own)?;
+    bindings::messaging_types::add_to_linker::<HostState, Own>(linker, own)?;
+    bindings::messaging_producer::add_to_linker::<HostState, Own>(linker, own)?;
     Ok(())
 }
