@@ -82,6 +82,8 @@ class Host:
         req = urllib.request.Request(f"http://127.0.0.1:{self.admin}{path}", data=data,
                                      method=method)
         req.add_header("Authorization", f"Bearer {TOKEN}")
+        if not isinstance(body, (bytes, type(None))):
+            req.add_header("Content-Type", "application/json")
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         with urllib.request.urlopen(req, timeout=60) as r:
