@@ -1073,3 +1073,84 @@ async fn a_guest_publishes_through_wasi_messaging() -> Result<()> {
     assert_eq!(post("/pub/big/1").send().await?.status(), 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_cli_deploys_schedules_and_subscriptions_and_lists_them() -> Result<()> {
+    let (host, _admin) = acme_host().await?;
+    let wasm = component("testing-events")?;
+    let wasm = wasm.to_str().context("path")?;
+    berth_cli(
+        &host,
+        &[
+            "deploy",
+            wasm,
+            "--service",
+            "clock",
+            "--version",
+            "1",
+            "--tenant",
+            "acme",
+            "--schedule",
+            "/tick=* * * * * *@Europe/Paris",
+            "--subscribe",
+            "jobs=/on/job:job.created",
+        ],
+    )?;
+    let shown = berth_cli(&host, &["service", "clock", "--tenant", "acme"])?;
+    assert!(
+        shown.contains("/tick * * * * * * (Europe/Paris)"),
+        "{shown}"
+    );
+    assert!(shown.contains("jobs -> /on/job (job.created)"), "{shown}");
+    until_seen(&host, "acme", "clock", 1, Duration::from_secs(10)).await?;
+    let schedules: ScheduleList = serde_json::from_str(&berth_cli(
+        &host,
+        &["schedules", "-o", "json", "--tenant", "acme"],
+    )?)?;
+    assert_eq!(schedules.schedules.len(), 1);
+    assert!(schedules.schedules[0].last_tick_ms.is_some());
+    let subscriptions: berth_api::events::SubscriptionList = serde_json::from_str(&berth_cli(
+        &host,
+        &["subscriptions", "-o", "json", "--tenant", "acme"],
+    )?)?;
+    assert_eq!(subscriptions.subscriptions[0].spec.topic, "jobs");
+    let published: PublishedEvent = serde_json::from_str(&berth_cli(
+        &host,
+        &[
+            "publish",
+            "jobs",
+            "--type",
+            "job.created",
+            "--data",
+            "{}",
+            "-o",
+            "json",
+            "--tenant",
+            "acme",
+        ],
+    )?)?;
+    assert_eq!(published.deliveries, 1);
+    let topics = berth_cli(&host, &["topics", "--tenant", "acme"])?;
+    assert!(
+        topics.contains("jobs") && topics.contains("clock /on/job"),
+        "{topics}"
+    );
+
+    // A bad flag is refused before anything is sent, naming the problem.
+    let out = std::process::Command::new(berth_e2e::berth_bin()?)
+        .args([
+            "deploy",
+            wasm,
+            "--service",
+            "x",
+            "--version",
+            "1",
+            "--schedule",
+            "/t=every minute",
+        ])
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cron"), "{stderr}");
+    Ok(())
+}

@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use berth_api::events::{
-    DeadLetterList, PublishedEvent, Redriven, ScheduleList, SubscriptionList, TopicList,
+    DeadLetterList, PublishedEvent, Redriven, ScheduleList, ScheduleSpec, SubscriptionList,
+    SubscriptionSpec, TopicList,
 };
 use reqwest::Method;
 use std::io::Read;
@@ -48,6 +49,45 @@ fn payload(data: Option<&str>) -> anyhow::Result<Vec<u8>> {
             None => Ok(text.as_bytes().to_vec()),
         },
     }
+}
+
+/// `PATH=CRON[@ZONE]`, as `berth deploy --schedule` takes it.
+pub fn parse_schedule(text: &str) -> Result<ScheduleSpec, String> {
+    let (path, rest) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: write PATH=CRON[@ZONE], e.g. /tick=*/5 * * * * *"))?;
+    let (cron, zone) = match rest.rsplit_once('@') {
+        Some((cron, zone)) => (cron, zone),
+        None => (rest, "UTC"),
+    };
+    let spec = ScheduleSpec {
+        cron: cron.trim().to_string(),
+        path: path.trim().to_string(),
+        time_zone: zone.trim().to_string(),
+        missed: Default::default(),
+    };
+    spec.check()?;
+    Ok(spec)
+}
+
+/// `TOPIC=PATH[:TYPE]`, as `berth deploy --subscribe` takes it.
+pub fn parse_subscription(text: &str) -> Result<SubscriptionSpec, String> {
+    let (topic, rest) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: write TOPIC=PATH[:TYPE], e.g. orders=/on-order"))?;
+    let (path, event_type) = match rest.split_once(':') {
+        Some((path, kind)) => (path, Some(kind.to_string())),
+        None => (rest, None),
+    };
+    let spec = SubscriptionSpec {
+        topic: topic.trim().to_string(),
+        path: path.trim().to_string(),
+        event_type,
+        max_attempts: None,
+        backoff: None,
+    };
+    spec.check()?;
+    Ok(spec)
 }
 
 /// A time in milliseconds since the epoch, as RFC 3339.

@@ -43,6 +43,16 @@ pub struct DeployArgs {
     /// How long an idle instance is kept, when instances are reused.
     #[arg(long = "idle-instance-timeout", value_name = "DURATION")]
     idle_instance_timeout: Option<berth_api::units::DurationSpec>,
+    /// Call PATH of the service on a clock: `PATH=CRON[@ZONE]`, six cron
+    /// fields with seconds or five, e.g. `/nightly=0 0 2 * * *@Europe/Paris`.
+    /// Replaces the service's schedules; repeat for more.
+    #[arg(long = "schedule", value_name = "PATH=CRON[@ZONE]", value_parser = crate::commands::events::parse_schedule)]
+    schedules: Vec<berth_api::events::ScheduleSpec>,
+    /// Deliver the tenant's TOPIC events to PATH: `TOPIC=PATH[:TYPE]`, only
+    /// events of TYPE when given. Replaces the service's subscriptions;
+    /// repeat for more.
+    #[arg(long = "subscribe", value_name = "TOPIC=PATH[:TYPE]", value_parser = crate::commands::events::parse_subscription)]
+    subscriptions: Vec<berth_api::events::SubscriptionSpec>,
 }
 
 impl DeployArgs {
@@ -76,6 +86,16 @@ fn reuse_text(reuse: &InstanceReuse) -> String {
         "up to {requests} requests per instance, kept idle {}s",
         idle.as_secs_f64()
     )
+}
+
+/// Items joined by `; `, `-` when there are none.
+fn listed(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join("; ")
+    }
 }
 
 fn parse_split(text: &str) -> anyhow::Result<BTreeMap<VersionLabel, u32>> {
@@ -156,6 +176,8 @@ impl Client {
             split,
             env: (!env.is_empty()).then_some(env),
             reuse,
+            schedules: (!args.schedules.is_empty()).then(|| args.schedules.clone()),
+            subscriptions: (!args.subscriptions.is_empty()).then(|| args.subscriptions.clone()),
             ..ServiceChange::default()
         };
         let service: ServiceView = self
@@ -216,7 +238,7 @@ impl Client {
             .await?;
         self.print(&service, |s| {
             let mut out = format!(
-                "service {}\nroute    {}\nserving  {}\nurl      {}\nreuse    {}\nenv      {}\n\n",
+                "service {}\nroute    {}\nserving  {}\nurl      {}\nreuse    {}\nenv      {}\nschedule {}\nsubscribe {}\n\n",
                 s.name,
                 or_dash(s.route.as_ref()),
                 serving(s),
@@ -227,6 +249,13 @@ impl Client {
                 } else {
                     s.env.keys().cloned().collect::<Vec<_>>().join(", ")
                 },
+                listed(s.schedules.iter().map(|x| format!("{} {} ({})", x.path, x.cron, x.time_zone))),
+                listed(s.subscriptions.iter().map(|x| format!(
+                    "{} -> {}{}",
+                    x.topic,
+                    x.path,
+                    x.event_type.as_ref().map_or(String::new(), |t| format!(" ({t})"))
+                ))),
             );
             out.push_str(&table(
                 &["VERSION", "DIGEST", "SIZE"],
