@@ -51,6 +51,33 @@ async fn a_published_event_arrives_as_a_cloudevent_with_its_headers() -> Result<
     );
     assert_eq!(field(first, "traceparent").len(), 55, "{first}");
 
+    // The delivery continues the publisher's trace: same trace, new span.
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = admin
+        .send(
+            admin
+                .request(
+                    reqwest::Method::POST,
+                    "/v1/tenants/acme/topics/orders/events",
+                )
+                .header("ce-type", "order.placed")
+                .header("traceparent", parent)
+                .body("{}"),
+        )
+        .await?;
+    assert_eq!(traced.status, 202, "{traced:?}");
+    let traced_id = traced.body["id"].as_str().unwrap_or_default().to_string();
+    let record = until_seen(&host, "acme", "orders", 2, Duration::from_secs(10)).await?;
+    let delivered = record
+        .iter()
+        .find(|r| field(r, "id") == traced_id)
+        .context("the traced event was not delivered")?;
+    let traceparent = field(delivered, "traceparent");
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && traceparent != parent,
+        "{traceparent}"
+    );
+
     // A guest publishes through http://events.internal, without wasi:messaging.
     let response = host
         .tenant_get("acme", "/orders/publish/orders")
@@ -65,9 +92,9 @@ async fn a_published_event_arrives_as_a_cloudevent_with_its_headers() -> Result<
         .send()
         .await?;
     assert_eq!(response.status(), 202, "{:?}", response.text().await);
-    let record = until_seen(&host, "acme", "orders", 2, Duration::from_secs(10)).await?;
-    assert_eq!(field(&record[1], "source"), "/services/orders");
-    assert_eq!(field(&record[1], "body"), r#"{"order": 2}"#);
+    let record = until_seen(&host, "acme", "orders", 3, Duration::from_secs(10)).await?;
+    assert_eq!(field(&record[2], "source"), "/services/orders");
+    assert_eq!(field(&record[2], "body"), r#"{"order": 2}"#);
 
     // Without a type, to a bad topic, or to an unknown tenant: refused.
     let no_type = admin
