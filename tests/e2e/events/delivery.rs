@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, ensure};
 use berth_api::events::*;
 use berth_api::services::ServiceChange;
-use berth_e2e::{BerthProcess, Launch, client, component};
+use berth_e2e::{client, component};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -310,13 +310,7 @@ async fn events_of_one_key_keep_their_order_across_retries() -> Result<()> {
 async fn a_sigkill_between_store_and_delivery_loses_nothing() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let data = scratch.path().join("data");
-    let launch = || {
-        BerthProcess::launch(Launch {
-            args: vec![],
-            config: None,
-            data_dir: data.clone(),
-        })
-    };
+    let launch = || host_in(&data);
     let host = launch()?;
     let admin = host.operator()?;
     admin.create_tenant("acme").await?;

@@ -19,6 +19,16 @@ mod interfaces;
 mod quotas;
 mod schedules;
 
+/// `berth serve` with its state in `data`, to start again there after a
+/// kill.
+fn host_in(data: &std::path::Path) -> Result<BerthProcess> {
+    BerthProcess::launch(berth_e2e::Launch {
+        args: vec![],
+        config: None,
+        data_dir: data.to_path_buf(),
+    })
+}
+
 /// A host of its own with the tenant `acme`, and the operator's client.
 pub(super) async fn acme_host() -> Result<(BerthProcess, Admin)> {
     let host = BerthProcess::empty(&[])?;

@@ -4,7 +4,6 @@
 use anyhow::Result;
 use berth_api::events::*;
 use berth_api::services::ServiceChange;
-use berth_e2e::{BerthProcess, Launch};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -80,13 +79,7 @@ fn tick_ms(record: &Value) -> i64 {
 async fn ticks_missed_while_no_host_ran_are_skipped_or_fired_once() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let data = scratch.path().join("data");
-    let launch = || {
-        BerthProcess::launch(Launch {
-            args: vec![],
-            config: None,
-            data_dir: data.clone(),
-        })
-    };
+    let launch = || host_in(&data);
     let host = launch()?;
     let admin = host.operator()?;
     admin.create_tenant("acme").await?;
