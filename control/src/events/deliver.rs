@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use berth_runtime::telemetry::trace_context::{CallChain, TraceContext};
 
+use super::lease::HeldLease;
 use super::{Events, cloudevents};
 use crate::store::events::ClaimedDelivery;
 use crate::store::now_millis;
@@ -49,9 +50,12 @@ async fn claim_round(me: &Arc<Events>) -> Result<(), crate::store::StoreError> {
                 // again; this cannot happen while only this loop claims.
                 continue;
             };
+            let lease = me
+                .leases
+                .hold(delivery.key.clone(), delivery.lease_until_ms);
             let me = Arc::clone(me);
             tokio::spawn(async move {
-                deliver(&me, delivery).await;
+                deliver(&me, delivery, lease).await;
                 drop(slot);
                 me.wake.notify_one();
             });
@@ -60,7 +64,7 @@ async fn claim_round(me: &Arc<Events>) -> Result<(), crate::store::StoreError> {
     Ok(())
 }
 
-async fn deliver(me: &Events, delivery: ClaimedDelivery) {
+async fn deliver(me: &Events, delivery: ClaimedDelivery, lease: HeldLease) {
     let attempt = delivery.attempts + 1;
     let message = &delivery.message;
     let key = &delivery.key;
@@ -84,7 +88,7 @@ async fn deliver(me: &Events, delivery: ClaimedDelivery) {
     } else {
         deliver_to_service(me, message, key, attempt, &request_id, chain).await
     };
-    record(me, &delivery, attempt, &request_id, outcome).await;
+    record(me, &delivery, &lease, attempt, &request_id, outcome).await;
 }
 
 /// Runs one delivery in its subscriber.
@@ -123,6 +127,7 @@ async fn deliver_to_service(
 async fn record(
     me: &Events,
     delivery: &ClaimedDelivery,
+    lease: &HeldLease,
     attempt: u32,
     request_id: &Arc<str>,
     outcome: Result<(), String>,
@@ -156,9 +161,9 @@ async fn record(
                 event_id = %message.id, request_id = %request_id, attempt, %error,
                 outcome, "event delivery failed"
             );
-            me.log
-                .fail(key, delivery.lease_until_ms, error, retry_at)
-                .await
+            // Under the lease as it stands: a renewal cannot move it meanwhile.
+            let until = lease.cell.lock().await;
+            me.log.fail(key, *until, error, retry_at).await
         }
     };
     if let Err(error) = recorded {

@@ -8,6 +8,7 @@
 pub mod cloudevents;
 mod deliver;
 mod ingress;
+mod lease;
 pub mod nats;
 pub mod plan;
 mod schedule;
@@ -45,8 +46,9 @@ pub struct EventSettings {
     pub poll: Duration,
     /// Longest one delivery may take before it counts as failed.
     pub delivery_timeout: Duration,
-    /// How long a claim holds: another host takes a delivery over only
-    /// after this, so it is longer than any delivery.
+    /// How long a claim holds unless renewed: a host renews its claims
+    /// while their deliveries run, so another host takes a delivery over
+    /// only once its host has stopped (died, or lost the store) this long.
     pub lease: Duration,
     /// Whether this host is the only one using the store: then claims left
     /// by an earlier run are given up at start.
@@ -63,7 +65,7 @@ impl Default for EventSettings {
             delivery_concurrency: 64,
             poll: Duration::from_millis(250),
             delivery_timeout: Duration::from_secs(100),
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(15),
             single_host: true,
             nats_url: None,
             nats_bindings: Vec::new(),
@@ -101,6 +103,8 @@ pub struct Events {
     paces: Mutex<HashMap<String, Pace>>,
     /// The NATS bridge, once connected.
     nats: std::sync::OnceLock<Arc<nats::NatsBridge>>,
+    /// Claims held by deliveries in flight here, renewed while they run.
+    leases: Arc<lease::Leases>,
 }
 
 /// A token bucket: `rate` events a second, bursts of twice that.
@@ -125,6 +129,7 @@ impl Events {
             slots: Mutex::new(HashMap::new()),
             paces: Mutex::new(HashMap::new()),
             nats: std::sync::OnceLock::new(),
+            leases: Arc::default(),
         })
     }
 
@@ -156,6 +161,7 @@ impl Events {
         tokio::spawn(deliver::run(Arc::downgrade(self)));
         tokio::spawn(schedule::run(Arc::downgrade(self)));
         tokio::spawn(deliver::watch_backlog(Arc::downgrade(self)));
+        tokio::spawn(lease::renew(Arc::downgrade(self)));
         Ok(())
     }
 

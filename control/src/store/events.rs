@@ -160,6 +160,10 @@ pub trait EventLog: Send + Sync {
         retry_at_ms: Option<i64>,
     ) -> StoreResult<()>;
 
+    /// Moves a claim's end from `from_ms` to `to_ms`; false when the claim
+    /// is no longer the one this host made (ended, or lapsed and taken).
+    async fn extend_claim(&self, key: &DeliveryKey, from_ms: i64, to_ms: i64) -> StoreResult<bool>;
+
     /// Gives up every claim: a single host at start, whose earlier run
     /// cannot be delivering any more.
     async fn release_claims(&self) -> StoreResult<u64>;

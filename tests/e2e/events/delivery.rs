@@ -1,5 +1,6 @@
 //! Publishing and delivery: CloudEvents headers, retries, dead letters,
-//! per-key order, a SIGKILL between store and delivery, rollback of
+//! per-key order, a SIGKILL between store and delivery (on one host and
+//! in a Postgres fleet), rollback of
 //! subscriptions, and wasi:messaging.
 
 use anyhow::{Context, Result, ensure};
@@ -347,6 +348,56 @@ async fn a_sigkill_between_store_and_delivery_loses_nothing() -> Result<()> {
     assert_eq!(delivered, ids, "every stored event is delivered");
     // At least once: any repeat carries the same id, and is one that was in
     // flight when the host died.
+    assert!(seen.len() <= ids.len() + 8, "{} deliveries", seen.len());
+    Ok(())
+}
+
+/// On a fleet no host gives up claims at start: the survivor takes over
+/// the dead host's deliveries in flight once their claims lapse (15 s
+/// unrenewed), and everything stored is delivered.
+#[tokio::test]
+async fn a_fleet_host_killed_mid_delivery_loses_nothing() -> Result<()> {
+    let pg = berth_e2e::postgres::Postgres::start()?;
+    let dir = tempfile::tempdir()?;
+    let doomed = crate::fleet::fleet_host(dir.path(), "doomed", &pg)?;
+    let admin = doomed.operator()?;
+    admin.create_tenant("acme").await?;
+    let slow = [("delay_ms", "400")];
+    let work = vec![subscription("work", "/on/work", 5, 100)];
+    deploy_consumer(&admin, "acme", "sink", work, vec![], &slow).await?;
+    let mut ids = HashSet::new();
+    for i in 0..30 {
+        let event = publish(&admin, "acme", "work", "work", &i.to_string(), None).await?;
+        ids.insert(event.id);
+    }
+    // Killed while the first deliveries wait in the consumer: recorded,
+    // not yet answered, claimed by this host alone.
+    until_seen(&doomed, "acme", "sink", 1, Duration::from_secs(20)).await?;
+    doomed.kill()?;
+    let survivor = crate::fleet::fleet_host(dir.path(), "survivor", &pg)?;
+    let started = Instant::now();
+    let (seen, delivered) = loop {
+        let seen = seen(&survivor, "acme", "sink").await?;
+        let delivered: HashSet<String> = seen.iter().map(|r| field(r, "id").to_string()).collect();
+        let retaken = seen.iter().any(|r| r["attempt"].as_i64() == Some(2));
+        if (delivered.len() >= ids.len() && retaken) || started.elapsed() > Duration::from_secs(60)
+        {
+            break (seen, delivered);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(delivered, ids, "every stored event is delivered");
+    // The deliveries in flight at the kill are made again, by the
+    // survivor, with the same id: at most the dead host's 8 slots.
+    let again: Vec<&Value> = seen
+        .iter()
+        .filter(|r| r["attempt"].as_i64() == Some(2))
+        .collect();
+    assert!(
+        !again.is_empty() && again.len() <= 8,
+        "{} deliveries made again: {again:?}",
+        again.len()
+    );
     assert!(seen.len() <= ids.len() + 8, "{} deliveries", seen.len());
     Ok(())
 }

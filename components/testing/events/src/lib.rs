@@ -5,7 +5,9 @@
 //!   key-value list `seen`, and the attempt for its `ce-id` is counted.
 //!   It answers 500 while that count is at most the config value
 //!   `fail_first` (0 when unset), and always when `always_fail` is `true`;
-//!   otherwise 200.
+//!   otherwise 200. With the config value `delay_ms` it waits that long
+//!   after recording before it answers, so a delivery can be caught in
+//!   flight.
 //! - `GET /seen`: the list, as a JSON array.
 //! - `POST /publish/{topic}`: publishes its body to `{topic}` through
 //!   `http://events.internal/topics/{topic}`, with the `ce-type` and
@@ -57,6 +59,14 @@ async fn delivery(mut r: Request, _p: Params) -> Result<Response, Error> {
         .flatten()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let delay_ms: u64 = config::get("delay_ms")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if delay_ms > 0 {
+        wstd::task::sleep(wstd::time::Duration::from_millis(delay_ms)).await;
+    }
     let always = config::get("always_fail").ok().flatten().as_deref() == Some("true");
     if always || attempt <= fail_first {
         return answer(

@@ -358,6 +358,24 @@ impl EventLog for SqlStore {
         Ok(())
     }
 
+    async fn extend_claim(&self, key: &DeliveryKey, from_ms: i64, to_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE event_deliveries SET claimed_until = $1 \
+             WHERE tenant = $2 AND topic = $3 AND seq = $4 AND service = $5 AND path = $6 \
+             AND state = 'pending' AND claimed_until = $7",
+        )
+        .bind(to_ms)
+        .bind(&key.tenant)
+        .bind(&key.topic)
+        .bind(key.seq)
+        .bind(&key.service)
+        .bind(&key.path)
+        .bind(from_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn release_claims(&self) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE event_deliveries SET claimed_until = 0 WHERE state = 'pending' AND claimed_until > 0",
