@@ -36,7 +36,9 @@ fn service_view(record: ServiceRecord, state: &AdminState) -> Result<ServiceView
         (Some(route), Some(_)) => Some(service_url(state, &record.tenant, route)),
         _ => None,
     };
+    let declared = state.control.is_declared(&record.tenant, &record.name);
     Ok(ServiceView {
+        declared,
         tenant: stored(&record.tenant)?,
         name: stored(&record.name)?,
         route: record.route,

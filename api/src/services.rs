@@ -58,6 +58,10 @@ pub struct ServiceView {
     pub url: Option<String>,
     /// Seconds since the Unix epoch.
     pub updated_at: i64,
+    /// Declared in the host's config file (`berth.toml`): it serves as the
+    /// file says, and the admin API refuses to change it.
+    #[serde(default)]
+    pub declared: bool,
 }
 
 /// What an upload stored.

@@ -261,6 +261,10 @@ impl ControlPlane {
         service: &str,
         limit: u32,
     ) -> Result<Vec<DeployEvent>, ControlError> {
+        if self.is_declared(tenant, service) {
+            // Its history is the config file's.
+            return Ok(Vec::new());
+        }
         self.store.service(tenant, service).await?;
         Ok(self.store.history(tenant, service, limit).await?)
     }
@@ -277,7 +281,10 @@ impl ControlPlane {
         describe: impl FnOnce(&T) -> Option<String>,
     ) -> Result<T, ControlError> {
         let started = Instant::now();
-        let outcome = work.await;
+        let outcome = match self.refuse_declared(tenant, service) {
+            Ok(()) => work.await,
+            Err(refused) => Err(refused),
+        };
         metrics::deploy_finished(tenant, action, outcome.is_ok(), started.elapsed());
         if let Ok(done) = &outcome
             && let Some(detail) = describe(done)

@@ -3,7 +3,6 @@
 //! it; every change is recorded in the [`Store`] first and then made live by
 //! rebuilding the routing table and swapping it in one atomic step.
 
-use berth_api::events::{ScheduleSpec, SubscriptionSpec};
 use berth_api::{TenantLimits, TenantName};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +20,7 @@ use berth_runtime::router::Route;
 
 mod collect;
 mod compile;
+mod declared;
 mod deploys;
 pub mod events;
 mod fair;
@@ -137,8 +137,8 @@ pub struct ControlPlane {
     store_reachable: std::sync::atomic::AtomicBool,
     /// Topics, subscriptions and schedules.
     events: Arc<events::Events>,
-    /// The schedules and subscriptions of services from `berth.toml`.
-    static_events: Vec<(String, Vec<ScheduleSpec>, Vec<SubscriptionSpec>)>,
+    /// Services from `berth.toml`, as the admin API shows them.
+    declared: Vec<declared::DeclaredService>,
 }
 
 impl ControlPlane {
@@ -163,9 +163,12 @@ impl ControlPlane {
         let ingress: std::sync::Weak<dyn berth_runtime::capabilities::calls::EventIngress> =
             Arc::downgrade(&events) as _;
         host.set_event_ingress(ingress);
-        let static_events = config
+        let declared = config
             .iter()
-            .map(|s| (s.name.clone(), s.schedules.clone(), s.subscriptions.clone()))
+            .zip(&static_services)
+            .map(|(spec, loaded)| {
+                declared::DeclaredService::new(spec.clone(), loaded.digest.clone())
+            })
             .collect();
         let control = Arc::new_cyclic(|me| Self {
             me: me.clone(),
@@ -184,7 +187,7 @@ impl ControlPlane {
             quota_check: tokio::sync::Mutex::new(()),
             store_reachable: true.into(),
             events,
-            static_events,
+            declared,
         });
         control.apply().await?;
         control.events.start().await?;

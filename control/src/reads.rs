@@ -13,18 +13,31 @@ impl ControlPlane {
         Ok(self.store.list_tenants().await?)
     }
 
-    /// A tenant's services; a 404 when the tenant does not exist.
+    /// A tenant's services, those declared in the config file first; a
+    /// 404 when the tenant does not exist.
     pub async fn services(&self, tenant: &str) -> Result<Vec<ServiceRecord>, ControlError> {
         self.store.tenant(tenant).await?;
-        Ok(self.store.list_services(tenant).await?)
+        let mut services = self.declared_records(tenant);
+        let stored = self.store.list_services(tenant).await?;
+        services.extend(
+            stored
+                .into_iter()
+                .filter(|s| !self.is_declared(tenant, &s.name)),
+        );
+        Ok(services)
     }
 
+    /// One service, declared or stored; the config file's wins a name both
+    /// have, as it does for the route.
     pub async fn service(
         &self,
         tenant: &str,
         service: &str,
     ) -> Result<ServiceRecord, ControlError> {
-        Ok(self.store.service(tenant, service).await?)
+        match self.declared_record(tenant, service) {
+            Some(record) => Ok(record),
+            None => Ok(self.store.service(tenant, service).await?),
+        }
     }
 
     /// A tenant's tokens, without their secrets; a 404 when the tenant does

@@ -57,15 +57,12 @@ impl ControlPlane {
                 schedules: &s.settings.schedules,
                 subscriptions: &s.settings.subscriptions,
             });
-        let declared = self
-            .static_events
-            .iter()
-            .map(|(name, schedules, subscriptions)| ServiceEvents {
-                tenant: DEFAULT_TENANT,
-                service: name,
-                schedules,
-                subscriptions,
-            });
+        let declared = self.declared.iter().map(|d| ServiceEvents {
+            tenant: DEFAULT_TENANT,
+            service: &d.spec().name,
+            schedules: &d.spec().schedules,
+            subscriptions: &d.spec().subscriptions,
+        });
         let quotas = snapshot
             .tenants
             .iter()
@@ -138,6 +135,10 @@ impl ControlPlane {
             let backends = route.backends.map_versions(|v| {
                 let mut limited = v.with_gate(Arc::clone(&default.1));
                 limited.limits = v.limits.within(&default.0.instance);
+                // Its guest logs go to the logbook, as a stored service's do.
+                let log = self.logbook.service(DEFAULT_TENANT, &v.service);
+                limited.log_rate = log.rate();
+                limited.log = Some(log);
                 limited.capabilities = Arc::new(ServiceCapabilities {
                     kv_quota: default.0.kv,
                     ..(*v.capabilities).clone()

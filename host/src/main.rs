@@ -15,7 +15,7 @@ use commands::client::{Client, ClientFlags, DeployArgs, TenantCommand, TokenComm
 
 /// Berth: a multi-tenant WebAssembly microservice host.
 #[derive(Parser)]
-#[command(name = "berth", version, about)]
+#[command(name = "berth", version, long_version = commands::about::long_version(), about)]
 struct Cli {
     /// How the host writes its log to stderr: `text`, or `json` (one
     /// object per line, for log shippers).
@@ -137,6 +137,12 @@ enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
+    /// Print the shell completion script for bash, zsh, fish, elvish or
+    /// PowerShell (e.g. `berth completions bash > /etc/bash_completion.d/berth`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Print a service's recent guest output.
     Logs {
         name: ServiceName,
@@ -160,6 +166,13 @@ fn main() -> std::process::ExitCode {
         Command::Up(cmd) => {
             berth_runtime::files::create_files_private();
             cmd.execute()
+        }
+        Command::Completions { shell } => {
+            commands::about::completions::<Cli>(shell).map_err(|e| match e.kind() {
+                // The reader stopped early (`| head`): nothing to report.
+                std::io::ErrorKind::BrokenPipe => anyhow::anyhow!("output closed"),
+                _ => anyhow::Error::new(e).context("cannot write the completion script"),
+            })
         }
         other => run_client(other),
     };
@@ -205,7 +218,7 @@ fn run_client(command: Command) -> anyhow::Result<()> {
                 redrive,
                 client,
             } => Client::new(client)?.dead_letters(&topic, redrive).await,
-            Command::Serve(_) | Command::Up(_) => Ok(()),
+            Command::Serve(_) | Command::Up(_) | Command::Completions { .. } => Ok(()),
         }
     })
 }

@@ -91,6 +91,17 @@ pub struct ServiceSpec {
     /// Where this service is declared (`file:line`), for errors found later,
     /// such as a component that fails to compile.
     pub declared_at: String,
+    /// The settings as the file writes them, for the admin API to show.
+    pub written: WrittenSettings,
+}
+
+/// A declared service's limits, outbound hosts and reuse as written, before
+/// they are resolved against the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct WrittenSettings {
+    pub limits: ServiceLimits,
+    pub allowed_outbound_hosts: Vec<String>,
+    pub reuse: InstanceReuse,
 }
 
 impl ServiceSpec {
@@ -111,6 +122,7 @@ impl ServiceSpec {
             schedules: Vec::new(),
             subscriptions: Vec::new(),
             declared_at: name.to_string(),
+            written: WrittenSettings::default(),
         }
     }
 }
@@ -280,6 +292,15 @@ pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Vec<ServiceSpec>, C
             schedules,
             subscriptions,
             declared_at: format!("{}:{}", path.display(), line_of(text, at)),
+            written: WrittenSettings {
+                limits: raw.limits,
+                allowed_outbound_hosts: raw
+                    .allowed_outbound_hosts
+                    .iter()
+                    .map(|h| h.get_ref().clone())
+                    .collect(),
+                reuse: raw.reuse.map(Spanned::into_inner).unwrap_or_default(),
+            },
         });
     }
     Ok(specs)

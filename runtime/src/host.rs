@@ -378,8 +378,9 @@ fn sweep_idle_instances(park: std::sync::Weak<InstancePark<LiveInstance>>) {
     }
 }
 
-/// Services loaded from files have no label; they are known by a short digest.
-fn short_digest(digest: &str) -> String {
+/// Services loaded from files have no label; they are known by a short
+/// digest, written as a valid version label (`sha256-` and 12 hex digits).
+pub fn short_digest(digest: &str) -> String {
     let hex = digest.trim_start_matches("sha256:");
-    format!("sha256:{}", &hex[..hex.len().min(12)])
+    format!("sha256-{}", &hex[..hex.len().min(12)])
 }

@@ -118,3 +118,45 @@ async fn berth_up_serves_one_component_at_the_root() -> Result<()> {
     assert_eq!(r.text().await?, r#"{"greeting":"Hello, up!"}"#);
     Ok(())
 }
+
+#[test]
+fn the_version_names_what_berth_runs_and_completions_load_in_bash() -> Result<()> {
+    let (code, out, err) = run_berth(&["--version"])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("berth "), "{out}");
+    assert!(out.contains("\nwasmtime 48."), "{out}");
+    assert!(
+        out.contains("WASI 0.2") && out.contains("wasi:http/service@0.3.0"),
+        "{out}"
+    );
+
+    // The bash script loads and completes `berth dep` to `deploy`.
+    let (code, script, err) = run_berth(&["completions", "bash"])?;
+    assert_eq!(code, 0, "{err}");
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("berth.bash");
+    std::fs::write(&file, &script)?;
+    let probe = format!(
+        "source {}; COMP_WORDS=(berth dep); COMP_CWORD=1; COMP_LINE='berth dep'; \
+         COMP_POINT=9; _berth berth dep berth; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display()
+    );
+    let out = Command::new("bash").args(["-c", &probe]).output()?;
+    let words = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(words.lines().any(|w| w == "deploy"), "{words}");
+
+    for (shell, marker) in [("zsh", "#compdef berth"), ("fish", "complete -c berth")] {
+        let (code, script, err) = run_berth(&["completions", shell])?;
+        assert_eq!(code, 0, "{err}");
+        assert!(script.contains(marker), "{shell}: {script}");
+    }
+    let (code, _, err) = run_berth(&["completions", "tcsh"])?;
+    assert_eq!(code, 2);
+    assert!(err.contains("possible values"), "{err}");
+    Ok(())
+}

@@ -9,6 +9,7 @@ mod capabilities;
 mod cli;
 mod compat;
 mod control;
+mod declared;
 mod deploys;
 mod durability;
 mod events;

@@ -128,7 +128,8 @@ async function refreshServices() {
   $("no-services").hidden = services.length > 0;
   const body = fill("services", services, (s) => {
     const w = byName[s.name] || {};
-    return [s.name, s.route, serving(s), String(w["15m"]?.requests ?? 0),
+    return [s.name, s.route, serving(s) + (s.declared ? " (config file)" : ""),
+      String(w["15m"]?.requests ?? 0),
       String(w["15m"]?.errors ?? 0), ms(w["1m"]?.p99_ms)];
   }, (s) => showService(s.name));
   [...body.rows].forEach((row, i) => {

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what they share.
 
+pub mod about;
 pub mod client;
 pub mod config;
 pub mod events;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use berth_api::reuse::{InstanceReuse, check_env};
 use berth_api::units::DurationSpec;
-use berth_runtime::config::{ServiceSpec, validate_config};
+use berth_runtime::config::{ServiceSpec, WrittenSettings, validate_config};
 use berth_runtime::limits::Limits;
 use berth_runtime::outbound::{AllowedHost, OutboundPolicy};
 use berth_runtime::reuse::ReusePolicy;
@@ -90,6 +90,10 @@ impl UpCommand {
             schedules: Vec::new(),
             subscriptions: Vec::new(),
             declared_at: self.component.display().to_string(),
+            written: WrittenSettings {
+                reuse,
+                ..WrittenSettings::default()
+            },
         };
         let host = self.host.host()?;
         let loaded = host.load_services(&[spec])?;

@@ -213,22 +213,28 @@ impl EventLog for SqlStore {
         lease_until_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
+        // The due deliveries are picked first and only they are joined to
+        // their messages, so a large backlog's payloads are never read.
         let candidates = sqlx::query(
             "SELECT d.service AS service, d.path AS path, d.attempts AS attempts, \
              d.max_attempts AS max_attempts, d.backoff_ms AS backoff_ms, \
              m.tenant AS tenant, m.topic AS topic, m.seq AS seq, m.id AS id, m.type AS type, \
              m.source AS source, m.time_ms AS time_ms, m.content_type AS content_type, \
              m.partition_key AS partition_key, m.traceparent AS traceparent, m.payload AS payload \
-             FROM event_deliveries d JOIN event_messages m \
+             FROM (SELECT d.tenant, d.topic, d.seq, d.service, d.path, d.attempts, \
+                     d.max_attempts, d.backoff_ms, d.due_ms \
+                   FROM event_deliveries d \
+                   WHERE d.tenant = $1 AND d.state = 'pending' AND d.due_ms <= $2 \
+                     AND d.claimed_until < $2 \
+                     AND (d.partition_key IS NULL OR NOT EXISTS ( \
+                       SELECT 1 FROM event_deliveries e WHERE e.tenant = d.tenant \
+                         AND e.topic = d.topic AND e.service = d.service AND e.path = d.path \
+                         AND e.partition_key = d.partition_key AND e.seq < d.seq \
+                         AND e.state = 'pending')) \
+                   ORDER BY d.due_ms, d.seq LIMIT $3) d \
+             JOIN event_messages m \
                ON m.tenant = d.tenant AND m.topic = d.topic AND m.seq = d.seq \
-             WHERE d.tenant = $1 AND d.state = 'pending' AND d.due_ms <= $2 \
-               AND d.claimed_until < $2 \
-               AND (d.partition_key IS NULL OR NOT EXISTS ( \
-                 SELECT 1 FROM event_deliveries e WHERE e.tenant = d.tenant \
-                   AND e.topic = d.topic AND e.service = d.service AND e.path = d.path \
-                   AND e.partition_key = d.partition_key AND e.seq < d.seq \
-                   AND e.state = 'pending')) \
-             ORDER BY d.due_ms, d.seq LIMIT $3",
+             ORDER BY d.due_ms, d.seq",
         )
         .bind(tenant)
         .bind(now_ms)
@@ -236,6 +242,11 @@ impl EventLog for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         let mut claimed = Vec::with_capacity(candidates.len());
+        if candidates.is_empty() {
+            return Ok(claimed);
+        }
+        // One commit for the round's claims.
+        let mut tx = self.begin_repeatable_write().await?;
         for row in &candidates {
             let key = DeliveryKey {
                 tenant: row.try_get("tenant")?,
@@ -257,7 +268,7 @@ impl EventLog for SqlStore {
             .bind(&key.service)
             .bind(&key.path)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
             if won.rows_affected() == 1 {
                 claimed.push(ClaimedDelivery {
@@ -270,11 +281,12 @@ impl EventLog for SqlStore {
                 });
             }
         }
+        tx.commit().await?;
         Ok(claimed)
     }
 
     async fn acknowledge(&self, key: &DeliveryKey, now_ms: i64) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_repeatable_write().await?;
         // Rows are taken in the order a publish takes them (the topic, then
         // the tenant's usage), so the two never wait on each other in a
         // cycle on Postgres. The topic's last delivery is written at most
@@ -337,6 +349,7 @@ impl EventLog for SqlStore {
             Some(at) => ("pending", at),
             None => ("dead", 0),
         };
+        let mut tx = self.begin_repeatable_write().await?;
         sqlx::query(
             "UPDATE event_deliveries SET state = $1, attempts = attempts + 1, \
              due_ms = CASE WHEN $1 = 'pending' THEN $2 ELSE due_ms END, \
@@ -353,12 +366,14 @@ impl EventLog for SqlStore {
         .bind(&key.service)
         .bind(&key.path)
         .bind(lease_until_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     async fn extend_claim(&self, key: &DeliveryKey, from_ms: i64, to_ms: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_repeatable_write().await?;
         let done = sqlx::query(
             "UPDATE event_deliveries SET claimed_until = $1 \
              WHERE tenant = $2 AND topic = $3 AND seq = $4 AND service = $5 AND path = $6 \
@@ -371,8 +386,9 @@ impl EventLog for SqlStore {
         .bind(&key.service)
         .bind(&key.path)
         .bind(from_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

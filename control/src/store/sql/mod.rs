@@ -71,6 +71,24 @@ impl SqlStore {
         })
     }
 
+    /// A write whose loss in a crash of the database costs nothing but a
+    /// repeat: an event's claim, renewal, failure or acknowledgement (a
+    /// lost one makes the delivery again, which at-least-once allows).
+    /// On Postgres it commits without waiting for the WAL flush, so these
+    /// writes neither pay for an fsync each nor hold their row locks
+    /// through one; a publish, which must be stored before it returns,
+    /// never takes this path. SQLite's commits are cheap (WAL) and stay as
+    /// they are.
+    async fn begin_repeatable_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// Loads a service, changes it with `change` and saves it, again from a
     /// fresh read whenever another host changed it in between.
     async fn modify_service(

@@ -212,13 +212,14 @@ impl Client {
             .await?;
         self.print(&services, |all| {
             table(
-                &["SERVICE", "ROUTE", "SERVING", "URL"],
+                &["SERVICE", "ROUTE", "SERVING", "FROM", "URL"],
                 all.iter()
                     .map(|s| {
                         vec![
                             s.name.to_string(),
                             or_dash(s.route.as_ref()),
                             serving(s),
+                            source(s).to_string(),
                             or_dash(s.url.as_ref()),
                         ]
                     })
@@ -238,8 +239,9 @@ impl Client {
             .await?;
         self.print(&service, |s| {
             let mut out = format!(
-                "service {}\nroute    {}\nserving  {}\nurl      {}\nreuse    {}\nenv      {}\nschedule {}\nsubscribe {}\n\n",
+                "service {}\nfrom     {}\nroute    {}\nserving  {}\nurl      {}\nreuse    {}\nenv      {}\nschedule {}\nsubscribe {}\n\n",
                 s.name,
+                source(s),
                 or_dash(s.route.as_ref()),
                 serving(s),
                 or_dash(s.url.as_ref()),
@@ -337,5 +339,14 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// Where a service is defined: the host's config file, or the admin API.
+fn source(s: &ServiceView) -> &'static str {
+    if s.declared {
+        "config file"
+    } else {
+        "admin API"
     }
 }
