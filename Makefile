@@ -14,7 +14,7 @@ COMPONENTIZE_PY_VERSION := 0.25.1
 COMPONENTIZE_PY := $(TOOLS)/py/bin/componentize-py
 PYTHON_OUT   := components/target/python
 
-.PHONY: postgres nats all setup browser components python-components build run test fmt-check module-cycles lint unit e2e bench clean
+.PHONY: postgres nats node all setup browser components python-components build run test fmt-check module-cycles lint unit e2e bench clean
 
 all: build components
 
@@ -97,7 +97,15 @@ nats:
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends nats-server; }
 
-test: components browser postgres nats fmt-check module-cycles
+# The JavaScript template's test builds with componentize-js: Node.js and
+# npm (the test's `npm install` fetches componentize-js from npm).
+node:
+	@command -v npm >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends nodejs npm; }
+
+test: components browser postgres nats node fmt-check module-cycles
 	$(LINTING) $(CARGO) build --workspace --all-targets
 	$(LINTING) $(CARGO) test --workspace -- --test-threads=1
 

@@ -44,6 +44,8 @@ enum LogFormat {
 enum Command {
     Serve(commands::serve::ServeCommand),
     Up(commands::up::UpCommand),
+    New(commands::new::NewCommand),
+    Build(commands::build::BuildCommand),
     /// Manage tenants (operator token).
     Tenant {
         #[command(subcommand)]
@@ -167,6 +169,8 @@ fn main() -> std::process::ExitCode {
             berth_runtime::files::create_files_private();
             cmd.execute()
         }
+        Command::New(cmd) => cmd.execute(),
+        Command::Build(cmd) => cmd.execute(),
         Command::Completions { shell } => {
             commands::about::completions::<Cli>(shell).map_err(|e| match e.kind() {
                 // The reader stopped early (`| head`): nothing to report.
@@ -218,7 +222,11 @@ fn run_client(command: Command) -> anyhow::Result<()> {
                 redrive,
                 client,
             } => Client::new(client)?.dead_letters(&topic, redrive).await,
-            Command::Serve(_) | Command::Up(_) | Command::Completions { .. } => Ok(()),
+            Command::Serve(_)
+            | Command::Up(_)
+            | Command::New(_)
+            | Command::Build(_)
+            | Command::Completions { .. } => Ok(()),
         }
     })
 }

@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod auth;
+mod author;
 mod cache;
 mod capabilities;
 mod cli;

@@ -1,12 +1,15 @@
 //! One module per subcommand, plus what they share.
 
 pub mod about;
+pub mod build;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod new;
 pub mod serve;
 pub mod stats;
 pub mod up;
+pub mod watch;
 
 use anyhow::Context;
 use std::io::Write;

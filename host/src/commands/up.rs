@@ -1,8 +1,11 @@
-//! `berth up`: serve one component at `/`, for development.
+//! `berth up`: serve one component at `/`, for development: a `.wasm`
+//! file, or the service `berth new` wrote in the current directory, built
+//! first; with `--watch`, rebuilt and swapped in on every change.
 
 use anyhow::Context;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use berth_api::reuse::{InstanceReuse, check_env};
 use berth_api::units::DurationSpec;
@@ -13,13 +16,25 @@ use berth_runtime::reuse::ReusePolicy;
 use std::collections::BTreeMap;
 
 use super::HostFlags;
+use super::build::Project;
+use berth_runtime::host::Host;
 
-/// Serve one component at `/` (development mode).
+/// Serve one component at `/` (development mode): a `.wasm` file, or the
+/// service in the current directory (built first).
 #[derive(clap::Args)]
 pub struct UpCommand {
-    /// The component to serve (built for wasm32-wasip2).
+    /// The component to serve; without it, the service `berth new` made in
+    /// `--dir` is built and served.
     #[arg(value_name = "COMPONENT.wasm")]
-    component: PathBuf,
+    component: Option<PathBuf>,
+    /// The service's directory, when no component is given.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Rebuild (or reload the component) when a file changes, and swap the
+    /// new version in without dropping a request; a failed build is shown
+    /// and the last good version keeps serving.
+    #[arg(long)]
+    watch: bool,
     /// Address to listen on; port 0 picks a free port and prints it.
     #[arg(
         long,
@@ -57,27 +72,108 @@ pub struct UpCommand {
 
 impl UpCommand {
     pub fn execute(self) -> anyhow::Result<()> {
-        if !self.component.is_file() {
-            anyhow::bail!("{} is not a file", self.component.display());
+        let project = match &self.component {
+            Some(_) => None,
+            None => {
+                let project = Project::open(&self.dir)?;
+                project.build(false)?;
+                Some(project)
+            }
+        };
+        let spec = self.spec(project.as_ref())?;
+        let host = self.host.host()?;
+        let loaded = host.load_services(&[spec])?;
+        let me = Arc::new(self);
+        if me.watch {
+            let (watcher, served) = (Arc::clone(&me), Arc::clone(&host));
+            std::thread::Builder::new()
+                .name("berth-watch".into())
+                .spawn(move || watcher.watch(project, &served))
+                .context("cannot start the file watcher")?;
         }
-        let name = self
-            .component
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .map(service_name)
-            .context("the component's file name is not valid UTF-8")?;
-        let env: BTreeMap<String, String> = self.env.iter().cloned().collect();
+        super::run_data_plane(host, me.listen, &me.host, &loaded)
+    }
+
+    /// Rebuilds (a project) or rereads (a component) on every change, and
+    /// serves the result; a failure leaves the last good version serving.
+    fn watch(&self, project: Option<Project>, host: &Host) {
+        let (root, what) = match (&project, &self.component) {
+            (Some(project), _) => (project.dir.clone(), "sources"),
+            (None, Some(component)) => (component.clone(), "component"),
+            (None, None) => return,
+        };
+        println!("watching the {what} in {}", root.display());
+        let watched = |path: &Path| match &project {
+            Some(project) => project.is_source(path),
+            None => true,
+        };
+        super::watch::watch(root, watched, || {
+            if let Some(project) = &project {
+                println!("change seen: building {}", project.name);
+                if let Err(error) = project.build(false) {
+                    eprintln!("berth: {error:#}\nberth: still serving the last good build");
+                    return;
+                }
+            }
+            let reloaded = self
+                .spec(project.as_ref())
+                .and_then(|spec| Ok(host.load_services(&[spec])?));
+            match reloaded {
+                Ok(loaded) => {
+                    for service in loaded {
+                        println!("reloaded {} ({})", service.name, service.digest);
+                    }
+                }
+                Err(error) => {
+                    eprintln!("berth: {error:#}\nberth: still serving the last good version");
+                }
+            }
+        });
+    }
+
+    /// The service to serve: the component file, or the project's build
+    /// with its `berth.toml` settings, at `/`, with the flags over them.
+    fn spec(&self, project: Option<&Project>) -> anyhow::Result<ServiceSpec> {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let mut config: BTreeMap<String, String> = BTreeMap::new();
+        let (name, component, declared_at) = match (project, &self.component) {
+            (Some(project), _) => {
+                let declared = berth_runtime::config::load(&project.dir.join("berth.toml"))?;
+                if let Some(first) = declared.into_iter().next() {
+                    env = first.env;
+                    config = first.config;
+                }
+                (
+                    project.name.clone(),
+                    project.output(),
+                    project.dir.join("berth.toml").display().to_string(),
+                )
+            }
+            (None, Some(component)) => {
+                if !component.is_file() {
+                    anyhow::bail!("{} is not a file", component.display());
+                }
+                let name = component
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(service_name)
+                    .context("the component's file name is not valid UTF-8")?;
+                (name, component.clone(), component.display().to_string())
+            }
+            (None, None) => anyhow::bail!("no component to serve"),
+        };
+        env.extend(self.env.iter().cloned());
         check_env(&env).map_err(|m| anyhow::anyhow!("--env: {m}"))?;
-        let config: BTreeMap<String, String> = self.config.iter().cloned().collect();
+        config.extend(self.config.iter().cloned());
         validate_config(&config).map_err(|m| anyhow::anyhow!("--config: {m}"))?;
         let reuse = InstanceReuse {
             max_requests: Some(self.max_instance_reuse),
             idle_timeout: Some(self.idle_instance_timeout),
         };
         reuse.check().map_err(|m| anyhow::anyhow!("{m}"))?;
-        let spec = ServiceSpec {
+        Ok(ServiceSpec {
             name,
-            component: self.component.clone(),
+            component,
             route: "/".into(),
             limits: Limits::default(),
             // Development mode: whoever runs `berth up` owns the machine, so the
@@ -89,15 +185,12 @@ impl UpCommand {
             reuse: ReusePolicy::from_spec(&reuse),
             schedules: Vec::new(),
             subscriptions: Vec::new(),
-            declared_at: self.component.display().to_string(),
+            declared_at,
             written: WrittenSettings {
                 reuse,
                 ..WrittenSettings::default()
             },
-        };
-        let host = self.host.host()?;
-        let loaded = host.load_services(&[spec])?;
-        super::run_data_plane(host, self.listen, &self.host, &loaded)
+        })
     }
 }
 
