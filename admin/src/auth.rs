@@ -18,15 +18,24 @@ use super::problem::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     Operator,
-    Tenant(String),
+    /// A tenant token: its tenant, and the token's id.
+    Tenant(String, String),
 }
 
 impl Caller {
+    /// Who this is, as the deploy history records it.
+    pub fn actor(&self) -> String {
+        match self {
+            Self::Operator => "operator".to_string(),
+            Self::Tenant(_, token) => format!("token {token}"),
+        }
+    }
+
     /// Operator-only routes.
     pub fn require_operator(&self) -> Result<(), ApiError> {
         match self {
             Self::Operator => Ok(()),
-            Self::Tenant(_) => Err(ApiError::Forbidden(
+            Self::Tenant(..) => Err(ApiError::Forbidden(
                 "this route needs the operator token".into(),
             )),
         }
@@ -36,8 +45,8 @@ impl Caller {
     pub fn require_tenant(&self, tenant: &str) -> Result<(), ApiError> {
         match self {
             Self::Operator => Ok(()),
-            Self::Tenant(own) if own == tenant => Ok(()),
-            Self::Tenant(_) => Err(ApiError::Forbidden(
+            Self::Tenant(own, _) if own == tenant => Ok(()),
+            Self::Tenant(..) => Err(ApiError::Forbidden(
                 "this token belongs to another tenant".into(),
             )),
         }
@@ -162,7 +171,7 @@ impl FromRequestParts<Arc<AdminState>> for Caller {
         let hex_hash = hex::encode(hash);
         match state.control.token_by_hash(&hex_hash).await? {
             Some((token, stored)) if bool::from(stored.as_bytes().ct_eq(hex_hash.as_bytes())) => {
-                Ok(Self::Tenant(token.tenant))
+                Ok(Self::Tenant(token.tenant, token.id))
             }
             _ => Err(ApiError::BadToken),
         }
@@ -175,7 +184,7 @@ mod tests {
 
     #[test]
     fn tenant_tokens_reach_only_their_tenant() {
-        let caller = Caller::Tenant("acme".into());
+        let caller = Caller::Tenant("acme".into(), "t1".into());
         assert!(caller.require_tenant("acme").is_ok());
         assert!(caller.require_tenant("globex").is_err());
         assert!(caller.require_operator().is_err());

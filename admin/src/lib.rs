@@ -91,6 +91,7 @@ pub fn router(state: Arc<AdminState>) -> axum::Router {
         .routes(routes!(services::logs))
         .routes(routes!(observe::service_stats_route))
         .routes(routes!(observe::tenant_stats))
+        .routes(routes!(observe::tenant_usage))
         .routes(routes!(observe::history))
         .routes(routes!(observe::tenant_metrics))
         .routes(routes!(events::publish))

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use berth_api::Problem;
-use berth_api::observe::{ServiceStatsView, TenantStatsView};
+use berth_api::observe::{QuotaUse, ServiceStatsView, TenantStatsView, TenantUsageView};
 use berth_api::services::{DeployEventView, HistoryView};
 use http::header;
 use serde::Deserialize;
@@ -70,6 +70,41 @@ pub async fn tenant_stats(
     }))
 }
 
+/// The tenant's use of its quotas: requests running now, the largest
+/// instance memory of the last 15 minutes, stored components, services and
+/// versions, each against its limit.
+#[utoipa::path(get, path = "/v1/tenants/{tenant}/usage", tag = "observability",
+    params(("tenant" = String, Path)),
+    responses((status = 200, body = TenantUsageView), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn tenant_usage(
+    State(state): State<Arc<AdminState>>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<TenantUsageView>, ApiError> {
+    caller.require_tenant(&tenant)?;
+    let (usage, quotas) = state.control.usage_and_quotas(&tenant).await?;
+    let services = state.control.services(&tenant).await?;
+    let mut memory = 0;
+    for service in &services {
+        let stats = service_stats(&state, &tenant, &service.name)?;
+        if let Some(window) = stats.stats.windows.get("15m") {
+            memory = memory.max(window.memory_peak_bytes);
+        }
+    }
+    let used = |used: u64, limit: u64| QuotaUse { used, limit };
+    Ok(Json(TenantUsageView {
+        concurrency: used(
+            state.control.in_flight(&tenant) as u64,
+            u64::from(quotas.concurrency),
+        ),
+        memory_bytes: used(memory, quotas.instance.memory_bytes),
+        storage_bytes: used(usage.bytes, quotas.storage_bytes),
+        services: used(u64::from(usage.services), u64::from(quotas.services)),
+        versions: used(u64::from(usage.versions), u64::from(quotas.versions)),
+    }))
+}
+
 #[derive(Deserialize, IntoParams)]
 pub struct HistoryQuery {
     /// Most events returned, newest kept (default 50, at most 1000).
@@ -98,6 +133,7 @@ pub async fn history(
                 at: e.at,
                 action: e.action,
                 detail: e.detail,
+                actor: e.actor,
             })
             .collect(),
     }))

@@ -18,6 +18,7 @@ use super::AdminState;
 use super::auth::Caller;
 use super::problem::{ApiError, stored};
 use berth_control::ControlError;
+use berth_control::actor::acting_as;
 use berth_control::store::blobs::BlobError;
 use berth_control::store::{
     Deployment, ServiceRecord, ServiceUpdate, SettingsChange, VersionRecord,
@@ -197,18 +198,16 @@ pub async fn put_service(
         || settings.schedules.is_some()
         || settings.subscriptions.is_some()
         || !settings.secrets.is_empty();
-    let record = state
-        .control
-        .configure(
-            &tenant,
-            &service,
-            ServiceUpdate {
-                route: change.route,
-                deployment,
-                settings: changes_settings.then_some(settings),
-            },
-        )
-        .await?;
+    let update = ServiceUpdate {
+        route: change.route,
+        deployment,
+        settings: changes_settings.then_some(settings),
+    };
+    let record = acting_as(
+        caller.actor(),
+        state.control.configure(&tenant, &service, update),
+    )
+    .await?;
     tracing::info!(%tenant, %service, deployment = ?record.deployment, "service deployed");
     Ok(Json(service_view(record, &state)?))
 }
@@ -223,7 +222,11 @@ pub async fn delete_service(
     Path((tenant, service)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_tenant(&tenant)?;
-    state.control.delete_service(&tenant, &service).await?;
+    acting_as(
+        caller.actor(),
+        state.control.delete_service(&tenant, &service),
+    )
+    .await?;
     tracing::info!(%tenant, %service, "service deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -268,11 +271,10 @@ pub async fn upload_version(
         return Err(ControlError::Upload(BlobError::TooLarge { limit }).into());
     }
     let (service, label): (ServiceName, VersionLabel) = (service.parse()?, label.parse()?);
-    let uploaded = match state
+    let upload = state
         .control
-        .upload_version(&tenant, &service, &label, &mut stream)
-        .await
-    {
+        .upload_version(&tenant, &service, &label, &mut stream);
+    let uploaded = match acting_as(caller.actor(), upload).await {
         Ok(uploaded) => uploaded,
         Err(error) => {
             if matches!(error, ControlError::Upload(BlobError::TooLarge { .. })) {
@@ -325,10 +327,8 @@ pub async fn delete_version(
     Path((tenant, service, label)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     caller.require_tenant(&tenant)?;
-    state
-        .control
-        .delete_version(&tenant, &service, &label)
-        .await?;
+    let deletion = state.control.delete_version(&tenant, &service, &label);
+    acting_as(caller.actor(), deletion).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -345,10 +345,10 @@ pub async fn rollback(
 ) -> Result<Json<ServiceView>, ApiError> {
     caller.require_tenant(&tenant)?;
     let request = body.map(|Json(b)| b).unwrap_or_default();
-    let record = state
+    let rollback = state
         .control
-        .rollback(&tenant, &service, request.to.as_deref())
-        .await?;
+        .rollback(&tenant, &service, request.to.as_deref());
+    let record = acting_as(caller.actor(), rollback).await?;
     tracing::info!(%tenant, %service, deployment = ?record.deployment, "service rolled back");
     Ok(Json(service_view(record, &state)?))
 }

@@ -241,7 +241,7 @@ pub async fn whoami(caller: Caller) -> Json<WhoAmI> {
             role: Role::Operator,
             tenant: None,
         },
-        Caller::Tenant(tenant) => WhoAmI {
+        Caller::Tenant(tenant, _) => WhoAmI {
             role: Role::Tenant,
             tenant: tenant.parse().ok(),
         },

@@ -42,6 +42,12 @@ pub struct SeriesPoint {
     pub errors: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Guest CPU time per request that ran a guest in the slot.
+    #[serde(default)]
+    pub cpu_ms_per_request: Option<f64>,
+    /// The largest memory one instance held in the slot.
+    #[serde(default)]
+    pub memory_peak_bytes: u64,
 }
 
 /// One service's figures.
@@ -55,4 +61,25 @@ pub struct ServiceStatsView {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TenantStatsView {
     pub services: Vec<ServiceStatsView>,
+}
+
+/// One quota: how much of it is in use, and the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct QuotaUse {
+    pub used: u64,
+    pub limit: u64,
+}
+
+/// `GET /v1/tenants/{tenant}/usage`: the tenant's use of its quotas.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TenantUsageView {
+    /// Requests running now on this host, against the tenant's concurrency.
+    pub concurrency: QuotaUse,
+    /// The largest memory one instance held over the last 15 minutes,
+    /// against the per-instance memory limit.
+    pub memory_bytes: QuotaUse,
+    /// Component bytes stored over all versions.
+    pub storage_bytes: QuotaUse,
+    pub services: QuotaUse,
+    pub versions: QuotaUse,
 }

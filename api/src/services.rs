@@ -154,8 +154,13 @@ pub struct DeployEventView {
     pub at: i64,
     /// `upload`, `deploy`, `configure`, `rollback` or `delete-version`.
     pub action: String,
-    /// What changed: the version uploaded, or the split now serving.
+    /// What changed: the version uploaded (with its digest), or the split
+    /// now serving (with what served before).
     pub detail: String,
+    /// Who changed it: `operator`, or `token {id}` of the tenant's token;
+    /// empty for changes made before Berth recorded it.
+    #[serde(default)]
+    pub actor: String,
 }
 
 /// `GET .../services/{service}/history`, oldest first.

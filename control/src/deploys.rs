@@ -211,7 +211,11 @@ impl ControlPlane {
             if action == "deploy"
                 && let Some(deployment) = &record.deployment
             {
-                changed.insert(0, deployment.describe());
+                let from = record
+                    .previous
+                    .as_ref()
+                    .map_or_else(String::new, |p| format!(" (from {})", p.describe()));
+                changed.insert(0, format!("{}{from}", deployment.describe()));
             }
             Some(changed.join("; "))
         })
@@ -303,6 +307,7 @@ impl ControlPlane {
             at: now_millis(),
             action: action.to_string(),
             detail,
+            actor: crate::actor::current(),
         };
         if let Err(error) = self.store.record_event(&event).await {
             tracing::warn!(tenant, service, %error, "cannot record a deploy event");

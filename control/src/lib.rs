@@ -18,6 +18,7 @@ use berth_runtime::logbook::Logbook;
 use berth_runtime::quotas::TenantQuotas;
 use berth_runtime::router::Route;
 
+pub mod actor;
 mod collect;
 mod compile;
 mod declared;

@@ -40,6 +40,23 @@ impl ControlPlane {
         }
     }
 
+    /// What the tenant stores (services, versions, component bytes) and
+    /// the quotas it runs under; a 404 when the tenant does not exist.
+    pub async fn usage_and_quotas(
+        &self,
+        tenant: &str,
+    ) -> Result<(crate::store::Usage, berth_runtime::quotas::TenantQuotas), ControlError> {
+        let quotas = self.quotas(tenant).await?;
+        Ok((self.store.usage(tenant).await?, quotas))
+    }
+
+    /// The tenant's requests running now on this host.
+    pub fn in_flight(&self, tenant: &str) -> usize {
+        super::lock(&self.gates)
+            .get(tenant)
+            .map_or(0, |gate| gate.in_flight())
+    }
+
     /// A tenant's tokens, without their secrets; a 404 when the tenant does
     /// not exist.
     pub async fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>, ControlError> {

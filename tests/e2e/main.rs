@@ -10,6 +10,7 @@ mod capabilities;
 mod cli;
 mod compat;
 mod control;
+mod dashboard;
 mod declared;
 mod deploys;
 mod durability;

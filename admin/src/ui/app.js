@@ -76,10 +76,46 @@ async function showTenant(tenant) {
   $("services-panel").hidden = false;
   $("topics-tenant").textContent = tenant;
   $("topics-panel").hidden = false;
+  $("quota-tenant").textContent = tenant;
+  $("quota-panel").hidden = false;
   state.topic = null;
   $("dead-letters-panel").hidden = true;
-  await Promise.all([refreshServices(), refreshTopics()]);
+  await Promise.all([refreshServices(), refreshTopics(), refreshQuotas()]);
   restartPolling();
+}
+
+const mib = (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`;
+const QUOTAS = [
+  ["concurrency", "Requests running", String],
+  ["memory_bytes", "Instance memory", mib],
+  ["storage_bytes", "Stored components", mib],
+  ["services", "Services", String],
+  ["versions", "Versions", String],
+];
+
+// Each quota of the tenant as a bar: what is in use against the limit.
+async function refreshQuotas() {
+  const tenant = state.tenant;
+  const usage = await json(`/v1/tenants/${tenant}/usage`);
+  if (tenant !== state.tenant) return;
+  const rows = [];
+  for (const [key, label, show] of QUOTAS) {
+    const { used, limit } = usage[key];
+    const share = limit > 0 ? Math.min(1, used / limit) : 0;
+    const name = document.createElement("span");
+    name.textContent = label;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.dataset.quota = key;
+    const fillBar = document.createElement("span");
+    fillBar.style.width = `${(share * 100).toFixed(1)}%`;
+    fillBar.className = share >= 1 ? "full" : share >= 0.8 ? "high" : "";
+    bar.appendChild(fillBar);
+    const figures = document.createElement("span");
+    figures.textContent = `${show(used)} of ${show(limit)}`;
+    rows.push(name, bar, figures);
+  }
+  $("quotas").replaceChildren(...rows);
 }
 
 // A topic's backlog and dead letters; a click on a topic shows its dead
@@ -165,12 +201,57 @@ async function refreshService() {
   $("service-serving").textContent = serving(info);
   $("service-url").textContent = info.url ?? "";
   $("service-url").href = info.url ?? "#";
-  const weight = (label) => (info.active === label ? "100%"
-    : info.split && info.split[label] ? `${info.split[label]}%` : "");
-  fill("versions", info.versions, (v) => [v.label, weight(v.label), v.digest, `${v.size} B`,
-    when(v.created_at * 1000)]);
-  fill("history", history.events.slice().reverse(), (e) => [when(e.at), e.action, e.detail]);
+  $("service-declared").hidden = !info.declared;
+  const weights = info.active ? { [info.active]: 100 } : (info.split ?? {});
+  drawSplit(weights);
+  const weight = (label) => (weights[label] ? `${weights[label]}%` : "");
+  const body = fill("versions", info.versions, (v) => [v.label, weight(v.label), v.digest,
+    `${v.size} B`, when(v.created_at * 1000), ""]);
+  [...body.rows].forEach((row, i) => {
+    const label = info.versions[i].label;
+    row.dataset.version = label;
+    if (info.declared || weights[label] === 100) return;
+    const serve = document.createElement("button");
+    serve.type = "button";
+    serve.className = "serve";
+    serve.textContent = "Serve this";
+    serve.addEventListener("click", () => rollbackTo(label));
+    row.lastChild.appendChild(serve);
+  });
+  fill("history", history.events.slice().reverse(),
+    (e) => [when(e.at), e.actor || "-", e.action, e.detail]);
   showStats(stats);
+}
+
+const SPLIT_COLOURS = ["#2f6db5", "#d98a1c", "#3c8d5a", "#8a4fb5", "#b3261e"];
+
+// The deployment as a bar: one segment per version, as wide as its weight.
+function drawSplit(weights) {
+  const segments = Object.entries(weights).filter(([, w]) => w > 0).map(([label, w], i) => {
+    const segment = document.createElement("span");
+    segment.style.flex = String(w);
+    segment.style.background = SPLIT_COLOURS[i % SPLIT_COLOURS.length];
+    segment.textContent = `${label} ${w}%`;
+    segment.dataset.version = label;
+    return segment;
+  });
+  $("split-bar").replaceChildren(...segments);
+}
+
+// Serves `label` again: a rollback to it, recorded in the history.
+async function rollbackTo(label) {
+  const { tenant, service } = state;
+  $("rollback-error").textContent = "";
+  try {
+    await api(`/v1/tenants/${tenant}/services/${service}/rollback`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ to: label }),
+    });
+    await refreshService();
+  } catch (e) {
+    $("rollback-error").textContent = `Rollback failed: ${e.message}`;
+  }
 }
 
 function showStats(stats) {
@@ -192,6 +273,8 @@ function showStats(stats) {
   draw("chart-errors", [slots.map((p) => (p.errors || 0) / slot)], ["#b3261e"]);
   draw("chart-latency", [slots.map((p) => p.p50_ms || 0), slots.map((p) => p.p99_ms || 0)],
     ["#2f6db5", "#d98a1c"]);
+  draw("chart-cpu", [slots.map((p) => p.cpu_ms_per_request || 0)], ["#3c8d5a"]);
+  draw("chart-memory", [slots.map((p) => (p.memory_peak_bytes || 0) / 1048576)], ["#8a4fb5"]);
 }
 
 function draw(id, lines, colours) {
@@ -259,7 +342,7 @@ function restartPolling() {
   clearInterval(state.poll);
   state.poll = setInterval(async () => {
     try {
-      if (state.tenant) await Promise.all([refreshServices(), refreshTopics()]);
+      if (state.tenant) await Promise.all([refreshServices(), refreshTopics(), refreshQuotas()]);
       if (state.service) await refreshService();
       if (state.service && !state.logs) await refreshLogs();
     } catch (e) {

@@ -305,6 +305,8 @@ pub struct DeployEvent {
     pub action: String,
     /// What changed: the version uploaded, or the split now serving.
     pub detail: String,
+    /// Who changed it: `operator`, or `token {id}`; empty when unknown.
+    pub actor: String,
 }
 
 impl Deployment {

@@ -139,6 +139,9 @@ impl ServiceStats {
                 errors: s.errors,
                 p50_ms: percentile(&s.latency, 0.50),
                 p99_ms: percentile(&s.latency, 0.99),
+                cpu_ms_per_request: (s.guest_runs > 0)
+                    .then(|| s.cpu_nanos as f64 / 1e6 / s.guest_runs as f64),
+                memory_peak_bytes: s.memory_peak,
             })
             .collect();
         series.sort_by_key(|p| p.at);

@@ -537,13 +537,15 @@ impl Store for SqlStore {
 
     async fn record_event(&self, event: &DeployEvent) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO deploy_events (tenant, service, at, action, detail) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO deploy_events (tenant, service, at, action, detail, actor) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&event.tenant)
         .bind(&event.service)
         .bind(event.at)
         .bind(&event.action)
         .bind(&event.detail)
+        .bind(&event.actor)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -556,7 +558,7 @@ impl Store for SqlStore {
         limit: u32,
     ) -> StoreResult<Vec<DeployEvent>> {
         let rows = sqlx::query(
-            "SELECT at, action, detail FROM deploy_events WHERE tenant = $1 AND service = $2 \
+            "SELECT at, action, detail, actor FROM deploy_events WHERE tenant = $1 AND service = $2 \
              ORDER BY at DESC LIMIT $3",
         )
         .bind(tenant)
@@ -573,6 +575,7 @@ impl Store for SqlStore {
                     at: row.try_get("at")?,
                     action: row.try_get("action")?,
                     detail: row.try_get("detail")?,
+                    actor: row.try_get("actor")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
