@@ -190,19 +190,40 @@ async fn a_rust_service_from_new_through_watch_to_deploy() -> Result<()> {
     deploy_and_call(&dir, "storefront", "from storefront").await
 }
 
-#[tokio::test]
-async fn a_python_service_from_new_to_deploy() -> Result<()> {
+/// `berth new`, `build`, `up --watch` (an edit swapped in), `deploy`, for a
+/// template built by a toolchain other than cargo.
+async fn loop_without_cargo(lang: &str, name: &str, source: &str) -> Result<()> {
     let root = tempfile::tempdir()?;
-    let dir = new_and_build(root.path(), "pyshop", "python")?;
-    let host = up(&dir, &root.path().join("data"), false)?;
+    let dir = new_and_build(root.path(), name, lang)?;
+    let host = up(&dir, &root.path().join("data"), true)?;
+    let greeting = format!("Hello from {name}! Visit 1.\n");
+    assert_eq!(get(&host, "/").await?, (200, greeting));
     assert_eq!(
-        get(&host, "/").await?,
-        (200, "Hello from pyshop! Visit 1.\n".into())
+        get(&host, "/").await?.1,
+        format!("Hello from {name}! Visit 2.\n")
     );
-    assert_eq!(get(&host, "/").await?.1, "Hello from pyshop! Visit 2.\n");
     assert_eq!(get(&host, "/elsewhere").await?.0, 404);
+
+    let file = dir.join(source);
+    let text = std::fs::read_to_string(&file)?;
+    std::fs::write(&file, text.replace("! Visit ", "! Call "))?;
+    let body = until_body(&host, "/", "! Call ", Duration::from_secs(180)).await?;
+    assert!(
+        body.starts_with(&format!("Hello from {name}! Call ")),
+        "{body}"
+    );
     drop(host);
-    deploy_and_call(&dir, "pyshop", "from pyshop! Visit 1.").await
+    deploy_and_call(&dir, name, &format!("from {name}! Call 1.")).await
+}
+
+#[tokio::test]
+async fn a_python_service_from_new_through_watch_to_deploy() -> Result<()> {
+    loop_without_cargo("python", "pyshop", "app.py").await
+}
+
+#[tokio::test]
+async fn a_javascript_service_from_new_through_watch_to_deploy() -> Result<()> {
+    loop_without_cargo("js", "jsshop", "app.js").await
 }
 
 #[test]
@@ -230,19 +251,4 @@ fn build_says_what_is_missing() -> Result<()> {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
     Ok(())
-}
-
-#[tokio::test]
-async fn a_javascript_service_from_new_to_deploy() -> Result<()> {
-    let root = tempfile::tempdir()?;
-    let dir = new_and_build(root.path(), "jsshop", "js")?;
-    let host = up(&dir, &root.path().join("data"), false)?;
-    assert_eq!(
-        get(&host, "/").await?,
-        (200, "Hello from jsshop! Visit 1.\n".into())
-    );
-    assert_eq!(get(&host, "/").await?.1, "Hello from jsshop! Visit 2.\n");
-    assert_eq!(get(&host, "/elsewhere").await?.0, 404);
-    drop(host);
-    deploy_and_call(&dir, "jsshop", "from jsshop! Visit 1.").await
 }

@@ -106,6 +106,20 @@ async fn the_dashboard_draws_live_figures_split_history_rollback_and_quotas() ->
         ))
         .await?;
 
+    // A tenant's token sees its own tenant only: no list of tenants.
+    browser
+        .wait_for(
+            "document.getElementById('who').textContent === 'tenant acme'",
+            Duration::from_secs(10),
+        )
+        .await?;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('tenants-panel').hidden")
+            .await?,
+        json!(true)
+    );
+
     // Quota use against the limits: two versions of one service.
     let quotas = "document.getElementById('quotas').textContent";
     let quota_text = browser
