@@ -268,6 +268,11 @@ async fn the_whole_life_cycle_through_the_cli() -> Result<()> {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("deployed web 1.0.0"), "{out}");
     assert!(out.contains("http://acme.localhost:"), "{out}");
+    // Not on a terminal: progress as plain lines on stderr, stdout the result.
+    assert!(
+        err.contains("uploading ") && err.contains("compiled in "),
+        "{err}"
+    );
     let r = host.tenant_get("acme", "/web").send().await?;
     assert_eq!(r.headers()["x-berth-version"], "1.0.0");
 

@@ -1,4 +1,5 @@
-//! Progress of a long upload: a bar on a terminal, nothing otherwise.
+//! Progress of a long upload: a bar on a terminal; otherwise (a CI log, a
+//! pipe) plain lines on stderr at each step, so stdout stays the result.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -6,11 +7,14 @@ use std::time::Duration;
 
 pub struct Progress {
     pub bar: ProgressBar,
+    /// Whether progress is written as plain lines rather than a bar.
+    pub plain: bool,
 }
 
 impl Progress {
     pub fn new(size: u64) -> Self {
-        let bar = if std::io::stderr().is_terminal() {
+        let plain = !std::io::stderr().is_terminal();
+        let bar = if !plain {
             let bar = ProgressBar::new(size);
             if let Ok(style) = ProgressStyle::with_template(
                 "uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
@@ -20,9 +24,17 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(100));
             bar
         } else {
+            eprintln!("uploading {size} bytes");
             ProgressBar::hidden()
         };
-        Self { bar }
+        Self { bar, plain }
+    }
+
+    /// A step, as a plain line when there is no bar.
+    pub fn step(&self, line: &str) {
+        if self.plain {
+            eprintln!("{line}");
+        }
     }
 }
 

@@ -135,13 +135,16 @@ impl Client {
             .with_context(|| format!("cannot open {}", args.file.display()))?;
         let size = file.metadata().await?.len();
         let progress = Progress::new(size);
-        let bar = progress.bar.clone();
+        let (bar, plain) = (progress.bar.clone(), progress.plain);
         let stream = file_chunks(file).map(move |chunk| {
             if let Ok(bytes) = &chunk {
                 bar.inc(bytes.len() as u64);
-                if bar.position() >= size {
+                if bar.position() >= size && bar.message().is_empty() {
                     bar.set_style(spinner_style());
                     bar.set_message("compiling");
+                    if plain {
+                        eprintln!("uploaded; the host is compiling");
+                    }
                 }
             }
             chunk
@@ -160,6 +163,7 @@ impl Client {
             .await;
         progress.bar.finish_and_clear();
         let uploaded = uploaded?;
+        progress.step(&format!("compiled in {} ms", uploaded.compile_ms));
         if args.no_activate {
             self.print(&uploaded, |v| {
                 format!("uploaded {} {} ({})", args.service, v.label, v.digest)
