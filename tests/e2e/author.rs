@@ -187,6 +187,19 @@ async fn a_rust_service_from_new_through_watch_to_deploy() -> Result<()> {
 
     std::fs::write(&source, text)?;
     run(&dir, &["build"])?;
+    deploy_and_call(&dir, "storefront", "from storefront").await?;
+
+    // The same source for WASI 0.3: a component exporting the 0.3 handler,
+    // deployed and served like the other.
+    run(&dir, &["build", "--p3"])?;
+    let wasm = std::fs::read(dir.join("dist/storefront.wasm"))?;
+    let exports_p3 = wasm
+        .windows(b"wasi:http/handler@0.3".len())
+        .any(|w| w == b"wasi:http/handler@0.3");
+    assert!(
+        exports_p3,
+        "the --p3 build does not export wasi:http/handler@0.3"
+    );
     deploy_and_call(&dir, "storefront", "from storefront").await
 }
 

@@ -126,7 +126,7 @@ fn the_version_names_what_berth_runs_and_completions_load_in_bash() -> Result<()
     assert!(out.starts_with("berth "), "{out}");
     assert!(out.contains("\nwasmtime 48."), "{out}");
     assert!(
-        out.contains("WASI 0.2") && out.contains("wasi:http/service@0.3.0"),
+        out.contains("WASI 0.2") && out.contains("wasi:http/handler@0.3.0"),
         "{out}"
     );
 

@@ -192,6 +192,16 @@ async fn the_dashboard_draws_live_figures_split_history_rollback_and_quotas() ->
             Duration::from_secs(10),
         )
         .await?;
+    // And from the history: version 1's upload serves it again.
+    browser
+        .eval("document.querySelector('#history tr[data-version=\"1\"] button').click(); true")
+        .await?;
+    browser
+        .wait_for(
+            "document.getElementById('split-bar').textContent === '1 100%'",
+            Duration::from_secs(10),
+        )
+        .await?;
 
     // The operator sees the declared service in the default tenant.
     let mut operator = Browser::launch().await?;

@@ -419,9 +419,15 @@ async fn stats_and_history_describe_known_traffic_and_deploys() -> Result<()> {
         ],
         "{events:?}"
     );
-    assert_eq!(events[3].detail, "1=50, 2=50");
+    assert_eq!(events[1].detail, "1; route /h");
+    assert_eq!(events[3].detail, "1=50, 2=50 (from 1)");
     assert_eq!(events[4].detail, "to 1");
     assert_eq!(events[5].detail, "2");
+    // Each change names who made it: here the tenant's own token.
+    assert!(
+        events.iter().all(|e| e.actor.starts_with("token ")),
+        "{events:?}"
+    );
     Ok(())
 }
 

@@ -218,8 +218,21 @@ async function refreshService() {
     serve.addEventListener("click", () => rollbackTo(label));
     row.lastChild.appendChild(serve);
   });
-  fill("history", history.events.slice().reverse(),
-    (e) => [when(e.at), e.actor || "-", e.action, e.detail]);
+  const events = history.events.slice().reverse();
+  const rows = fill("history", events, (e) => [when(e.at), e.actor || "-", e.action, e.detail]);
+  // An upload's detail starts with its label: serve it again from here.
+  [...rows.rows].forEach((row, i) => {
+    const label = events[i].action === "upload" ? events[i].detail.split(" ")[0] : null;
+    if (!label || info.declared || weights[label] === 100
+      || !info.versions.some((v) => v.label === label)) return;
+    row.dataset.version = label;
+    const serve = document.createElement("button");
+    serve.type = "button";
+    serve.className = "serve";
+    serve.textContent = "Serve this";
+    serve.addEventListener("click", () => rollbackTo(label));
+    row.lastChild.append(" ", serve);
+  });
   showStats(stats);
 }
 

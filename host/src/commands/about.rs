@@ -9,7 +9,7 @@ pub fn long_version() -> &'static str {
     concat!(
         env!("CARGO_PKG_VERSION"),
         "\nwasmtime 48.0.8",
-        "\nWASI 0.2 (wasi:http/proxy@0.2.x, up to 0.2.12) and WASI 0.3 (wasi:http/service@0.3.0)",
+        "\nWASI 0.2 (wasi:http/proxy@0.2.x, up to 0.2.12) and WASI 0.3 (wasi:http/handler@0.3.0)",
         "\ncapabilities: wasi:keyvalue (0.2.0-draft, 0.2.0-draft2), ",
         "wasi:config (0.2.0-rc.1, 0.2.0-draft-2024-09-27), wasi:logging, wasi:messaging@0.2.0-draft"
     )

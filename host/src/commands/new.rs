@@ -175,7 +175,12 @@ fn sdk_path(given: Option<&Path>) -> anyhow::Result<String> {
     };
     let found = path.join("Cargo.toml").is_file();
     match path.canonicalize() {
-        Ok(path) if found => Ok(path.display().to_string().replace('\\', "/")),
+        // Written into a TOML basic string.
+        Ok(path) if found => Ok(path
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")),
         _ if given.is_some() => bail!(
             "--sdk {}: no berth-sdk there (the `guest-sdk` directory of a Berth checkout)",
             path.display()
