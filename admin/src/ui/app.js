@@ -211,12 +211,7 @@ async function refreshService() {
     const label = info.versions[i].label;
     row.dataset.version = label;
     if (info.declared || weights[label] === 100) return;
-    const serve = document.createElement("button");
-    serve.type = "button";
-    serve.className = "serve";
-    serve.textContent = "Serve this";
-    serve.addEventListener("click", () => rollbackTo(label));
-    row.lastChild.appendChild(serve);
+    row.lastChild.appendChild(serveButton(label));
   });
   const events = history.events.slice().reverse();
   const rows = fill("history", events, (e) => [when(e.at), e.actor || "-", e.action, e.detail]);
@@ -226,12 +221,7 @@ async function refreshService() {
     if (!label || info.declared || weights[label] === 100
       || !info.versions.some((v) => v.label === label)) return;
     row.dataset.version = label;
-    const serve = document.createElement("button");
-    serve.type = "button";
-    serve.className = "serve";
-    serve.textContent = "Serve this";
-    serve.addEventListener("click", () => rollbackTo(label));
-    row.lastChild.append(" ", serve);
+    row.lastChild.append(" ", serveButton(label));
   });
   showStats(stats);
 }
@@ -249,6 +239,15 @@ function drawSplit(weights) {
     return segment;
   });
   $("split-bar").replaceChildren(...segments);
+}
+
+function serveButton(label) {
+  const serve = document.createElement("button");
+  serve.type = "button";
+  serve.className = "serve";
+  serve.textContent = "Serve this";
+  serve.addEventListener("click", () => rollbackTo(label));
+  return serve;
 }
 
 // Serves `label` again: a rollback to it, recorded in the history.

@@ -104,11 +104,14 @@ impl Project {
             return false; // written by the build's `npm install`
         }
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        match self.kind {
-            Kind::Rust => matches!(ext, "rs" | "toml" | "wit"),
-            Kind::Python => matches!(ext, "py" | "wit"),
-            Kind::Js => matches!(ext, "js" | "mjs" | "json" | "wit"),
-        }
+        // `berth.toml` and the WIT count for every language: a changed
+        // config value is served as a rebuild is.
+        matches!(ext, "toml" | "wit")
+            || match self.kind {
+                Kind::Rust => ext == "rs",
+                Kind::Python => ext == "py",
+                Kind::Js => matches!(ext, "js" | "mjs" | "json"),
+            }
     }
 
     /// Builds the component into `dist/NAME.wasm` and returns its path.
@@ -241,4 +244,41 @@ fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
         bail!("{what} failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(kind: Kind) -> Project {
+        Project {
+            dir: PathBuf::from("/work/p"),
+            name: "p".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn the_watched_sources_are_the_languages_and_the_config() {
+        let python = project(Kind::Python);
+        let source = |p: &Project, path: &str| p.is_source(Path::new(path));
+        assert!(source(&python, "/work/p/app.py"));
+        assert!(source(&python, "/work/p/berth.toml"));
+        assert!(source(&python, "/work/p/wit/deps/http.wit"));
+        assert!(!source(&python, "/work/p/__pycache__/app.py"));
+        assert!(!source(&python, "/work/p/dist/p.wasm"));
+        assert!(!source(&python, "/elsewhere/app.py"));
+        assert!(!source(&python, "/work/p/app.js"));
+
+        let js = project(Kind::Js);
+        assert!(source(&js, "/work/p/app.js"));
+        assert!(source(&js, "/work/p/package.json"));
+        assert!(!source(&js, "/work/p/package-lock.json"));
+        assert!(!source(&js, "/work/p/node_modules/x/index.js"));
+
+        let rust = project(Kind::Rust);
+        assert!(source(&rust, "/work/p/src/lib.rs"));
+        assert!(source(&rust, "/work/p/Cargo.toml"));
+        assert!(!source(&rust, "/work/p/target/release/build/x.rs"));
+    }
 }

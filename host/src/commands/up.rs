@@ -74,40 +74,53 @@ impl UpCommand {
     pub fn execute(self) -> anyhow::Result<()> {
         let project = match &self.component {
             Some(_) => None,
-            None => {
-                let project = Project::open(&self.dir)?;
-                project.build(false)?;
-                Some(project)
-            }
+            None => Some(Project::open(&self.dir)?),
         };
+        // What the files are before the first build: an edit made while it
+        // runs, or before the watcher starts, is a change it still sees.
+        let seen = self.watch.then(|| {
+            let root = self.watch_root(project.as_ref());
+            super::watch::snapshot(&root, &|path| watched(project.as_ref(), path))
+        });
+        if let Some(project) = &project {
+            project.build(false)?;
+        }
         let spec = self.spec(project.as_ref())?;
         let host = self.host.host()?;
         let loaded = host.load_services(&[spec])?;
         let me = Arc::new(self);
-        if me.watch {
+        if let Some(seen) = seen {
             let (watcher, served) = (Arc::clone(&me), Arc::clone(&host));
             std::thread::Builder::new()
                 .name("berth-watch".into())
-                .spawn(move || watcher.watch(project, &served))
+                .spawn(move || watcher.watch(project, seen, &served))
                 .context("cannot start the file watcher")?;
         }
         super::run_data_plane(host, me.listen, &me.host, &loaded)
     }
 
-    /// Rebuilds (a project) or rereads (a component) on every change, and
-    /// serves the result; a failure leaves the last good version serving.
-    fn watch(&self, project: Option<Project>, host: &Host) {
-        let (root, what) = match (&project, &self.component) {
-            (Some(project), _) => (project.dir.clone(), "sources"),
-            (None, Some(component)) => (component.clone(), "component"),
-            (None, None) => return,
+    /// The project's directory, or the component file.
+    fn watch_root(&self, project: Option<&Project>) -> PathBuf {
+        match (project, &self.component) {
+            (Some(project), _) => project.dir.clone(),
+            (None, Some(component)) => component.clone(),
+            (None, None) => self.dir.clone(),
+        }
+    }
+
+    /// Rebuilds (a project) or rereads (a component) on every change from
+    /// `seen`, and serves the result; a failure leaves the last good
+    /// version serving.
+    fn watch(&self, project: Option<Project>, seen: super::watch::Snapshot, host: &Host) {
+        let root = self.watch_root(project.as_ref());
+        let what = if project.is_some() {
+            "sources"
+        } else {
+            "component"
         };
         println!("watching the {what} in {}", root.display());
-        let watched = |path: &Path| match &project {
-            Some(project) => project.is_source(path),
-            None => true,
-        };
-        super::watch::watch(root, watched, || {
+        let sources = |path: &Path| watched(project.as_ref(), path);
+        super::watch::watch(root, sources, seen, || {
             if let Some(project) = &project {
                 println!("change seen: building {}", project.name);
                 if let Err(error) = project.build(false) {
@@ -192,6 +205,12 @@ impl UpCommand {
             },
         })
     }
+}
+
+/// Whether a change to `path` counts: a project's sources, or anything
+/// (the watched component file itself).
+fn watched(project: Option<&Project>, path: &Path) -> bool {
+    project.is_none_or(|project| project.is_source(path))
 }
 
 /// A service name from a file name: lowercase, other characters as dashes.

@@ -8,27 +8,36 @@ use std::time::{Duration, SystemTime};
 
 /// How often the files are looked at.
 const POLL: Duration = Duration::from_millis(300);
-/// Most files looked at, so a runaway tree cannot make a scan endless.
-const MAX_FILES: usize = 20_000;
+/// Most entries looked at, so a runaway tree cannot make a scan endless.
+const MAX_ENTRIES: usize = 20_000;
+/// Directories of build outputs and fetched dependencies: never sources,
+/// and often large (`node_modules`), so a scan does not enter them.
+const SKIPPED_DIRS: [&str; 5] = ["target", "dist", "node_modules", "__pycache__", ".git"];
 /// Deepest directory looked into.
 const MAX_DEPTH: usize = 16;
 
 /// Each watched file's modification time and size.
-type Snapshot = BTreeMap<PathBuf, (SystemTime, u64)>;
+pub type Snapshot = BTreeMap<PathBuf, (SystemTime, u64)>;
 
 /// Files under `root` (or `root` itself) that `watched` accepts.
 pub fn snapshot(root: &Path, watched: &dyn Fn(&Path) -> bool) -> Snapshot {
     let mut found = Snapshot::new();
     let mut pending = vec![(root.to_path_buf(), 0usize)];
+    let mut looked_at = 0;
     while let Some((path, depth)) = pending.pop() {
-        if found.len() >= MAX_FILES {
+        looked_at += 1;
+        if looked_at > MAX_ENTRIES {
             break;
         }
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
         if meta.is_dir() {
-            if depth >= MAX_DEPTH {
+            let skipped = depth > 0
+                && path
+                    .file_name()
+                    .is_some_and(|name| SKIPPED_DIRS.iter().any(|s| name == *s));
+            if depth >= MAX_DEPTH || skipped {
                 continue;
             }
             if let Ok(entries) = std::fs::read_dir(&path) {
@@ -42,11 +51,15 @@ pub fn snapshot(root: &Path, watched: &dyn Fn(&Path) -> bool) -> Snapshot {
     found
 }
 
-/// Calls `changed` each time the watched files change, once they have
-/// been still for one poll (an editor or a build writing several files
-/// counts once). Runs until the process ends.
-pub fn watch(root: PathBuf, watched: impl Fn(&Path) -> bool, mut changed: impl FnMut()) {
-    let mut seen = snapshot(&root, &watched);
+/// Calls `changed` each time the watched files differ from `seen`, once
+/// they have been still for one poll (an editor or a build writing several
+/// files counts once). Runs until the process ends.
+pub fn watch(
+    root: PathBuf,
+    watched: impl Fn(&Path) -> bool,
+    mut seen: Snapshot,
+    mut changed: impl FnMut(),
+) {
     loop {
         std::thread::sleep(POLL);
         let now = snapshot(&root, &watched);
@@ -67,5 +80,28 @@ pub fn watch(root: PathBuf, watched: impl Fn(&Path) -> bool, mut changed: impl F
         // change the next poll sees.
         seen = settled;
         changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_sees_sources_and_skips_build_outputs() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("src"))?;
+        std::fs::create_dir_all(root.join("node_modules/pkg"))?;
+        std::fs::write(root.join("src/lib.rs"), "fn a() {}")?;
+        std::fs::write(root.join("node_modules/pkg/index.js"), "x")?;
+        let all = |_: &Path| true;
+        let first = snapshot(root, &all);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(first.contains_key(&root.join("src/lib.rs")));
+        // A changed size is a change even within one mtime tick.
+        std::fs::write(root.join("src/lib.rs"), "fn a() { b() }")?;
+        assert_ne!(snapshot(root, &all), first);
+        Ok(())
     }
 }
