@@ -16,46 +16,20 @@ path, and the acknowledgement (one more transaction). The host runs on CPU
   figure includes up to a poll of slack.
 
 Usage: bench/events.py BERTH HELLO_WASM WORKDIR
+With BENCH_PG_STATEMENTS=1, Postgres logs every statement's duration and the
+costliest statements in all are printed on stderr at the end.
 Prints one line of key=value figures.
 """
-import glob, json, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+import json, os, statistics, subprocess, sys, threading, time
 import urllib.request
+
+from pgserver import free_port, start_postgres
 
 berth, hello_path, work = sys.argv[1:4]
 EVENTS = int(os.environ.get("BENCH_EVENTS", "5000"))
 TOKEN = "berth_op_bench"
 os.sched_setaffinity(0, {1})
 procs = []
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_postgres():
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-    if not bins:
-        sys.exit("PostgreSQL is not installed: `make test` or `apt-get install postgresql`")
-    bin_dir, root = bins[-1], tempfile.mkdtemp(prefix="berth-bench-pg-")
-    prefix = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    run = lambda *args: subprocess.run(prefix + list(args), check=True, cwd=root,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    data = os.path.join(root, "data")
-    run(f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "--auth=trust")
-    # Durable as a real fleet would run it: fsync stays on.
-    run(f"{bin_dir}/pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w", "-o",
-        f"-h 127.0.0.1 -p {port} -k {root}", "start")
-
-    def stop():
-        run(f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-    return f"postgres://postgres@127.0.0.1:{port}/postgres", stop
 
 
 class Host:
@@ -150,7 +124,7 @@ try:
     s_pub, s_rate, s_p50, s_p99 = measure(sqlite)
     sqlite.proc.terminate()
     sqlite.proc.wait()
-    store, stop_postgres = start_postgres()
+    store, stop_postgres = start_postgres(log_statements=os.environ.get("BENCH_PG_STATEMENTS") == "1")
     pg = Host("postgres", ["--store", store])
     p_pub, p_rate, p_p50, p_p99 = measure(pg)
     print(f"events={EVENTS} sqlite_publish_per_s={s_pub:.0f} sqlite_delivered_per_s={s_rate:.0f} "

@@ -13,43 +13,16 @@ PostgreSQL server on loopback.
 Usage: bench/fleet.py BERTH HELLO_WASM WORKDIR DURATION CONNECTIONS
 Prints one line of key=value figures.
 """
-import glob, json, os, re, shutil, socket, statistics, subprocess, sys, tempfile, time
+import json, os, re, statistics, subprocess, sys, time
 import urllib.request
+
+from pgserver import free_port, start_postgres
 
 berth, hello_path, work, duration, connections = sys.argv[1:6]
 duration, connections = int(duration), int(connections)
 TOKEN = "berth_op_bench"
 os.sched_setaffinity(0, {1})
 procs = []
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_postgres():
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-    if not bins:
-        sys.exit("PostgreSQL is not installed: `make test` or `apt-get install postgresql`")
-    # Its own directory under /tmp: the server's user must reach it.
-    bin_dir, root = bins[-1], tempfile.mkdtemp(prefix="berth-bench-pg-")
-    prefix = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    run = lambda *args: subprocess.run(prefix + list(args), check=True, cwd=root,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    data = os.path.join(root, "data")
-    run(f"{bin_dir}/initdb", "-D", data, "-U", "postgres", "--auth=trust")
-    run(f"{bin_dir}/pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w", "-o",
-        f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off", "start")
-    def stop():
-        run(f"{bin_dir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-    return f"postgres://postgres@127.0.0.1:{port}/postgres", stop
 
 
 class Host:
@@ -116,7 +89,7 @@ def wrk(hosts):
 
 stop_postgres = None
 try:
-    store, stop_postgres = start_postgres()
+    store, stop_postgres = start_postgres(fsync=False)
     a, b, c = Host("a", store), Host("b", store), Host("c", store)
     a.call("POST", "/v1/tenants", {"name": "bench"})
     hello = open(hello_path, "rb").read()

@@ -93,11 +93,11 @@ impl Project {
         let Ok(relative) = path.strip_prefix(&self.dir) else {
             return false;
         };
-        let skipped = ["target", "dist", "node_modules", "__pycache__", ".git"];
-        if relative
-            .components()
-            .any(|c| skipped.iter().any(|s| c.as_os_str() == *s))
-        {
+        if relative.components().any(|c| {
+            super::watch::SKIPPED_DIRS
+                .iter()
+                .any(|s| c.as_os_str() == *s)
+        }) {
             return false;
         }
         if path.file_name().is_some_and(|n| n == "package-lock.json") {

@@ -12,7 +12,7 @@ const POLL: Duration = Duration::from_millis(300);
 const MAX_ENTRIES: usize = 20_000;
 /// Directories of build outputs and fetched dependencies: never sources,
 /// and often large (`node_modules`), so a scan does not enter them.
-const SKIPPED_DIRS: [&str; 5] = ["target", "dist", "node_modules", "__pycache__", ".git"];
+pub const SKIPPED_DIRS: [&str; 5] = ["target", "dist", "node_modules", "__pycache__", ".git"];
 /// Deepest directory looked into.
 const MAX_DEPTH: usize = 16;
 

@@ -336,15 +336,8 @@ async fn a_sigkill_between_store_and_delivery_loses_nothing() -> Result<()> {
     host.kill()?;
     let host = launch()?;
     // Counted by id: a delivery in flight at the kill is made again.
-    let started = Instant::now();
-    let (seen, delivered) = loop {
-        let seen = seen(&host, "acme", "sink").await?;
-        let delivered: HashSet<String> = seen.iter().map(|r| field(r, "id").to_string()).collect();
-        if delivered.len() >= ids.len() || started.elapsed() > Duration::from_secs(30) {
-            break (seen, delivered);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let within = Duration::from_secs(30);
+    let (seen, delivered) = until_every_id(&host, "sink", &ids, within, |_| true).await?;
     assert_eq!(delivered, ids, "every stored event is delivered");
     // At least once: any repeat carries the same id, and is one that was in
     // flight when the host died.
@@ -375,17 +368,10 @@ async fn a_fleet_host_killed_mid_delivery_loses_nothing() -> Result<()> {
     until_seen(&doomed, "acme", "sink", 1, Duration::from_secs(20)).await?;
     doomed.kill()?;
     let survivor = crate::fleet::fleet_host(dir.path(), "survivor", &pg)?;
-    let started = Instant::now();
-    let (seen, delivered) = loop {
-        let seen = seen(&survivor, "acme", "sink").await?;
-        let delivered: HashSet<String> = seen.iter().map(|r| field(r, "id").to_string()).collect();
-        let retaken = seen.iter().any(|r| r["attempt"].as_i64() == Some(2));
-        if (delivered.len() >= ids.len() && retaken) || started.elapsed() > Duration::from_secs(60)
-        {
-            break (seen, delivered);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Done once the deliveries in flight at the kill were made again.
+    let retaken = |seen: &[Value]| seen.iter().any(|r| r["attempt"].as_i64() == Some(2));
+    let within = Duration::from_secs(60);
+    let (seen, delivered) = until_every_id(&survivor, "sink", &ids, within, retaken).await?;
     assert_eq!(delivered, ids, "every stored event is delivered");
     // The deliveries in flight at the kill are made again, by the
     // survivor, with the same id: at most the dead host's 8 slots.

@@ -154,6 +154,28 @@ pub(super) async fn until_seen(
     }
 }
 
+/// Waits (bounded) until `service` of `acme` has recorded every id of
+/// `ids` and `done` holds of its records; returns the records and the ids
+/// they carry, for the caller to assert on whatever was reached.
+pub(super) async fn until_every_id(
+    host: &BerthProcess,
+    service: &str,
+    ids: &std::collections::HashSet<String>,
+    within: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Result<(Vec<Value>, std::collections::HashSet<String>)> {
+    let started = Instant::now();
+    loop {
+        let seen = seen(host, "acme", service).await?;
+        let delivered: std::collections::HashSet<String> =
+            seen.iter().map(|r| field(r, "id").to_string()).collect();
+        if (delivered.len() >= ids.len() && done(&seen)) || started.elapsed() > within {
+            return Ok((seen, delivered));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub(super) fn field<'a>(record: &'a Value, name: &str) -> &'a str {
     record[name].as_str().unwrap_or_default()
 }
