@@ -8,6 +8,11 @@ use crate::units::DurationSpec;
 
 /// Most requests one instance may serve over its life.
 pub const MAX_REUSE_REQUESTS: u32 = 100_000;
+/// Most requests one WASI 0.3 instance may serve at once.
+pub const MAX_CONCURRENT_REQUESTS: u32 = 128;
+/// Requests one instance serves over its life when only `max_concurrent`
+/// is set: what `wasmtime serve` takes for a 0.3 instance.
+pub const DEFAULT_SHARED_MAX_REQUESTS: u32 = 128;
 /// Longest an idle instance may be kept.
 pub const MAX_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -20,6 +25,11 @@ pub struct InstanceReuse {
     /// default) is a fresh instance for every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_requests: Option<u32>,
+    /// Requests one WASI 0.3 instance serves at once (`1`, the default, is
+    /// one after another); a WASI 0.2 instance always serves one at a
+    /// time. Set alone, instances serve up to 128 requests in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent: Option<u32>,
     /// How long an instance with no request is kept (`"10s"` by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<DurationSpec>,
@@ -35,6 +45,21 @@ impl InstanceReuse {
                 "reuse.max_requests is {n}; use 1 to {MAX_REUSE_REQUESTS}"
             ));
         }
+        if let Some(n) = self.max_concurrent {
+            if !(1..=MAX_CONCURRENT_REQUESTS).contains(&n) {
+                return Err(format!(
+                    "reuse.max_concurrent is {n}; use 1 to {MAX_CONCURRENT_REQUESTS}"
+                ));
+            }
+            if let Some(total) = self.max_requests
+                && n > total
+            {
+                return Err(format!(
+                    "reuse.max_concurrent is {n} but reuse.max_requests is {total}: \
+                     an instance cannot serve more at once than in all"
+                ));
+            }
+        }
         if let Some(idle) = self.idle_timeout
             && (idle.0.is_zero() || idle.0 > MAX_IDLE_TIMEOUT)
         {
@@ -45,6 +70,20 @@ impl InstanceReuse {
             ));
         }
         Ok(())
+    }
+
+    /// Requests one instance serves over its life.
+    pub fn requests(&self) -> u32 {
+        match (self.max_requests, self.max_concurrent) {
+            (Some(n), _) => n.max(1),
+            (None, Some(c)) if c > 1 => DEFAULT_SHARED_MAX_REQUESTS,
+            _ => 1,
+        }
+    }
+
+    /// Requests one WASI 0.3 instance serves at once.
+    pub fn concurrent(&self) -> u32 {
+        self.max_concurrent.unwrap_or(1).max(1)
     }
 
     /// Whether anything is set.
@@ -101,9 +140,35 @@ mod tests {
     fn bounds_are_checked() {
         let ok = InstanceReuse {
             max_requests: Some(128),
+            max_concurrent: Some(16),
             idle_timeout: Some(DurationSpec(std::time::Duration::from_secs(5))),
         };
         assert_eq!(ok.check(), Ok(()));
+        let alone = InstanceReuse {
+            max_concurrent: Some(16),
+            ..Default::default()
+        };
+        assert_eq!((alone.requests(), alone.concurrent()), (128, 16));
+        assert_eq!(InstanceReuse::default().requests(), 1);
+        let more_at_once = InstanceReuse {
+            max_requests: Some(4),
+            max_concurrent: Some(8),
+            ..Default::default()
+        };
+        assert!(
+            more_at_once
+                .check()
+                .is_err_and(|m| m.contains("max_concurrent"))
+        );
+        let too_many = InstanceReuse {
+            max_concurrent: Some(1000),
+            ..Default::default()
+        };
+        assert!(
+            too_many
+                .check()
+                .is_err_and(|m| m.contains("max_concurrent"))
+        );
         let zero = InstanceReuse {
             max_requests: Some(0),
             ..Default::default()

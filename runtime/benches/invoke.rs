@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     };
     let kept = ReusePolicy {
         max_requests: 100_000,
+        max_concurrent: 1,
         idle_timeout: Duration::from_secs(60),
     };
     host.load_services(&[spec("/fresh", ReusePolicy::FRESH), spec("/kept", kept)])?;

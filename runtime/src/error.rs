@@ -49,6 +49,8 @@ pub enum RequestError {
     BadRequest(&'static str),
     #[error("the service could not be started")]
     Instantiate,
+    #[error("another request in the same instance of the service failed it; try again")]
+    InstanceFailed,
     #[error("the chain of service calls is deeper than {limit}")]
     CallDepthExceeded { limit: u32 },
     #[error("this tenant has no service of that name")]
@@ -68,7 +70,9 @@ impl RequestError {
             | Self::Instantiate => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::CpuDeadline { .. } | Self::WallDeadline { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::PoolExhausted | Self::TenantBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PoolExhausted | Self::TenantBusy | Self::InstanceFailed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyHeaders { .. } | Self::HeadersTooLarge { .. } => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -98,6 +102,7 @@ impl RequestError {
             Self::UriTooLong { .. } => "uri-too-long",
             Self::BodyTooSlow => "body-too-slow",
             Self::Instantiate => "instantiate-failed",
+            Self::InstanceFailed => "instance-failed",
             Self::CallDepthExceeded { .. } => "call-depth-exceeded",
             Self::NoService => "no-service",
         }

@@ -122,6 +122,7 @@ pub struct Host {
     slots: Arc<Semaphore>,
     /// Instances kept between requests, by services whose policy says so.
     park: Arc<InstancePark<LiveInstance>>,
+    shared: Arc<crate::invoke::SharedInstances>,
     linker: WorldLinker,
     /// Berth's world on the quick engine, when there is one.
     quick_linker: Option<WorldLinker>,
@@ -166,6 +167,7 @@ impl Host {
             )),
             slots: Arc::new(Semaphore::new(settings.max_instances as usize)),
             park,
+            shared: Arc::default(),
             engine,
             linker,
             quick_linker,
@@ -222,6 +224,7 @@ impl Host {
         InvokeContext {
             slots: &self.slots,
             park: &self.park,
+            shared: &self.shared,
             queue_timeout: QUEUE_TIMEOUT,
             own_listeners: self.own_listeners.get().unwrap_or(&self.no_listeners),
             dispatch: &self.me,

@@ -24,6 +24,9 @@ pub struct ReusePolicy {
     /// Requests one instance serves over its life; 1 is a fresh instance
     /// per request.
     pub max_requests: u32,
+    /// Requests one WASI 0.3 instance serves at once; 1 is one after
+    /// another. WASI 0.2 instances serve one at a time whatever it says.
+    pub max_concurrent: u32,
     pub idle_timeout: Duration,
 }
 
@@ -31,12 +34,14 @@ impl ReusePolicy {
     /// A fresh instance for every request: the default for every world.
     pub const FRESH: Self = Self {
         max_requests: 1,
+        max_concurrent: 1,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
     };
 
     pub fn from_spec(spec: &InstanceReuse) -> Self {
         Self {
-            max_requests: spec.max_requests.unwrap_or(1).max(1),
+            max_requests: spec.requests(),
+            max_concurrent: spec.concurrent(),
             idle_timeout: spec.idle_timeout.map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
         }
     }
@@ -44,6 +49,11 @@ impl ReusePolicy {
     /// Whether an instance may serve more than one request.
     pub fn reuses(&self) -> bool {
         self.max_requests > 1
+    }
+
+    /// Whether a WASI 0.3 instance may serve several requests at once.
+    pub fn shares(&self) -> bool {
+        self.max_concurrent > 1 && self.max_requests > 1
     }
 }
 

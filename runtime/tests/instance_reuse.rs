@@ -31,6 +31,7 @@ fn spec(route: &str, reuse: ReusePolicy, limits: Limits) -> Result<ServiceSpec> 
 fn reusing(max_requests: u32, idle: Duration) -> ReusePolicy {
     ReusePolicy {
         max_requests,
+        max_concurrent: 1,
         idle_timeout: idle,
     }
 }

@@ -25,6 +25,7 @@ mod packaging;
 mod parity;
 mod quotas;
 mod routing;
+mod shared_instances;
 mod shop;
 mod streaming;
 mod uploads;

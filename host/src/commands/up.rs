@@ -57,8 +57,12 @@ pub struct UpCommand {
     config: Vec<(String, String)>,
     /// Requests one instance serves before it is discarded; 1 (the default)
     /// is a fresh instance per request.
-    #[arg(long = "max-instance-reuse", value_name = "N", default_value_t = 1)]
-    max_instance_reuse: u32,
+    #[arg(long = "max-instance-reuse", value_name = "N")]
+    max_instance_reuse: Option<u32>,
+    /// Requests one WASI 0.3 instance serves at once (1, the default, is one
+    /// after another); alone, it lets an instance serve 128 requests in all.
+    #[arg(long = "max-instance-concurrency", value_name = "N")]
+    max_instance_concurrency: Option<u32>,
     /// How long an idle instance is kept, when instances are reused.
     #[arg(
         long = "idle-instance-timeout",
@@ -180,7 +184,8 @@ impl UpCommand {
         config.extend(self.config.iter().cloned());
         validate_config(&config).map_err(|m| anyhow::anyhow!("--config: {m}"))?;
         let reuse = InstanceReuse {
-            max_requests: Some(self.max_instance_reuse),
+            max_requests: self.max_instance_reuse,
+            max_concurrent: self.max_instance_concurrency,
             idle_timeout: Some(self.idle_instance_timeout),
         };
         reuse.check().map_err(|m| anyhow::anyhow!("{m}"))?;

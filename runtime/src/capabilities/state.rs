@@ -29,6 +29,8 @@ pub struct HostState {
     pub(crate) cpu_ticks: u64,
     pub(crate) cpu_budget_ticks: u64,
     pub(crate) cpu_share: CpuShare,
+    /// The requests' own contexts, when several share this instance.
+    pub(crate) tasks: Option<Box<crate::invoke::tasks::TaskContexts>>,
 }
 
 impl WasiView for HostState {

@@ -4,10 +4,13 @@
 
 mod capped;
 mod guest;
+mod shared;
 mod store;
+pub(crate) mod tasks;
 
 use guest::{GuestCall, GuestInstance};
 pub use guest::{GuestPre, LinkError, WorldLinker};
+pub use shared::SharedInstances;
 
 use bytes::Bytes;
 use http_body::Body;
@@ -120,6 +123,8 @@ pub struct InvokeContext<'a> {
     /// Idle instances of services whose policy reuses them; each holds one
     /// of `slots`.
     pub park: &'a Arc<InstancePark<LiveInstance>>,
+    /// WASI 0.3 instances serving several requests at once now.
+    pub shared: &'a Arc<SharedInstances>,
     /// How long a request may wait for a free slot before it is refused with
     /// 503; short bursts queue instead of failing.
     pub queue_timeout: Duration,
@@ -166,6 +171,9 @@ where
         .await
         .map_err(|e| refused(version, e))?;
     mark("admitted", chain.depth);
+    if version.reuse.shares() && matches!(version.pre, GuestPre::P3(_)) {
+        return shared::invoke(cx, version, request, request_id, chain, admission, started).await;
+    }
     let mut instance = match reused(cx, version) {
         Some(mut instance) => {
             prepare_reused(&mut instance.store, cx, version, &request_id, chain);
@@ -176,15 +184,7 @@ where
     instance.served += 1;
     mark("instantiated", chain.depth);
     let exceeded = Arc::new(AtomicBool::new(false));
-    let request = request.map(|inner| CappedBody {
-        inner,
-        remaining: limits.request_body_bytes,
-        limit: limits.request_body_bytes,
-        too_large: wasmtime_wasi_http::Error::HttpRequestBodySize,
-        exceeded: Some(Arc::clone(&exceeded)),
-        counted: Some(version.metrics.bytes_in.clone()),
-        cut: false,
-    });
+    let request = capped_request(request, &limits, &exceeded, &version.metrics);
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let call = GuestCall::new(&mut instance.store, &instance.guest, request, sender)?;
     let keep = version.reuse.reuses().then(|| Keep {
@@ -207,6 +207,25 @@ where
         .in_current_span(),
     );
     response_head(receiver, guest, &exceeded, &limits, chain.depth).await
+}
+
+/// The request with its body held to the service's limit: `exceeded` is
+/// set when the body runs past it.
+fn capped_request<B>(
+    request: http::Request<B>,
+    limits: &Limits,
+    exceeded: &Arc<AtomicBool>,
+    metrics: &ServiceMetrics,
+) -> http::Request<CappedBody<B>> {
+    request.map(|inner| CappedBody {
+        inner,
+        remaining: limits.request_body_bytes,
+        limit: limits.request_body_bytes,
+        too_large: wasmtime_wasi_http::Error::HttpRequestBodySize,
+        exceeded: Some(Arc::clone(exceeded)),
+        counted: Some(metrics.bytes_in.clone()),
+        cut: false,
+    })
 }
 
 /// A request's head against its limits, before anything is admitted.
@@ -290,7 +309,7 @@ async fn instantiate(
             Err(refused(version, RequestError::PoolExhausted))
         }
         Err(e) => {
-            let error = classify_failure(&e, store, &version.limits);
+            let error = classify_failure(&e, store.data(), &version.limits);
             tracing::warn!(error = %format!("{e:#}"), "instantiation failed");
             let error = match error {
                 RequestError::GuestTrap => RequestError::Instantiate,
@@ -373,7 +392,7 @@ async fn run_guest(run: GuestRun) -> GuestOutcome {
     let outcome = match returned {
         Ok(Ok(())) => GuestOutcome::Finished,
         Ok(Err(e)) => {
-            let failure = classify_failure(&e, &instance.store, &limits);
+            let failure = classify_failure(&e, instance.store.data(), &limits);
             tracing::warn!(kind = failure.kind(), error = %format!("{e:#}"), "request failed in the guest");
             GuestOutcome::Failed(failure)
         }

@@ -3,11 +3,12 @@
 //! failure in it means.
 
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{GuestTaskId, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
+use super::tasks::{TaskContexts, charge_tick, enter};
 use super::{InvokeContext, ServiceVersion};
 use crate::capabilities::addresses::AddressPolicy;
 use crate::capabilities::calls::ServiceCalls;
@@ -114,6 +115,7 @@ fn host_state(
         cpu_ticks: 0,
         cpu_budget_ticks: version.limits.cpu_ticks(),
         cpu_share: version.gate.cpu_share(),
+        tasks: None,
     }
 }
 
@@ -136,8 +138,52 @@ pub(super) fn prepare_reused(
     store.set_epoch_deadline(1);
 }
 
+/// Readies an instance to serve several WASI 0.3 requests at once: each
+/// request's context is kept apart (`tasks`), swapped into the state when
+/// its task calls the host, and each epoch tick is charged to the task
+/// running then. A task past its CPU budget traps the instance: wasmtime
+/// cannot stop one task of a store, and while it runs no other request
+/// in the instance can. A task that runs several ticks back to back closes
+/// the instance to new requests (`closed`).
+pub(super) fn share(
+    store: &mut Store<HostState>,
+    version: &ServiceVersion,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let state = store.data_mut();
+    state.tasks = Some(Box::new(TaskContexts::new(closed)));
+    state.cpu_ticks = 0;
+    state.cpu_share = version.gate.cpu_share();
+    store.epoch_deadline_callback(|mut ctx| {
+        let task = root_task(&mut ctx);
+        let state = ctx.data_mut();
+        state.cpu_ticks += 1;
+        if let Some(task) = task
+            && charge_tick(state, task)
+        {
+            return Err(wasmtime::Error::new(CpuBudgetExhausted));
+        }
+        Ok(UpdateDeadline::YieldCustom(1, state.cpu_share.next_slice()))
+    });
+    store.call_hook(|mut ctx, hook| {
+        if matches!(hook, wasmtime::CallHook::CallingHost)
+            && let Some(task) = root_task(&mut ctx)
+        {
+            enter(ctx.data_mut(), task);
+        }
+        Ok(())
+    });
+    store.set_epoch_deadline(1);
+}
+
+/// The export call the running code serves: the oldest task on the
+/// component model's async call stack.
+fn root_task(ctx: &mut wasmtime::StoreContextMut<'_, HostState>) -> Option<GuestTaskId> {
+    ctx.async_call_stack().ok().and_then(Iterator::last)
+}
+
 /// What the instance's outgoing requests and service calls are held to.
-fn outbound_hooks(
+pub(super) fn outbound_hooks(
     cx: &InvokeContext<'_>,
     version: &ServiceVersion,
     request_id: &Arc<str>,
@@ -170,7 +216,7 @@ struct CpuBudgetExhausted;
 
 pub(super) fn classify_failure(
     error: &wasmtime::Error,
-    store: &Store<HostState>,
+    state: &HostState,
     limits: &Limits,
 ) -> RequestError {
     if error.is::<CpuBudgetExhausted>() {
@@ -178,7 +224,7 @@ pub(super) fn classify_failure(
             limit: limits.cpu_time,
         };
     }
-    if store.data().limiter.budget().limit_hit() {
+    if state.limiter.budget().limit_hit() {
         return RequestError::MemoryLimit {
             limit_bytes: limits.memory_bytes,
         };

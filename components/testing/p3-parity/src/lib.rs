@@ -35,6 +35,7 @@ const COMMANDS: &[&str] = &[
     "trap-before-set",
     "sleep",
     "count",
+    "log-after",
     "echo",
     "stream",
     "kv",
@@ -93,6 +94,14 @@ impl wasip3::exports::http::handler::Guest for P3Parity {
                 text(200, "slept")
             }
             ["count"] => text(200, &served.to_string()),
+            ["log-after", ms] => {
+                // Writes after a wait, while other requests may run in the
+                // same instance: the line must name this request.
+                let ms: u64 = ms.parse().unwrap_or(0);
+                wasip3::clocks::monotonic_clock::wait_for(ms * 1_000_000).await;
+                println!("p3-parity: after {ms}");
+                text(200, "logged")
+            }
             ["echo"] => {
                 let (_, result_rx) = wit_future::new(|| Ok(()));
                 let (body, trailers) = Request::consume_body(request, result_rx);

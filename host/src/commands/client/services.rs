@@ -40,6 +40,10 @@ pub struct DeployArgs {
     /// serves (1 is a fresh instance per request).
     #[arg(long = "max-instance-reuse", value_name = "N")]
     max_instance_reuse: Option<u32>,
+    /// Requests one WASI 0.3 instance serves at once (1 is one after
+    /// another).
+    #[arg(long = "max-instance-concurrency", value_name = "N")]
+    max_instance_concurrency: Option<u32>,
     /// How long an idle instance is kept, when instances are reused.
     #[arg(long = "idle-instance-timeout", value_name = "DURATION")]
     idle_instance_timeout: Option<berth_api::units::DurationSpec>,
@@ -60,6 +64,7 @@ impl DeployArgs {
     fn reuse(&self) -> Option<InstanceReuse> {
         let reuse = InstanceReuse {
             max_requests: self.max_instance_reuse,
+            max_concurrent: self.max_instance_concurrency,
             idle_timeout: self.idle_instance_timeout,
         };
         (!reuse.is_default()).then_some(reuse)
@@ -75,15 +80,19 @@ struct Deployed {
 
 /// A reuse policy in words, as `berth service` shows it.
 fn reuse_text(reuse: &InstanceReuse) -> String {
-    let requests = reuse.max_requests.unwrap_or(1);
+    let requests = reuse.requests();
     if requests <= 1 {
         return "fresh instance per request".into();
     }
     let idle = reuse
         .idle_timeout
         .map_or(berth_runtime::reuse::DEFAULT_IDLE_TIMEOUT, |d| d.0);
+    let at_once = match reuse.concurrent() {
+        1 => "one at a time".to_string(),
+        n => format!("{n} at once for WASI 0.3"),
+    };
     format!(
-        "up to {requests} requests per instance, kept idle {}s",
+        "up to {requests} requests per instance, {at_once}, kept idle {}s",
         idle.as_secs_f64()
     )
 }

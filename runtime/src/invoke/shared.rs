@@ -1,0 +1,630 @@
+//! Several requests at once in one WASI 0.3 instance, where the service's
+//! reuse policy allows it (`max_concurrent` above 1).
+//!
+//! A worker task owns the instance and runs its event loop
+//! (`Store::run_concurrent`) while it has requests. A new request of the
+//! same version joins a running worker with room; otherwise it takes a
+//! parked instance or a fresh one and starts a worker. When its last
+//! request ends, the worker parks the instance (or drops it) and exits.
+//!
+//! Each request is its own component-model task with its own context
+//! (`tasks.rs`): request id, outbound budget and call chain, CPU budget and
+//! wall-clock deadline. wasmtime 48 cannot stop one task of a store
+//! (bytecodealliance/wasmtime#11833: only dropping the store ends a task),
+//! so a request past its deadline or CPU budget is answered at once, the
+//! instance takes no more requests, and it is dropped, ending that task,
+//! as soon as the requests it still serves end. A trap ends the instance
+//! and so every request in it.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use wasmtime::component::Accessor;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p3::bindings::Service;
+
+use super::guest::GuestInstance;
+use super::store::{classify_failure, outbound_hooks, share};
+use super::tasks::TaskContext;
+use super::{InvokeContext, Keep, LiveInstance, ServiceVersion, fresh_instance, reused};
+use crate::admission::Admission;
+use crate::body::ResponseBody;
+use crate::capabilities::state::HostState;
+use crate::error::RequestError;
+use crate::limits::{EPOCH_TICK, Limits};
+use crate::reuse::{ReuseKey, ReusePolicy};
+use crate::telemetry::metrics::ServiceMetrics;
+
+type Answer = Result<http::Response<ResponseBody>, RequestError>;
+
+/// The workers running now, by the key whose requests they may serve.
+#[derive(Default)]
+pub struct SharedInstances {
+    busy: Mutex<HashMap<ReuseKey, Vec<Busy>>>,
+}
+
+/// A running worker, as requests see it.
+struct Busy {
+    id: u64,
+    jobs: mpsc::UnboundedSender<Box<Job>>,
+    /// Requests handed to it that have not ended.
+    in_flight: u32,
+    /// Requests it has taken over the instance's life.
+    accepted: u32,
+    /// Set when the instance should take no more requests (one of its
+    /// tasks runs on and on).
+    closed: Arc<AtomicBool>,
+}
+
+impl SharedInstances {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<ReuseKey, Vec<Busy>>) -> R) -> R {
+        match self.busy.lock() {
+            Ok(mut busy) => f(&mut busy),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Hands `job` to a running worker of `key` with room for it, or gives
+    /// it back. The hand-over and the count are one step, so a worker that
+    /// finds no request in flight knows none is on its way.
+    fn offer(&self, key: ReuseKey, policy: ReusePolicy, mut job: Box<Job>) -> Result<(), Box<Job>> {
+        self.with(|busy| {
+            for worker in busy.get_mut(&key).into_iter().flatten() {
+                if worker.in_flight >= policy.max_concurrent
+                    || worker.accepted >= policy.max_requests
+                    || worker.closed.load(Ordering::Relaxed)
+                {
+                    continue;
+                }
+                match worker.jobs.send(job) {
+                    Ok(()) => {
+                        worker.in_flight += 1;
+                        worker.accepted += 1;
+                        return Ok(());
+                    }
+                    Err(mpsc::error::SendError(back)) => job = back,
+                }
+            }
+            Err(job)
+        })
+    }
+
+    /// Files a new worker, already serving its first request.
+    fn register(
+        &self,
+        key: ReuseKey,
+        id: u64,
+        jobs: mpsc::UnboundedSender<Box<Job>>,
+        accepted: u32,
+        closed: Arc<AtomicBool>,
+    ) {
+        self.with(|busy| {
+            busy.entry(key).or_default().push(Busy {
+                id,
+                jobs,
+                in_flight: 1,
+                accepted,
+                closed,
+            });
+        });
+    }
+
+    fn finished(&self, key: ReuseKey, id: u64) {
+        self.with(|busy| {
+            if let Some(worker) = busy
+                .get_mut(&key)
+                .and_then(|w| w.iter_mut().find(|w| w.id == id))
+            {
+                worker.in_flight = worker.in_flight.saturating_sub(1);
+            }
+        });
+    }
+
+    /// Takes the worker off the list if it has no request in flight (or
+    /// `always`): no request is handed to it after this.
+    fn leave(&self, key: ReuseKey, id: u64, always: bool) -> bool {
+        self.with(|busy| {
+            let Some(workers) = busy.get_mut(&key) else {
+                return true;
+            };
+            let Some(at) = workers.iter().position(|w| w.id == id) else {
+                return true;
+            };
+            if !always && workers[at].in_flight > 0 {
+                return false;
+            }
+            workers.swap_remove(at);
+            if workers.is_empty() {
+                busy.remove(&key);
+            }
+            true
+        })
+    }
+
+    /// Workers running now.
+    pub fn len(&self) -> usize {
+        self.with(|busy| busy.values().map(Vec::len).sum())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One request, on its way to a worker.
+struct Job {
+    answer: oneshot::Sender<Answer>,
+    work: Work,
+}
+
+/// What a worker needs to serve one request.
+struct Work {
+    request: http::Request<ResponseBody>,
+    request_id: Arc<str>,
+    hooks: crate::capabilities::outbound::OutboundHooks,
+    cpu_budget_ticks: u64,
+    deadline: tokio::time::Instant,
+    admission: Admission,
+    span: tracing::Span,
+}
+
+/// Runs one request of a version whose WASI 0.3 instances serve several
+/// at once; `admission` is the request's place among its tenant's.
+pub(super) async fn invoke<B>(
+    cx: &InvokeContext<'_>,
+    version: &Arc<ServiceVersion>,
+    request: http::Request<B>,
+    request_id: Arc<str>,
+    chain: crate::telemetry::trace_context::CallChain,
+    admission: Admission,
+    started: Instant,
+) -> Result<http::Response<ResponseBody>, RequestError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let limits = version.limits;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let request = super::capped_request(request, &limits, &exceeded, &version.metrics);
+    let (answer, answered) = oneshot::channel();
+    let job = Box::new(Job {
+        answer,
+        work: Work {
+            request: request.map(BodyExt::boxed_unsync),
+            hooks: outbound_hooks(cx, version, &request_id, chain),
+            request_id: Arc::clone(&request_id),
+            cpu_budget_ticks: limits.cpu_ticks(),
+            deadline: tokio::time::Instant::from_std(started + limits.wall_time),
+            admission,
+            span: tracing::Span::current(),
+        },
+    });
+    match cx.shared.offer(version.reuse_key, version.reuse, job) {
+        Ok(()) => version.metrics.reused(),
+        Err(job) => start_worker(cx, version, job, &request_id, chain).await?,
+    }
+    let body_too_large = || RequestError::BodyTooLarge {
+        limit_bytes: limits.request_body_bytes,
+    };
+    match answered.await {
+        Ok(_) if exceeded.load(Ordering::Relaxed) => Err(body_too_large()),
+        Ok(Ok(response)) => super::capped::limit_response(response, limits.response_body_bytes),
+        Ok(Err(error)) => Err(error),
+        // The worker went without a word: only a host bug does that.
+        Err(_) => Err(RequestError::GuestTrap),
+    }
+}
+
+/// A parked instance or a fresh one, and a worker serving `job` in it.
+/// The worker is filed before a fresh instance is made, so that requests
+/// arriving meanwhile wait for it rather than each making their own.
+async fn start_worker(
+    cx: &InvokeContext<'_>,
+    version: &Arc<ServiceVersion>,
+    job: Box<Job>,
+    request_id: &Arc<str>,
+    chain: crate::telemetry::trace_context::CallChain,
+) -> Result<(), RequestError> {
+    let parked = reused(cx, version);
+    let served = parked.as_ref().map_or(0, |instance| instance.served);
+    let closed = Arc::new(AtomicBool::new(false));
+    let (jobs, mut queue) = mpsc::unbounded_channel();
+    let id = NEXT_WORKER.fetch_add(1, Ordering::Relaxed);
+    let key = version.reuse_key;
+    cx.shared
+        .register(key, id, jobs, served + 1, Arc::clone(&closed));
+    let mut instance = match parked {
+        Some(instance) => instance,
+        None => match fresh_instance(cx, version, request_id, chain).await {
+            Ok(instance) => instance,
+            Err(error) => {
+                // Those that joined meanwhile fail as this one does.
+                cx.shared.leave(key, id, true);
+                queue.close();
+                while let Ok(joined) = queue.try_recv() {
+                    let _ = joined.answer.send(Err(error.clone()));
+                }
+                return Err(error);
+            }
+        },
+    };
+    share(&mut instance.store, version, closed);
+    let worker = Worker {
+        shared: Arc::clone(cx.shared),
+        key,
+        id,
+        limits: version.limits,
+        metrics: Arc::clone(&version.metrics),
+        keep: Keep {
+            park: Arc::clone(cx.park),
+            key,
+            policy: version.reuse,
+            cap: version.gate.places() as usize,
+        },
+    };
+    // The worker outlives this request: it runs under no request's span;
+    // each request it serves runs under its own.
+    tokio::spawn(
+        worker
+            .run(instance, job, queue)
+            .instrument(tracing::Span::none()),
+    );
+    Ok(())
+}
+
+static NEXT_WORKER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+struct Worker {
+    shared: Arc<SharedInstances>,
+    key: ReuseKey,
+    id: u64,
+    limits: Limits,
+    metrics: Arc<ServiceMetrics>,
+    keep: Keep,
+}
+
+/// How one request ended, as its worker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Answered, and its body sent or given up by the client.
+    Done,
+    /// Answered early (deadline, CPU budget, trap) while its task may still
+    /// run or the instance is broken: the instance must go.
+    Abandoned,
+}
+
+/// The answers not yet given, by request, so that a trap that ends the
+/// instance can still answer each.
+#[derive(Default)]
+struct Answers(Mutex<HashMap<u64, oneshot::Sender<Answer>>>);
+
+impl Answers {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<u64, oneshot::Sender<Answer>>) -> R) -> R {
+        match self.0.lock() {
+            Ok(mut answers) => f(&mut answers),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    fn give(&self, request: u64, answer: Answer) {
+        if let Some(to) = self.with(|a| a.remove(&request)) {
+            let _ = to.send(answer);
+        }
+    }
+}
+
+impl Worker {
+    async fn run(
+        self,
+        mut instance: LiveInstance,
+        first: Box<Job>,
+        mut queue: mpsc::UnboundedReceiver<Box<Job>>,
+    ) {
+        let answers = Answers::default();
+        let limits = self.limits;
+        let metrics = &*self.metrics;
+        let LiveInstance {
+            store,
+            guest,
+            served,
+            ..
+        } = &mut instance;
+        let GuestInstance::P3(service) = &*guest else {
+            let _ = first.answer.send(Err(RequestError::Instantiate));
+            self.shared.leave(self.key, self.id, true);
+            return;
+        };
+        let shared = &self.shared;
+        let (key, id) = (self.key, self.id);
+        let answers_ref = &answers;
+        let result = store
+            .run_concurrent(async |accessor| {
+                let mut running = FuturesUnordered::new();
+                let mut numbered = 0u64;
+                let mut next = Some(first);
+                let (mut open, mut left, mut tainted) = (true, false, false);
+                loop {
+                    if let Some(job) = next.take() {
+                        let Job { answer, work } = *job;
+                        numbered += 1;
+                        *served += 1;
+                        answers_ref.with(|a| a.insert(numbered, answer));
+                        let span = work.span.clone();
+                        running.push(
+                            serve(
+                                accessor,
+                                service,
+                                numbered,
+                                work,
+                                answers_ref,
+                                limits,
+                                metrics,
+                            )
+                            .instrument(span),
+                        );
+                    }
+                    if running.is_empty() {
+                        if !left {
+                            left = shared.leave(key, id, false);
+                        }
+                        if left && !open {
+                            break;
+                        }
+                    }
+                    tokio::select! {
+                        job = queue.recv(), if open => match job {
+                            Some(job) => next = Some(job),
+                            None => open = false,
+                        },
+                        Some(ended) = running.next() => {
+                            shared.finished(key, id);
+                            if ended == Ended::Abandoned && !tainted {
+                                tainted = true;
+                                left = shared.leave(key, id, true);
+                            }
+                        }
+                        else => break,
+                    }
+                }
+                tainted
+            })
+            .await;
+        self.shared.leave(self.key, self.id, true);
+        let tainted = match result {
+            Ok(tainted) => tainted,
+            Err(error) => {
+                let state = instance.store.data();
+                let failure = classify_failure(&error, state, &limits);
+                let culprit = state.tasks.as_deref().and_then(|t| t.overran());
+                tracing::warn!(kind = failure.kind(), error = %format!("{error:#}"), "a shared instance failed; every request in it fails");
+                for (request, to) in answers.with(std::mem::take) {
+                    // The request that broke the instance is told why; its
+                    // neighbours, that they were caught in it.
+                    let error = match culprit {
+                        Some(c) if c != request => RequestError::InstanceFailed,
+                        _ => failure.clone(),
+                    };
+                    metrics.guest_failed(error.kind());
+                    let _ = to.send(Err(error));
+                }
+                true
+            }
+        };
+        if !tainted {
+            self.keep.park(instance);
+        }
+    }
+}
+
+/// What ended a request before its guest answered.
+enum Head {
+    Guest(wasmtime::Result<Option<http::Response<ResponseBody>>>),
+    Stopped(RequestError),
+}
+
+/// Reports how the host's side of a 0.3 request body ended.
+type RequestIo =
+    Pin<Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send + 'static>>;
+
+/// One request as a task of the shared instance: started with its own
+/// context, answered when the guest returns its response (or at its
+/// deadline or CPU budget), ended when its body has been sent.
+async fn serve(
+    accessor: &Accessor<HostState>,
+    service: &Service,
+    number: u64,
+    work: Work,
+    answers: &Answers,
+    limits: Limits,
+    metrics: &ServiceMetrics,
+) -> Ended {
+    use futures::FutureExt;
+    let Work {
+        request,
+        request_id,
+        hooks,
+        cpu_budget_ticks,
+        deadline,
+        admission,
+        ..
+    } = work;
+    let (over_budget, spent) = oneshot::channel();
+    let mut spent = spent.fuse();
+    let handler = service.wasi_http_handler().func_handle();
+    let started = accessor.with(|mut access| -> wasmtime::Result<_> {
+        let http = access.data_mut().http();
+        let (request, io) = wasmtime_wasi_http::p3::Request::from_http(http.hooks, request);
+        let io: RequestIo = Box::pin(io);
+        let request = http.table.push(request)?;
+        let call = handler.start_call_concurrent(&mut access, (request,))?;
+        let task = call.task();
+        if let Some(tasks) = access.data_mut().tasks.as_deref_mut() {
+            tasks.insert(
+                task,
+                TaskContext::new(number, request_id, hooks, cpu_budget_ticks, over_budget),
+            );
+        }
+        Ok((call, io, task))
+    });
+    let (call, io, task) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "request could not start in a shared instance");
+            answers.give(number, Err(RequestError::Instantiate));
+            return Ended::Abandoned;
+        }
+    };
+    let respond = async {
+        let (result,) = handler.finish_call_concurrent(accessor, call).await?;
+        match result {
+            Ok(response) => accessor
+                .with(|mut access| -> wasmtime::Result<_> {
+                    let response = access.data_mut().table.delete(response)?;
+                    response.into_http(&mut access, io)
+                })
+                .map(Some),
+            Err(code) => {
+                tracing::debug!(?code, "guest answered with an error code");
+                Ok(None)
+            }
+        }
+    };
+    let deadline_hit = tokio::time::sleep_until(deadline);
+    tokio::pin!(respond, deadline_hit);
+    let wall = || RequestError::WallDeadline {
+        limit: limits.wall_time,
+    };
+    let cpu = || RequestError::CpuDeadline {
+        limit: limits.cpu_time,
+    };
+    let head = tokio::select! {
+        answered = &mut respond => Head::Guest(answered),
+        () = &mut deadline_hit => Head::Stopped(wall()),
+        Ok(()) = &mut spent => Head::Stopped(cpu()),
+    };
+    let stopped = |error: RequestError| {
+        tracing::warn!(
+            kind = error.kind(),
+            "request stopped in a shared instance; the instance takes no more requests"
+        );
+        metrics.guest_failed(error.kind());
+        error
+    };
+    let ended = match head {
+        Head::Guest(Ok(Some(response))) => {
+            let (done, body_done) = oneshot::channel();
+            let (abort, aborted) = oneshot::channel();
+            let response = response.map(|inner| {
+                SharedBody {
+                    inner,
+                    done: Some(done),
+                    aborted,
+                }
+                .boxed_unsync()
+            });
+            answers.give(number, Ok(response));
+            tokio::select! {
+                _ = body_done => Ended::Done,
+                () = &mut deadline_hit => {
+                    let _ = abort.send(());
+                    stopped(wall());
+                    Ended::Abandoned
+                }
+                Ok(()) = &mut spent => {
+                    let _ = abort.send(());
+                    stopped(cpu());
+                    Ended::Abandoned
+                }
+            }
+        }
+        Head::Guest(Ok(None)) => {
+            answers.give(number, Err(RequestError::BadGuestResponse));
+            Ended::Done
+        }
+        Head::Guest(Err(error)) => {
+            let failure =
+                accessor.with(|mut access| classify_failure(&error, access.data_mut(), &limits));
+            tracing::warn!(kind = failure.kind(), error = %format!("{error:#}"), "request failed in the guest");
+            metrics.guest_failed(failure.kind());
+            answers.give(number, Err(failure));
+            Ended::Abandoned
+        }
+        Head::Stopped(error) => {
+            answers.give(number, Err(stopped(error)));
+            Ended::Abandoned
+        }
+    };
+    let (ticks, peak) = accessor.with(|mut access| {
+        let state = access.data_mut();
+        let ticks = state.tasks.as_deref_mut().map_or(0, |t| t.remove(task));
+        (ticks, state.limiter.budget().peak())
+    });
+    metrics.guest_used(
+        EPOCH_TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX)),
+        peak,
+    );
+    drop(admission);
+    ended
+}
+
+/// A response body from a shared instance: tells its request's worker
+/// when it is done (sent, failed or dropped by the client), and stops when
+/// the request is stopped at its deadline or budget.
+struct SharedBody {
+    inner: ResponseBody,
+    done: Option<oneshot::Sender<()>>,
+    aborted: oneshot::Receiver<()>,
+}
+
+impl SharedBody {
+    fn finish(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl Body for SharedBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.done.is_some() && Pin::new(&mut this.aborted).poll(cx).is_ready() {
+            this.finish();
+            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionTerminated)));
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            this.finish();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for SharedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,159 @@
+//! What each request sharing one WASI 0.3 instance keeps of its own: its
+//! id (in the guest's output), its outbound budget and call chain, and its
+//! CPU budget.
+//!
+//! A store has one `HostState`, and the host functions of every capability
+//! read the request's context from it. So the state always holds the
+//! context of the task that last called the host: when a host call comes
+//! from another request's task (found from the component model's async
+//! call stack), its context is swapped in and the previous one put back
+//! here. CPU time is charged at each epoch tick to the task running then.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::oneshot;
+use wasmtime::component::GuestTaskId;
+
+use crate::capabilities::outbound::OutboundHooks;
+use crate::capabilities::state::HostState;
+
+/// Epoch ticks one task may run back to back before its instance takes no
+/// more requests: its neighbours in the instance wait while it runs, and
+/// new requests are better served by another instance.
+const HOGGING_TICKS: u32 = 5;
+
+/// The contexts of the requests one shared instance is serving.
+pub(crate) struct TaskContexts {
+    /// The task whose context is in `HostState` now.
+    current: Option<GuestTaskId>,
+    by_task: HashMap<GuestTaskId, TaskContext>,
+    /// The request whose task spent past its CPU budget, which ends the
+    /// instance.
+    overran: Option<u64>,
+    /// The task seen at the last tick, and for how many ticks in a row.
+    streak: Option<(GuestTaskId, u32)>,
+    /// Set when the instance must take no more requests.
+    closed: Arc<AtomicBool>,
+}
+
+/// One request's own context inside a shared instance.
+pub(crate) struct TaskContext {
+    /// The request's number in its worker.
+    request: u64,
+    request_id: Arc<str>,
+    /// `None` while this task's hooks are the ones in `HostState`.
+    hooks: Option<OutboundHooks>,
+    cpu_ticks: u64,
+    cpu_budget_ticks: u64,
+    /// Told once, when the task has spent its CPU budget.
+    over_budget: Option<oneshot::Sender<()>>,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        request: u64,
+        request_id: Arc<str>,
+        hooks: OutboundHooks,
+        cpu_budget_ticks: u64,
+        over_budget: oneshot::Sender<()>,
+    ) -> Self {
+        Self {
+            request,
+            request_id,
+            hooks: Some(hooks),
+            cpu_ticks: 0,
+            cpu_budget_ticks,
+            over_budget: Some(over_budget),
+        }
+    }
+}
+
+impl TaskContexts {
+    pub(crate) fn new(closed: Arc<AtomicBool>) -> Self {
+        Self {
+            current: None,
+            by_task: HashMap::new(),
+            overran: None,
+            streak: None,
+            closed,
+        }
+    }
+
+    /// The request whose task spent past its CPU budget, if one did.
+    pub(crate) fn overran(&self) -> Option<u64> {
+        self.overran
+    }
+
+    pub(crate) fn insert(&mut self, task: GuestTaskId, context: TaskContext) {
+        self.by_task.insert(task, context);
+    }
+
+    /// Forgets a task whose request has ended, returning the epoch ticks it
+    /// ran for. Its hooks, if in the state now, go at the next swap; the
+    /// task's id may be given to a new task, which must not find them.
+    pub(crate) fn remove(&mut self, task: GuestTaskId) -> u64 {
+        if self.current == Some(task) {
+            self.current = None;
+        }
+        self.by_task.remove(&task).map_or(0, |c| c.cpu_ticks)
+    }
+
+    /// Charges one epoch tick to `task`; true when that takes it past its
+    /// budget (its request is told once).
+    fn charge(&mut self, task: GuestTaskId) -> bool {
+        let streak = match self.streak {
+            Some((last, n)) if last == task => n + 1,
+            _ => 1,
+        };
+        self.streak = Some((task, streak));
+        if streak >= HOGGING_TICKS {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        let Some(context) = self.by_task.get_mut(&task) else {
+            return false;
+        };
+        context.cpu_ticks += 1;
+        if context.cpu_ticks <= context.cpu_budget_ticks {
+            return false;
+        }
+        self.overran = Some(context.request);
+        if let Some(tell) = context.over_budget.take() {
+            let _ = tell.send(());
+        }
+        true
+    }
+}
+
+/// Puts `task`'s context in the store's state, if it is not there already.
+pub(crate) fn enter(state: &mut HostState, task: GuestTaskId) {
+    let Some(tasks) = state.tasks.as_deref_mut() else {
+        return;
+    };
+    if tasks.current == Some(task) {
+        return;
+    }
+    let Some(incoming) = tasks.by_task.get_mut(&task) else {
+        // A task of no request of ours (one that outlived its request):
+        // it keeps whatever context is in place, which budgets it still.
+        return;
+    };
+    let Some(hooks) = incoming.hooks.take() else {
+        return;
+    };
+    let request_id = Arc::clone(&incoming.request_id);
+    let outgoing = std::mem::replace(&mut state.hooks, hooks);
+    if let Some(previous) = tasks.current.and_then(|t| tasks.by_task.get_mut(&t)) {
+        previous.hooks = Some(outgoing);
+    }
+    tasks.current = Some(task);
+    state.identity.request_id.set(request_id);
+}
+
+/// Charges one epoch tick to `task`; true when it is past its budget.
+pub(crate) fn charge_tick(state: &mut HostState, task: GuestTaskId) -> bool {
+    state
+        .tasks
+        .as_deref_mut()
+        .is_some_and(|tasks| tasks.charge(task))
+}

@@ -1,0 +1,206 @@
+//! WASI 0.3 instances serving several requests at once (`reuse.max_concurrent`):
+//! requests overlap in one instance, each keeps its own request id in the
+//! guest's output and its own deadline, and what one request's failure
+//! does to the others in its instance is what docs/security.md says.
+
+use anyhow::{Context, Result, ensure};
+use berth_e2e::{Admin, BerthProcess, client, component};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// One request to the `acme` tenant's data plane: status, body, request id.
+async fn get(host: &BerthProcess, path: &str) -> Result<(u16, String, String)> {
+    let response = client()
+        .get(host.url(path))
+        .header("host", "acme.localhost")
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, response.text().await.unwrap_or_default(), id))
+}
+
+/// A host with `testing-p3-parity` at `/svc`, serving up to 8 requests at
+/// once per instance, under `limits`.
+async fn shared_service(limits: serde_json::Value) -> Result<(BerthProcess, Admin)> {
+    let host = BerthProcess::empty(&[])?;
+    let op = host.operator()?;
+    let acme = host.admin_as(&op.create_tenant("acme").await?)?;
+    acme.deploy("acme", "svc", "1", &component("testing-p3-parity")?, "/svc")
+        .await?;
+    let set = acme
+        .put(
+            "/v1/tenants/acme/services/svc",
+            json!({"reuse": {"max_requests": 1000, "max_concurrent": 8}, "limits": limits}),
+        )
+        .await?;
+    ensure!(set.status == 200, "{set:?}");
+    // The optimised build replaces the quick one once; wait for it so that
+    // the requests below meet one routing table.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !host.log().contains("serving the optimised build") {
+        ensure!(Instant::now() < deadline, "never optimised");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((host, acme))
+}
+
+/// The `berth_instantiation_duration_seconds` count for the service.
+async fn instantiations(host: &BerthProcess) -> Result<u64> {
+    let text = host.metrics_text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("berth_instantiation_duration_seconds_count")
+                && l.contains("service=\"svc\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+#[tokio::test]
+async fn requests_overlap_in_one_instance_each_with_its_own_identity() -> Result<()> {
+    let (host, acme) = shared_service(json!({})).await?;
+    // Warm: one instance, parked after its request.
+    assert_eq!(get(&host, "/svc/count").await?.0, 200);
+    let before = instantiations(&host).await?;
+
+    // Eight requests that each wait 400 ms, at once: one instance serves
+    // them together.
+    let started = Instant::now();
+    let waits = (0..8).map(|_| get(&host, "/svc/sleep/400"));
+    for (status, body, _) in futures::future::try_join_all(waits).await? {
+        assert_eq!((status, body.as_str()), (200, "slept"));
+    }
+    let took = started.elapsed();
+    ensure!(took < Duration::from_millis(2500), "8 waits took {took:?}");
+    let made = instantiations(&host).await? - before;
+    ensure!(made <= 2, "{made} instances for 8 requests at once");
+    // The instance kept count of all it served.
+    let (_, count, _) = get(&host, "/svc/count").await?;
+    let count: u32 = count.parse()?;
+    ensure!(count >= 6, "the instance served {count}");
+
+    // Two requests overlap: each line the guest prints after its wait
+    // carries the id of the request that printed it, not the other's.
+    let (slow, fast) = tokio::try_join!(
+        get(&host, "/svc/log-after/300"),
+        get(&host, "/svc/log-after/100")
+    )?;
+    assert_eq!((slow.0, fast.0), (200, 200));
+    let logs = acme.get("/v1/tenants/acme/services/svc/logs").await?;
+    let text = match &logs.body {
+        serde_json::Value::String(ndjson) => ndjson.clone(),
+        other => other.to_string(),
+    };
+    for (ms, id) in [(300, &slow.2), (100, &fast.2)] {
+        let line = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("after {ms}")))
+            })
+            .with_context(|| format!("no line for {ms}:\n{text}"))?;
+        assert_eq!(line["request_id"].as_str(), Some(id.as_str()), "{line}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_does_not_harm_its_neighbours() -> Result<()> {
+    let (host, _acme) = shared_service(json!({"wall_time": "1s"})).await?;
+    assert_eq!(get(&host, "/svc/count").await?.0, 200);
+    let started = Instant::now();
+    let stuck = get(&host, "/svc/sleep/20000");
+    let neighbours = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        futures::future::try_join_all((0..3).map(|_| get(&host, "/svc/sleep/300"))).await
+    };
+    let (stuck, neighbours) = tokio::join!(stuck, neighbours);
+    let (status, body, _) = stuck?;
+    assert_eq!(status, 504, "{body}");
+    ensure!(body.contains("wall-deadline"), "{body}");
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "the deadline took {:?}",
+        started.elapsed()
+    );
+    for (status, body, _) in neighbours? {
+        assert_eq!((status, body.as_str()), (200, "slept"));
+    }
+    // The stuck request's task may still run: its instance is not kept,
+    // and later requests get a sound one.
+    let (status, count, _) = get(&host, "/svc/count").await?;
+    assert_eq!(status, 200);
+    ensure!(
+        count.parse::<u32>()? <= 2,
+        "served by the stuck instance: {count}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_past_its_cpu_budget_ends_its_instance_and_nothing_else() -> Result<()> {
+    let (host, _acme) = shared_service(json!({"cpu_time": "300ms", "wall_time": "10s"})).await?;
+    assert_eq!(get(&host, "/svc/count").await?.0, 200);
+
+    // Requests already waiting in the instance when a neighbour spins are
+    // caught in it: wasmtime cannot stop one task of an instance, and while
+    // the spinner runs none of the others can. They fail with 503
+    // `instance-failed` when its budget ends the instance.
+    let waiting = futures::future::try_join_all((0..3).map(|_| get(&host, "/svc/sleep/2000")));
+    let spinner = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        get(&host, "/svc/spin").await
+    };
+    // Requests arriving once it spins go to another instance: a task
+    // running on and on closes its instance to new requests.
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        futures::future::try_join_all((0..3).map(|_| get(&host, "/svc/sleep/100"))).await
+    };
+    let (waiting, spinner, later) = tokio::join!(waiting, spinner, later);
+    let (status, body, _) = spinner?;
+    assert_eq!(status, 504, "{body}");
+    ensure!(body.contains("cpu-deadline"), "{body}");
+    for (status, body, _) in waiting? {
+        assert_eq!(status, 503, "{body}");
+        ensure!(body.contains("instance-failed"), "{body}");
+    }
+    for (status, body, _) in later? {
+        assert_eq!((status, body.as_str()), (200, "slept"));
+    }
+    assert_eq!(get(&host, "/svc").await?.1, "Hello, WASI!");
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrency_is_checked_and_shown() -> Result<()> {
+    let (host, acme) = shared_service(json!({})).await?;
+    let view = acme.get("/v1/tenants/acme/services/svc").await?;
+    assert_eq!(view.body["reuse"]["max_concurrent"], 8, "{view:?}");
+    let bad = acme
+        .put(
+            "/v1/tenants/acme/services/svc",
+            json!({"reuse": {"max_requests": 4, "max_concurrent": 8}}),
+        )
+        .await?;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    ensure!(bad.body.to_string().contains("max_concurrent"), "{bad:?}");
+    let (code, shown, err) = crate::control::cli(
+        &host,
+        berth_e2e::OPERATOR_TOKEN,
+        &["service", "svc", "--tenant", "acme"],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    ensure!(shown.contains("8 at once"), "{shown}");
+    Ok(())
+}
