@@ -8,7 +8,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::tasks::{TaskContexts, charge_tick, enter};
+use super::tasks::TaskContexts;
 use super::{InvokeContext, ServiceVersion};
 use crate::capabilities::addresses::AddressPolicy;
 use crate::capabilities::calls::ServiceCalls;
@@ -159,7 +159,7 @@ pub(super) fn share(
         let state = ctx.data_mut();
         state.cpu_ticks += 1;
         if let Some(task) = task
-            && charge_tick(state, task)
+            && state.tasks.as_deref_mut().is_some_and(|t| t.charge(task))
         {
             return Err(wasmtime::Error::new(CpuBudgetExhausted));
         }
@@ -174,6 +174,16 @@ pub(super) fn share(
         Ok(())
     });
     store.set_epoch_deadline(1);
+}
+
+/// Puts `task`'s context (outbound hooks, request id) in the store's state.
+fn enter(state: &mut HostState, task: GuestTaskId) {
+    let Some(tasks) = state.tasks.as_deref_mut() else {
+        return;
+    };
+    if let Some(request_id) = tasks.enter(task, &mut state.hooks) {
+        state.identity.request_id.set(request_id);
+    }
 }
 
 /// The export call the running code serves: the oldest task on the

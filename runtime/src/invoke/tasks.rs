@@ -16,7 +16,6 @@ use tokio::sync::oneshot;
 use wasmtime::component::GuestTaskId;
 
 use crate::capabilities::outbound::OutboundHooks;
-use crate::capabilities::state::HostState;
 
 /// Epoch ticks one task may run back to back before its instance takes no
 /// more requests: its neighbours in the instance wait while it runs, and
@@ -99,9 +98,34 @@ impl TaskContexts {
         self.by_task.remove(&task).map_or(0, |c| c.cpu_ticks)
     }
 
+    /// Makes `task`'s context the current one: its hooks go into `in_state`
+    /// (the store state's), the previous task's come back here. Returns the
+    /// request id to name in the guest's output, or `None` when nothing
+    /// changes: `task` is current already, or is no request of ours (a task
+    /// that outlived its request keeps the context in place, which budgets
+    /// it still).
+    pub(crate) fn enter(
+        &mut self,
+        task: GuestTaskId,
+        in_state: &mut OutboundHooks,
+    ) -> Option<Arc<str>> {
+        if self.current == Some(task) {
+            return None;
+        }
+        let incoming = self.by_task.get_mut(&task)?;
+        let hooks = incoming.hooks.take()?;
+        let request_id = Arc::clone(&incoming.request_id);
+        let outgoing = std::mem::replace(in_state, hooks);
+        if let Some(previous) = self.current.and_then(|t| self.by_task.get_mut(&t)) {
+            previous.hooks = Some(outgoing);
+        }
+        self.current = Some(task);
+        Some(request_id)
+    }
+
     /// Charges one epoch tick to `task`; true when that takes it past its
     /// budget (its request is told once).
-    fn charge(&mut self, task: GuestTaskId) -> bool {
+    pub(crate) fn charge(&mut self, task: GuestTaskId) -> bool {
         let streak = match self.streak {
             Some((last, n)) if last == task => n + 1,
             _ => 1,
@@ -123,37 +147,4 @@ impl TaskContexts {
         }
         true
     }
-}
-
-/// Puts `task`'s context in the store's state, if it is not there already.
-pub(crate) fn enter(state: &mut HostState, task: GuestTaskId) {
-    let Some(tasks) = state.tasks.as_deref_mut() else {
-        return;
-    };
-    if tasks.current == Some(task) {
-        return;
-    }
-    let Some(incoming) = tasks.by_task.get_mut(&task) else {
-        // A task of no request of ours (one that outlived its request):
-        // it keeps whatever context is in place, which budgets it still.
-        return;
-    };
-    let Some(hooks) = incoming.hooks.take() else {
-        return;
-    };
-    let request_id = Arc::clone(&incoming.request_id);
-    let outgoing = std::mem::replace(&mut state.hooks, hooks);
-    if let Some(previous) = tasks.current.and_then(|t| tasks.by_task.get_mut(&t)) {
-        previous.hooks = Some(outgoing);
-    }
-    tasks.current = Some(task);
-    state.identity.request_id.set(request_id);
-}
-
-/// Charges one epoch tick to `task`; true when it is past its budget.
-pub(crate) fn charge_tick(state: &mut HostState, task: GuestTaskId) -> bool {
-    state
-        .tasks
-        .as_deref_mut()
-        .is_some_and(|tasks| tasks.charge(task))
 }
