@@ -204,3 +204,74 @@ async fn concurrency_is_checked_and_shown() -> Result<()> {
     ensure!(shown.contains("8 at once"), "{shown}");
     Ok(())
 }
+
+/// Sends four requests that each wait 300 ms at once, then asks the
+/// instance how many it served: 5 when one instance served all of them,
+/// 2 when each had its own.
+async fn served_by_one_instance(host: &BerthProcess, prefix: &str) -> Result<u32> {
+    let url = |path: &str| host.url(&format!("{prefix}{path}"));
+    let waits =
+        (0..4).map(|_| async { client().get(url("/sleep/300")).send().await?.text().await });
+    for body in futures::future::try_join_all(waits).await? {
+        assert_eq!(body, "slept");
+    }
+    Ok(client()
+        .get(url("/count"))
+        .send()
+        .await?
+        .text()
+        .await?
+        .parse()?)
+}
+
+#[tokio::test]
+async fn concurrency_is_set_by_berth_up_and_berth_toml() -> Result<()> {
+    // berth up
+    let dir = tempfile::tempdir()?;
+    let mut cmd = std::process::Command::new(berth_e2e::berth_bin()?);
+    cmd.arg("up")
+        .arg(component("testing-p3-parity")?)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--max-instance-concurrency", "4"]);
+    let host = BerthProcess::spawn(cmd)?;
+    let served = served_by_one_instance(&host, "").await?;
+    ensure!(served >= 4, "berth up: the instance served {served}");
+    drop(host);
+    let (code, _, stderr) = crate::cli::run_berth(&[
+        "up",
+        component("testing-p3-parity")?.to_str().unwrap_or_default(),
+        "--max-instance-reuse",
+        "2",
+        "--max-instance-concurrency",
+        "4",
+    ])?;
+    assert_ne!(code, 0);
+    ensure!(stderr.contains("max_concurrent"), "{stderr}");
+
+    // berth.toml
+    let config = berth_e2e::service(
+        "svc",
+        "testing-p3-parity",
+        "/svc",
+        "[service.reuse]\nmax_concurrent = 4",
+    )?;
+    let host = BerthProcess::serving(&config)?;
+    let served = served_by_one_instance(&host, "/svc").await?;
+    ensure!(served >= 4, "berth.toml: the instance served {served}");
+    drop(host);
+    let config = berth_e2e::service(
+        "svc",
+        "testing-p3-parity",
+        "/svc",
+        "[service.reuse]\nmax_concurrent = 0",
+    )?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("berth.toml");
+    std::fs::write(&file, config)?;
+    let (code, _, stderr) =
+        crate::cli::run_berth(&["serve", "--config", file.to_str().unwrap_or_default()])?;
+    assert_ne!(code, 0);
+    ensure!(stderr.contains("max_concurrent"), "{stderr}");
+    Ok(())
+}
