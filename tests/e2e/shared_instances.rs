@@ -139,11 +139,11 @@ async fn a_request_past_its_deadline_does_not_harm_its_neighbours() -> Result<()
     // The stuck request's task may still run: its instance is not kept,
     // and later requests get a sound one.
     let (status, count, _) = get(&host, "/svc/count").await?;
-    assert_eq!(status, 200);
-    ensure!(
-        count.parse::<u32>()? <= 2,
-        "served by the stuck instance: {count}"
-    );
+    ensure!(status == 200, "{status} {count}\n{}", host.log());
+    let count: u32 = count
+        .parse()
+        .with_context(|| format!("count {count:?}:\n{}", host.log()))?;
+    ensure!(count <= 2, "served by the stuck instance: {count}");
     Ok(())
 }
 
@@ -179,6 +179,29 @@ async fn a_request_past_its_cpu_budget_ends_its_instance_and_nothing_else() -> R
         assert_eq!((status, body.as_str()), (200, "slept"));
     }
     assert_eq!(get(&host, "/svc").await?.1, "Hello, WASI!");
+
+    // A task that spins on after its request has ended is owned by no
+    // request; it is held to one request's budget all the same, and its
+    // instance is not kept.
+    let failures = || host.log().matches("a shared instance failed").count();
+    let before = failures();
+    let (status, body, _) = get(&host, "/svc/spin-after").await?;
+    assert_eq!((status, body.as_str()), (200, "spinning"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while failures() == before {
+        ensure!(
+            Instant::now() < deadline,
+            "the orphaned spinner was never stopped:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, count, _) = get(&host, "/svc/count").await?;
+    assert_eq!(status, 200);
+    ensure!(
+        count.parse::<u32>()? <= 2,
+        "served by the spinner's instance: {count}"
+    );
     Ok(())
 }
 

@@ -35,7 +35,7 @@ use wasmtime_wasi_http::p3::bindings::Service;
 
 use super::guest::GuestInstance;
 use super::store::{classify_failure, outbound_hooks, share};
-use super::tasks::TaskContext;
+use super::tasks::{Overran, TaskContext};
 use super::{InvokeContext, Keep, LiveInstance, ServiceVersion, fresh_instance, reused};
 use crate::admission::Admission;
 use crate::body::ResponseBody;
@@ -347,58 +347,70 @@ impl Worker {
         let shared = &self.shared;
         let (key, id) = (self.key, self.id);
         let answers_ref = &answers;
-        let result = store
-            .run_concurrent(async |accessor| {
-                let mut running = FuturesUnordered::new();
-                let mut numbered = 0u64;
-                let mut next = Some(first);
-                let (mut open, mut left, mut tainted) = (true, false, false);
-                loop {
-                    if let Some(job) = next.take() {
-                        let Job { answer, work } = *job;
-                        numbered += 1;
-                        *served += 1;
-                        answers_ref.with(|a| a.insert(numbered, answer));
-                        let span = work.span.clone();
-                        running.push(
-                            serve(
-                                accessor,
-                                service,
-                                numbered,
-                                work,
-                                answers_ref,
-                                limits,
-                                metrics,
-                            )
-                            .instrument(span),
-                        );
+        // The tenant's CPU slot is held only while guest code runs: a
+        // worker waiting on its requests' I/O must not stall the tenant's
+        // other instances.
+        let cpu_share = store.data().cpu_share.clone();
+        let mut clock = crate::telemetry::guest_clock::GuestClock::new();
+        let instance_loop = store.run_concurrent(async |accessor| {
+            let mut running = FuturesUnordered::new();
+            let mut numbered = 0u64;
+            let mut next = Some(first);
+            let (mut open, mut left, mut tainted) = (true, false, false);
+            loop {
+                if let Some(job) = next.take() {
+                    let Job { answer, work } = *job;
+                    numbered += 1;
+                    *served += 1;
+                    answers_ref.with(|a| a.insert(numbered, answer));
+                    let span = work.span.clone();
+                    running.push(
+                        serve(
+                            accessor,
+                            service,
+                            numbered,
+                            work,
+                            answers_ref,
+                            limits,
+                            metrics,
+                        )
+                        .instrument(span),
+                    );
+                }
+                if running.is_empty() {
+                    if !left {
+                        left = shared.leave(key, id, false);
                     }
-                    if running.is_empty() {
-                        if !left {
-                            left = shared.leave(key, id, false);
-                        }
-                        if left && !open {
-                            break;
-                        }
-                    }
-                    tokio::select! {
-                        job = queue.recv(), if open => match job {
-                            Some(job) => next = Some(job),
-                            None => open = false,
-                        },
-                        Some(ended) = running.next() => {
-                            shared.finished(key, id);
-                            if ended == Ended::Abandoned && !tainted {
-                                tainted = true;
-                                left = shared.leave(key, id, true);
-                            }
-                        }
-                        else => break,
+                    if left && !open {
+                        break;
                     }
                 }
-                tainted
-            })
-            .await;
+                tokio::select! {
+                    job = queue.recv(), if open => match job {
+                        Some(job) => next = Some(job),
+                        None => open = false,
+                    },
+                    Some(ended) = running.next() => {
+                        shared.finished(key, id);
+                        if ended == Ended::Abandoned && !tainted {
+                            tainted = true;
+                            left = shared.leave(key, id, true);
+                        }
+                    }
+                    else => break,
+                }
+            }
+            // Kept only once the guest's last task has ended (one may
+            // go on after its response), within one request's time.
+            let quiet = tokio::time::timeout(
+                limits.wall_time,
+                std::future::poll_fn(|cx| accessor.poll_no_interesting_tasks(cx)),
+            )
+            .await
+            .is_ok();
+            tainted || !quiet
+        });
+        let result = clock.run(instance_loop, || cpu_share.release()).await;
         self.shared.leave(self.key, self.id, true);
         let tainted = match result {
             Ok(tainted) => tainted,
@@ -411,11 +423,18 @@ impl Worker {
                     // The request that broke the instance is told why; its
                     // neighbours, that they were caught in it.
                     let error = match culprit {
-                        Some(c) if c != request => RequestError::InstanceFailed,
-                        _ => failure.clone(),
+                        Some(Overran::Request(c)) if c == request => failure.clone(),
+                        Some(_) => RequestError::InstanceFailed,
+                        None => failure.clone(),
                     };
                     metrics.guest_failed(error.kind());
                     let _ = to.send(Err(error));
+                }
+                // Requests handed over but not yet started.
+                queue.close();
+                while let Ok(job) = queue.try_recv() {
+                    metrics.guest_failed(RequestError::InstanceFailed.kind());
+                    let _ = job.answer.send(Err(RequestError::InstanceFailed));
                 }
                 true
             }

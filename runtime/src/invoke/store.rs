@@ -151,7 +151,10 @@ pub(super) fn share(
     closed: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let state = store.data_mut();
-    state.tasks = Some(Box::new(TaskContexts::new(closed)));
+    state.tasks = Some(Box::new(TaskContexts::new(
+        closed,
+        version.limits.cpu_ticks(),
+    )));
     state.cpu_ticks = 0;
     state.cpu_share = version.gate.cpu_share();
     store.epoch_deadline_callback(|mut ctx| {

@@ -27,9 +27,12 @@ pub(crate) struct TaskContexts {
     /// The task whose context is in `HostState` now.
     current: Option<GuestTaskId>,
     by_task: HashMap<GuestTaskId, TaskContext>,
-    /// The request whose task spent past its CPU budget, which ends the
-    /// instance.
-    overran: Option<u64>,
+    /// Who spent past a CPU budget, which ends the instance.
+    overran: Option<Overran>,
+    /// Epoch ticks spent by tasks whose request has ended (work a guest
+    /// goes on with after its response), and what they may spend together.
+    orphan_ticks: u64,
+    orphan_budget_ticks: u64,
     /// The task seen at the last tick, and for how many ticks in a row.
     streak: Option<(GuestTaskId, u32)>,
     /// Set when the instance must take no more requests.
@@ -68,19 +71,32 @@ impl TaskContext {
     }
 }
 
+/// Who spent past a CPU budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overran {
+    /// The task of this request (its number in its worker).
+    Request(u64),
+    /// Tasks whose requests had ended, together.
+    Orphans,
+}
+
 impl TaskContexts {
-    pub(crate) fn new(closed: Arc<AtomicBool>) -> Self {
+    /// `orphan_budget_ticks`: what tasks outliving their requests may spend
+    /// together over the instance's life (one request's CPU budget).
+    pub(crate) fn new(closed: Arc<AtomicBool>, orphan_budget_ticks: u64) -> Self {
         Self {
             current: None,
             by_task: HashMap::new(),
             overran: None,
+            orphan_ticks: 0,
+            orphan_budget_ticks,
             streak: None,
             closed,
         }
     }
 
-    /// The request whose task spent past its CPU budget, if one did.
-    pub(crate) fn overran(&self) -> Option<u64> {
+    /// Who spent past a CPU budget, if anyone did.
+    pub(crate) fn overran(&self) -> Option<Overran> {
         self.overran
     }
 
@@ -135,13 +151,20 @@ impl TaskContexts {
             self.closed.store(true, Ordering::Relaxed);
         }
         let Some(context) = self.by_task.get_mut(&task) else {
-            return false;
+            // No request owns this task any more: it still may not run
+            // for ever.
+            self.orphan_ticks += 1;
+            if self.orphan_ticks <= self.orphan_budget_ticks {
+                return false;
+            }
+            self.overran = Some(Overran::Orphans);
+            return true;
         };
         context.cpu_ticks += 1;
         if context.cpu_ticks <= context.cpu_budget_ticks {
             return false;
         }
-        self.overran = Some(context.request);
+        self.overran = Some(Overran::Request(context.request));
         if let Some(tell) = context.over_budget.take() {
             let _ = tell.send(());
         }

@@ -42,6 +42,7 @@ const COMMANDS: &[&str] = &[
     "config",
     "call",
     "spin",
+    "spin-after",
     "hoard",
 ];
 
@@ -124,6 +125,18 @@ impl wasip3::exports::http::handler::Guest for P3Parity {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            ["spin-after"] => {
+                // Answers, then spins in a task of its own once the body
+                // has gone: work no request owns any more.
+                wit_bindgen::spawn_local(async {
+                    wasip3::clocks::monotonic_clock::wait_for(50_000_000).await;
+                    let mut n: u64 = 0;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                });
+                text(200, "spinning")
             }
             ["hoard", n] => {
                 // Holds n future pairs at once: each is a handle in the
