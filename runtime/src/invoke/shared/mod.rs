@@ -19,13 +19,12 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -42,127 +41,21 @@ use crate::body::ResponseBody;
 use crate::capabilities::state::HostState;
 use crate::error::RequestError;
 use crate::limits::{EPOCH_TICK, Limits};
-use crate::reuse::{ReuseKey, ReusePolicy};
+use crate::reuse::ReuseKey;
 use crate::telemetry::metrics::ServiceMetrics;
+
+mod body;
+mod workers;
+
+use body::SharedBody;
+
+/// The workers of shared instances running now.
+pub type SharedInstances = workers::Workers<Box<Job>>;
 
 type Answer = Result<http::Response<ResponseBody>, RequestError>;
 
-/// The workers running now, by the key whose requests they may serve.
-#[derive(Default)]
-pub struct SharedInstances {
-    busy: Mutex<HashMap<ReuseKey, Vec<Busy>>>,
-}
-
-/// A running worker, as requests see it.
-struct Busy {
-    id: u64,
-    jobs: mpsc::UnboundedSender<Box<Job>>,
-    /// Requests handed to it that have not ended.
-    in_flight: u32,
-    /// Requests it has taken over the instance's life.
-    accepted: u32,
-    /// Set when the instance should take no more requests (one of its
-    /// tasks runs on and on).
-    closed: Arc<AtomicBool>,
-}
-
-impl SharedInstances {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<ReuseKey, Vec<Busy>>) -> R) -> R {
-        match self.busy.lock() {
-            Ok(mut busy) => f(&mut busy),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
-    }
-
-    /// Hands `job` to a running worker of `key` with room for it, or gives
-    /// it back. The hand-over and the count are one step, so a worker that
-    /// finds no request in flight knows none is on its way.
-    fn offer(&self, key: ReuseKey, policy: ReusePolicy, mut job: Box<Job>) -> Result<(), Box<Job>> {
-        self.with(|busy| {
-            for worker in busy.get_mut(&key).into_iter().flatten() {
-                if worker.in_flight >= policy.max_concurrent
-                    || worker.accepted >= policy.max_requests
-                    || worker.closed.load(Ordering::Relaxed)
-                {
-                    continue;
-                }
-                match worker.jobs.send(job) {
-                    Ok(()) => {
-                        worker.in_flight += 1;
-                        worker.accepted += 1;
-                        return Ok(());
-                    }
-                    Err(mpsc::error::SendError(back)) => job = back,
-                }
-            }
-            Err(job)
-        })
-    }
-
-    /// Files a new worker, already serving its first request.
-    fn register(
-        &self,
-        key: ReuseKey,
-        id: u64,
-        jobs: mpsc::UnboundedSender<Box<Job>>,
-        accepted: u32,
-        closed: Arc<AtomicBool>,
-    ) {
-        self.with(|busy| {
-            busy.entry(key).or_default().push(Busy {
-                id,
-                jobs,
-                in_flight: 1,
-                accepted,
-                closed,
-            });
-        });
-    }
-
-    fn finished(&self, key: ReuseKey, id: u64) {
-        self.with(|busy| {
-            if let Some(worker) = busy
-                .get_mut(&key)
-                .and_then(|w| w.iter_mut().find(|w| w.id == id))
-            {
-                worker.in_flight = worker.in_flight.saturating_sub(1);
-            }
-        });
-    }
-
-    /// Takes the worker off the list if it has no request in flight (or
-    /// `always`): no request is handed to it after this.
-    fn leave(&self, key: ReuseKey, id: u64, always: bool) -> bool {
-        self.with(|busy| {
-            let Some(workers) = busy.get_mut(&key) else {
-                return true;
-            };
-            let Some(at) = workers.iter().position(|w| w.id == id) else {
-                return true;
-            };
-            if !always && workers[at].in_flight > 0 {
-                return false;
-            }
-            workers.swap_remove(at);
-            if workers.is_empty() {
-                busy.remove(&key);
-            }
-            true
-        })
-    }
-
-    /// Workers running now.
-    pub fn len(&self) -> usize {
-        self.with(|busy| busy.values().map(Vec::len).sum())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// One request, on its way to a worker.
-struct Job {
+pub struct Job {
     answer: oneshot::Sender<Answer>,
     work: Work,
 }
@@ -594,56 +487,4 @@ async fn serve(
     );
     drop(admission);
     ended
-}
-
-/// A response body from a shared instance: tells its request's worker
-/// when it is done (sent, failed or dropped by the client), and stops when
-/// the request is stopped at its deadline or budget.
-struct SharedBody {
-    inner: ResponseBody,
-    done: Option<oneshot::Sender<()>>,
-    aborted: oneshot::Receiver<()>,
-}
-
-impl SharedBody {
-    fn finish(&mut self) {
-        if let Some(done) = self.done.take() {
-            let _ = done.send(());
-        }
-    }
-}
-
-impl Body for SharedBody {
-    type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if this.done.is_some() && Pin::new(&mut this.aborted).poll(cx).is_ready() {
-            this.finish();
-            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::ConnectionTerminated)));
-        }
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            this.finish();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for SharedBody {
-    fn drop(&mut self) {
-        self.finish();
-    }
 }
