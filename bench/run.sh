@@ -228,9 +228,10 @@ Measured by \`bench/worlds.py\`: \`components/hello\` and a guest doing real wor
 (\`components/json-api\` parsing a 4 KiB JSON order of 64 items and answering its computed total,
 \`POST /quotes\` from a wrk script), each built for WASI 0.2 and for WASI 0.3 from the same source
 (berth-sdk's \`p3\` feature), each under \`wasmtime serve -Scli\` in its modes and under
-\`berth up\` with a fresh instance per request and with \`--max-instance-reuse 128\`; same pinning
-and load as above. Berth serves a reused instance one request at a time, 0.3 ones included
-(docs/security.md says why); \`wasmtime serve\`'s 0.3 default serves up to 16 at once.
+\`berth up\` with a fresh instance per request, with \`--max-instance-reuse 128\`, and, for 0.3,
+with \`--max-instance-concurrency 16\` too (one instance serving up to 16 requests at once, as
+\`wasmtime serve\`'s 0.3 default does; docs/security.md says what that shares); same pinning
+and load as above.
 
 $WORLDS
 
