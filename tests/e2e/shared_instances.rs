@@ -298,3 +298,25 @@ async fn concurrency_is_set_by_berth_up_and_berth_toml() -> Result<()> {
     ensure!(stderr.contains("max_concurrent"), "{stderr}");
     Ok(())
 }
+
+#[tokio::test]
+async fn each_request_in_a_shared_instance_has_its_own_outbound_budget() -> Result<()> {
+    // One outgoing request (here a service call) per incoming request.
+    let (host, acme) = shared_service(json!({"outbound_requests": 1})).await?;
+    acme.deploy(
+        "acme",
+        "callee",
+        "1",
+        &component("testing-p3-parity")?,
+        "/callee",
+    )
+    .await?;
+    assert_eq!(get(&host, "/svc/count").await?.0, 200);
+    // Four requests in one instance, each calling once while the others'
+    // calls are in flight: each spends its own budget, not a shared one.
+    let calls = (0..4).map(|_| get(&host, "/svc/call/callee/sleep/300"));
+    for (status, body, _) in futures::future::try_join_all(calls).await? {
+        assert_eq!((status, body.as_str()), (200, "slept"));
+    }
+    Ok(())
+}
