@@ -375,6 +375,26 @@ async fn set_up() -> Result<Suite> {
             "/p3",
         )
         .await?;
+    // The same guest in instances shared by up to 8 requests at once.
+    attacker
+        .deploy(
+            "attacker",
+            "p3-shared",
+            "1",
+            &component("testing-p3-parity")?,
+            "/p3-shared",
+        )
+        .await?;
+    ensure!(
+        attacker
+            .put(
+                "/v1/tenants/attacker/services/p3-shared",
+                json!({"reuse": {"max_concurrent": 8}})
+            )
+            .await?
+            .status
+            == 200
+    );
     trusted
         .deploy(
             "trusted",
@@ -648,6 +668,37 @@ async fn hostile_guests(s: &mut Suite) -> Result<()> {
         }
         Ok("504 ×8".into())
     })
+    .await?;
+    s.case(
+        "a WASI 0.3 instance shared 8 ways, every request spinning",
+        || async {
+            let all =
+                futures::future::join_all((0..8).map(|_| kind_of(t("/p3-shared/spin")))).await;
+            let mut seen = Vec::new();
+            for got in all {
+                let got = got?;
+                // The spinner that ends its instance is told so; the others
+                // caught in it are told that (or meet their own deadline).
+                ensure!(
+                    [
+                        (504, "cpu-deadline"),
+                        (503, "instance-failed"),
+                        (504, "wall-deadline")
+                    ]
+                    .iter()
+                    .any(|(status, kind)| got.0 == *status && got.1 == *kind),
+                    "shared spinner got {got:?}"
+                );
+                seen.push(got.0);
+            }
+            ensure!(
+                seen.contains(&504),
+                "no request was named the spinner: {seen:?}"
+            );
+            seen.sort_unstable();
+            Ok(format!("{seen:?}"))
+        },
+    )
     .await?;
     s.case("a WASI 0.3 guest holding a million futures", || async {
         expect(

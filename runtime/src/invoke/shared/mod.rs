@@ -293,6 +293,11 @@ impl Worker {
                     else => break,
                 }
             }
+            if tainted {
+                // Dropped at once, ending the task that outlived its
+                // request's deadline.
+                return true;
+            }
             // Kept only once the guest's last task has ended (one may
             // go on after its response), within one request's time.
             let quiet = tokio::time::timeout(
@@ -301,7 +306,7 @@ impl Worker {
             )
             .await
             .is_ok();
-            tainted || !quiet
+            !quiet
         });
         let result = clock.run(instance_loop, || cpu_share.release()).await;
         self.shared.leave(self.key, self.id, true);
