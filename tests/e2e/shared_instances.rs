@@ -320,3 +320,37 @@ async fn each_request_in_a_shared_instance_has_its_own_outbound_budget() -> Resu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_that_goes_retires_its_request_and_not_its_neighbours() -> Result<()> {
+    let (host, _acme) = shared_service(json!({})).await?;
+    // The warm instance, which served one request.
+    assert_eq!(get(&host, "/svc/count").await?.1, "1");
+    let neighbour = tokio::spawn({
+        let url = host.url("/svc/sleep/600");
+        async move {
+            let r = client()
+                .get(url)
+                .header("host", "acme.localhost")
+                .send()
+                .await?;
+            anyhow::Ok((r.status().as_u16(), r.text().await?))
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A client that gives up on a long wait in the same instance.
+    let gave_up = client()
+        .get(host.url("/svc/sleep/20000"))
+        .header("host", "acme.localhost")
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    ensure!(gave_up.is_err(), "{gave_up:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Its instance takes no more requests: this one is served by a fresh
+    // instance, not as the warm one's fourth.
+    assert_eq!(get(&host, "/svc/count").await?.1, "1");
+    // The neighbour in the instance it left finishes as if nothing happened.
+    assert_eq!(neighbour.await??, (200, "slept".to_string()));
+    Ok(())
+}

@@ -68,6 +68,8 @@ struct Work {
     cpu_budget_ticks: u64,
     deadline: tokio::time::Instant,
     admission: Admission,
+    /// Closes when the request's caller stops waiting (its client went).
+    waiting: oneshot::Receiver<()>,
     span: tracing::Span,
 }
 
@@ -90,6 +92,9 @@ where
     let exceeded = Arc::new(AtomicBool::new(false));
     let request = super::capped_request(request, &limits, &exceeded, &version.metrics);
     let (answer, answered) = oneshot::channel();
+    // Dropped with this future: when the client goes before the answer,
+    // the worker hears of it.
+    let (_waiting, waiting) = oneshot::channel::<()>();
     let job = Box::new(Job {
         answer,
         work: Work {
@@ -99,6 +104,7 @@ where
             cpu_budget_ticks: limits.cpu_ticks(),
             deadline: tokio::time::Instant::from_std(started + limits.wall_time),
             admission,
+            waiting,
             span: tracing::Span::current(),
         },
     });
@@ -347,6 +353,8 @@ impl Worker {
 enum Head {
     Guest(wasmtime::Result<Option<http::Response<ResponseBody>>>),
     Stopped(RequestError),
+    /// The client went before the answer.
+    Gone,
 }
 
 /// Reports how the host's side of a 0.3 request body ended.
@@ -373,6 +381,7 @@ async fn serve(
         cpu_budget_ticks,
         deadline,
         admission,
+        mut waiting,
         ..
     } = work;
     let (over_budget, spent) = oneshot::channel();
@@ -428,6 +437,7 @@ async fn serve(
         answered = &mut respond => Head::Guest(answered),
         () = &mut deadline_hit => Head::Stopped(wall()),
         Ok(()) = &mut spent => Head::Stopped(cpu()),
+        _ = &mut waiting => Head::Gone,
     };
     let stopped = |error: RequestError| {
         tracing::warn!(
@@ -478,6 +488,15 @@ async fn serve(
         }
         Head::Stopped(error) => {
             answers.give(number, Err(stopped(error)));
+            Ended::Abandoned
+        }
+        Head::Gone => {
+            // Its task cannot be stopped alone: the instance goes once its
+            // other requests end, ending it then.
+            tracing::info!(
+                "the client went before the answer; the instance takes no more requests"
+            );
+            answers.give(number, Err(RequestError::NoResponse));
             Ended::Abandoned
         }
     };
