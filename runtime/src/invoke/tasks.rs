@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::oneshot;
 use wasmtime::component::GuestTaskId;
 
 use crate::capabilities::outbound::OutboundHooks;
@@ -48,8 +47,6 @@ pub(crate) struct TaskContext {
     hooks: Option<OutboundHooks>,
     cpu_ticks: u64,
     cpu_budget_ticks: u64,
-    /// Told once, when the task has spent its CPU budget.
-    over_budget: Option<oneshot::Sender<()>>,
 }
 
 impl TaskContext {
@@ -58,7 +55,6 @@ impl TaskContext {
         request_id: Arc<str>,
         hooks: OutboundHooks,
         cpu_budget_ticks: u64,
-        over_budget: oneshot::Sender<()>,
     ) -> Self {
         Self {
             request,
@@ -66,7 +62,6 @@ impl TaskContext {
             hooks: Some(hooks),
             cpu_ticks: 0,
             cpu_budget_ticks,
-            over_budget: Some(over_budget),
         }
     }
 }
@@ -139,8 +134,8 @@ impl TaskContexts {
         Some(request_id)
     }
 
-    /// Charges one epoch tick to `task`; true when that takes it past its
-    /// budget (its request is told once).
+    /// Charges one epoch tick to `task`; true when that takes it (or the
+    /// tasks no request owns) past a budget, which ends the instance.
     pub(crate) fn charge(&mut self, task: GuestTaskId) -> bool {
         let streak = match self.streak {
             Some((last, n)) if last == task => n + 1,
@@ -165,9 +160,6 @@ impl TaskContexts {
             return false;
         }
         self.overran = Some(Overran::Request(context.request));
-        if let Some(tell) = context.over_budget.take() {
-            let _ = tell.send(());
-        }
         true
     }
 }

@@ -148,7 +148,7 @@ async fn start_worker(
             Ok(instance) => instance,
             Err(error) => {
                 // Those that joined meanwhile fail as this one does.
-                cx.shared.leave(key, id, true);
+                cx.shared.remove(key, id);
                 queue.close();
                 while let Ok(joined) = queue.try_recv() {
                     let _ = joined.answer.send(Err(error.clone()));
@@ -197,7 +197,7 @@ struct Worker {
 enum Ended {
     /// Answered, and its body sent or given up by the client.
     Done,
-    /// Answered early (deadline, CPU budget, trap) while its task may still
+    /// Answered early (deadline, client gone, trap) while its task may still
     /// run or the instance is broken: the instance must go.
     Abandoned,
 }
@@ -240,7 +240,7 @@ impl Worker {
         } = &mut instance;
         let GuestInstance::P3(service) = &*guest else {
             let _ = first.answer.send(Err(RequestError::Instantiate));
-            self.shared.leave(self.key, self.id, true);
+            self.shared.remove(self.key, self.id);
             return;
         };
         let shared = &self.shared;
@@ -278,7 +278,7 @@ impl Worker {
                 }
                 if running.is_empty() {
                     if !left {
-                        left = shared.leave(key, id, false);
+                        left = shared.leave_if_idle(key, id);
                     }
                     if left && !open {
                         break;
@@ -293,7 +293,8 @@ impl Worker {
                         shared.finished(key, id);
                         if ended == Ended::Abandoned && !tainted {
                             tainted = true;
-                            left = shared.leave(key, id, true);
+                            left = true;
+                            shared.remove(key, id);
                         }
                     }
                     else => break,
@@ -315,7 +316,7 @@ impl Worker {
             !quiet
         });
         let result = clock.run(instance_loop, || cpu_share.release()).await;
-        self.shared.leave(self.key, self.id, true);
+        self.shared.remove(self.key, self.id);
         let tainted = match result {
             Ok(tainted) => tainted,
             Err(error) => {
@@ -363,7 +364,9 @@ type RequestIo =
 
 /// One request as a task of the shared instance: started with its own
 /// context, answered when the guest returns its response (or at its
-/// deadline or CPU budget), ended when its body has been sent.
+/// deadline, or when its client goes), ended when its body has been sent.
+/// A task past its CPU budget is not seen here: the epoch callback traps
+/// the instance, and the worker answers every request in it.
 async fn serve(
     accessor: &Accessor<HostState>,
     service: &Service,
@@ -373,7 +376,6 @@ async fn serve(
     limits: Limits,
     metrics: &ServiceMetrics,
 ) -> Ended {
-    use futures::FutureExt;
     let Work {
         request,
         request_id,
@@ -384,8 +386,6 @@ async fn serve(
         mut waiting,
         ..
     } = work;
-    let (over_budget, spent) = oneshot::channel();
-    let mut spent = spent.fuse();
     let handler = service.wasi_http_handler().func_handle();
     let started = accessor.with(|mut access| -> wasmtime::Result<_> {
         let http = access.data_mut().http();
@@ -397,7 +397,7 @@ async fn serve(
         if let Some(tasks) = access.data_mut().tasks.as_deref_mut() {
             tasks.insert(
                 task,
-                TaskContext::new(number, request_id, hooks, cpu_budget_ticks, over_budget),
+                TaskContext::new(number, request_id, hooks, cpu_budget_ticks),
             );
         }
         Ok((call, io, task))
@@ -430,13 +430,9 @@ async fn serve(
     let wall = || RequestError::WallDeadline {
         limit: limits.wall_time,
     };
-    let cpu = || RequestError::CpuDeadline {
-        limit: limits.cpu_time,
-    };
     let head = tokio::select! {
         answered = &mut respond => Head::Guest(answered),
         () = &mut deadline_hit => Head::Stopped(wall()),
-        Ok(()) = &mut spent => Head::Stopped(cpu()),
         _ = &mut waiting => Head::Gone,
     };
     let stopped = |error: RequestError| {
@@ -465,11 +461,6 @@ async fn serve(
                 () = &mut deadline_hit => {
                     let _ = abort.send(());
                     stopped(wall());
-                    Ended::Abandoned
-                }
-                Ok(()) = &mut spent => {
-                    let _ = abort.send(());
-                    stopped(cpu());
                     Ended::Abandoned
                 }
             }

@@ -99,9 +99,18 @@ impl<J> Workers<J> {
         });
     }
 
-    /// Takes the worker off the list if it has no request in flight (or
-    /// `always`): no request is handed to it after this.
-    pub(super) fn leave(&self, key: ReuseKey, id: u64, always: bool) -> bool {
+    /// Takes the worker off the list if it has no request in flight; true
+    /// when it is off the list. No request is handed to it after this.
+    pub(super) fn leave_if_idle(&self, key: ReuseKey, id: u64) -> bool {
+        self.take_off(key, id, |worker| worker.in_flight == 0)
+    }
+
+    /// Takes the worker off the list, whatever it serves now.
+    pub(super) fn remove(&self, key: ReuseKey, id: u64) {
+        self.take_off(key, id, |_| true);
+    }
+
+    fn take_off(&self, key: ReuseKey, id: u64, when: impl FnOnce(&Busy<J>) -> bool) -> bool {
         self.with(|busy| {
             let Some(workers) = busy.get_mut(&key) else {
                 return true;
@@ -109,7 +118,7 @@ impl<J> Workers<J> {
             let Some(at) = workers.iter().position(|w| w.id == id) else {
                 return true;
             };
-            if !always && workers[at].in_flight > 0 {
+            if !when(&workers[at]) {
                 return false;
             }
             workers.swap_remove(at);
@@ -118,14 +127,5 @@ impl<J> Workers<J> {
             }
             true
         })
-    }
-
-    /// Workers running now.
-    pub fn len(&self) -> usize {
-        self.with(|busy| busy.values().map(Vec::len).sum())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
